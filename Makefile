@@ -1,0 +1,42 @@
+# Each target sets up what it needs: a virtual environment with the project and its tools.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test unit lint fmt typecheck venv clean up
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Run a small batch end to end on this machine: no servers, no configuration.
+demo: $(STAMP)
+	$(BIN)/imagegen demo
+
+## The whole test suite against real Postgres, Redis, an S3 server and the simulator.
+test: $(STAMP)
+	./scripts/ensure-services.sh
+	$(BIN)/pytest
+
+## Only the fast tests that need no servers.
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) demo-output .imagegen .pytest_cache .mypy_cache .ruff_cache

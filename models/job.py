@@ -1,0 +1,87 @@
+"""The job table: one row per generation request, the source of truth for its progress."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, Index, Integer, String, Text, Uuid, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, UTCDateTime, utcnow
+
+STATUSES = ("queued", "submitting", "running", "transferring", "succeeded", "failed", "cancelled")
+ACTIVE_STATUSES = ("queued", "submitting", "running", "transferring")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(_in("status", STATUSES), name="status"),
+        CheckConstraint(_in("priority", ("interactive", "batch")), name="priority"),
+        CheckConstraint("attempts >= 0 AND poll_count >= 0 AND ambiguous_submits >= 0",
+                        name="counters"),
+        # what the reconciler and the dispatcher scan: active jobs by their next-action time
+        Index("ix_jobs_active_next", "status", "next_action_at",
+              postgresql_where=text(_in("status", ACTIVE_STATUSES)),
+              sqlite_where=text(_in("status", ACTIVE_STATUSES))),
+        Index("ix_jobs_prediction_id", "prediction_id"),
+        Index("ix_jobs_created_at", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    priority: Mapped[str] = mapped_column(String(16), default="interactive")
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+
+    # the request, as validated against the provider contract
+    prompt: Mapped[str] = mapped_column(Text)
+    images: Mapped[list[str] | None] = mapped_column(JSON)
+    aspect_ratio: Mapped[str] = mapped_column(String(8))
+    resolution: Mapped[str] = mapped_column(String(8))
+    seed: Mapped[int | None] = mapped_column(Integer)
+
+    # progress at the provider
+    prediction_id: Mapped[str | None] = mapped_column(String(128))
+    provider_status: Mapped[str | None] = mapped_column(String(32))
+    outputs: Mapped[list[str] | None] = mapped_column(JSON)
+    nsfw: Mapped[list[bool] | None] = mapped_column(JSON)
+
+    # counters
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    poll_count: Mapped[int] = mapped_column(Integer, default=0)
+    poll_errors: Mapped[int] = mapped_column(Integer, default=0)
+    transfer_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    ambiguous_submits: Mapped[int] = mapped_column(Integer, default=0)
+
+    # scheduling: when the next step is due, who holds the row, and until when
+    next_action_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_token: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deadline_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    # outcome
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    generated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def request_fields(self) -> dict[str, Any]:
+        """The generation request as it was enqueued (for display and provider calls)."""
+        fields: dict[str, Any] = {"prompt": self.prompt, "aspect_ratio": self.aspect_ratio,
+                                  "resolution": self.resolution}
+        if self.images:
+            fields["images"] = self.images
+        if self.seed is not None:
+            fields["seed"] = self.seed
+        return fields

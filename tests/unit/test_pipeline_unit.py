@@ -1,0 +1,208 @@
+"""The pipeline's decisions against in-memory stand-ins: a scripted provider, a SQLite file,
+a local folder store and an in-process HTTP transport for downloads."""
+
+from __future__ import annotations
+
+import io
+import random
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker import errors as e
+from worker import repository as repo
+from worker.db import make_engine, upgrade
+from worker.pipeline import Next, Pipeline
+from worker.provider.wire import Prediction, PredictionState
+from worker.settings import Settings
+from worker.storage import LocalStore
+
+PID = "0123456789abcdef0123456789abcdef"
+
+
+def png_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 18), "navy").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+class ScriptedProvider:
+    """Answers each call with the next scripted prediction or error."""
+
+    def __init__(self) -> None:
+        self.submits: list[object] = []
+        self.results: list[object] = []
+        self.calls: list[str] = []
+
+    def _next(self, script: list[object]) -> Prediction:
+        item = script.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        assert isinstance(item, Prediction)
+        return item
+
+    def submit(self, body: dict[str, object]) -> Prediction:
+        self.calls.append("submit")
+        return self._next(self.submits)
+
+    def get_result(self, prediction_id: str) -> Prediction:
+        self.calls.append("result")
+        return self._next(self.results)
+
+
+def prediction(state: PredictionState, outputs: list[str] | None = None,
+               error: str | None = None) -> Prediction:
+    return Prediction(id=PID, state=state, raw_status=state.value, outputs=outputs or [],
+                      error=error, has_nsfw=[False], created_at=None, execution_time_ms=None,
+                      result_url=None)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[tuple[Pipeline, ScriptedProvider, sessionmaker[Session]]]:
+    url = f"sqlite:///{tmp_path / 'unit.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    factory = sessionmaker(engine, expire_on_commit=False)
+
+    @contextmanager
+    def sessions() -> Iterator[Session]:
+        with factory.begin() as session:
+            yield session
+
+    image = png_bytes()
+    downloads = httpx.Client(transport=httpx.MockTransport(
+        lambda request: httpx.Response(200, content=image, headers={"content-type": "image/png"})
+        if "good" in request.url.path else httpx.Response(404)))
+    settings = Settings(max_submit_attempts=3, retry_base_s=1, retry_max_s=4,
+                        ambiguous_submit="retry")
+    provider = ScriptedProvider()
+    pipeline = Pipeline(settings=settings, sessions=sessions, provider=provider,
+                        store=LocalStore(tmp_path / "store"), http=downloads,
+                        rng=random.Random(7))
+    yield pipeline, provider, factory
+    downloads.close()
+    engine.dispose()
+
+
+def new_job(factory: sessionmaker[Session]) -> uuid.UUID:
+    from datetime import UTC, datetime, timedelta
+
+    with factory.begin() as session:
+        job = repo.insert_job(session, fields={"prompt": "p", "aspect_ratio": "1:1",
+                                               "resolution": "1080p"}, priority="interactive",
+                              idempotency_key=None,
+                              deadline_at=datetime.now(UTC) + timedelta(hours=1))
+        return job.id
+
+
+def job_row(factory: sessionmaker[Session], job_id: uuid.UUID):  # type: ignore[no-untyped-def]
+    with factory() as session:
+        return repo.get_job(session, job_id)
+
+
+def make_due(factory: sessionmaker[Session], job_id: uuid.UUID) -> None:
+    from sqlalchemy import update
+
+    from models import Job
+
+    with factory.begin() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(next_action_at=None))
+
+
+def test_happy_path_moves_through_every_state(world) -> None:
+    pipeline, provider, factory = world
+    job_id = new_job(factory)
+    provider.submits = [prediction(PredictionState.PENDING)]
+    provider.results = [prediction(PredictionState.PENDING),
+                        prediction(PredictionState.COMPLETED, ["https://cdn.test/good/0.png"])]
+    assert pipeline.submit(job_id) == Next("poll", pipeline.settings.poll_initial_delay_s)
+    assert pipeline.poll(job_id).step == "poll"
+    assert pipeline.poll(job_id) == Next("transfer")
+    assert pipeline.transfer(job_id) is None
+    job = job_row(factory, job_id)
+    assert (job.status, job.poll_count, job.attempts) == ("succeeded", 2, 1)
+    with factory() as session:
+        (image,) = repo.list_images(session, job_id)
+    assert (image.width, image.height, image.bytes) == (32, 18, len(png_bytes()))
+
+
+def test_ambiguous_submit_is_counted_then_retried(world) -> None:
+    pipeline, provider, factory = world
+    job_id = new_job(factory)
+    provider.submits = [e.ProviderServerError("502 bad gateway", status_code=502),
+                        prediction(PredictionState.PENDING)]
+    step = pipeline.submit(job_id)
+    assert step is not None and step.step == "submit" and 0.5 <= step.delay_s <= 1
+    assert pipeline.submit(job_id) is None  # not due yet: a duplicate delivery does nothing
+    make_due(factory, job_id)
+    assert pipeline.submit(job_id).step == "poll"
+    job = job_row(factory, job_id)
+    assert (job.status, job.ambiguous_submits, job.attempts) == ("running", 1, 2)
+
+
+def test_unsent_submits_exhaust_the_budget(world) -> None:
+    pipeline, provider, factory = world
+    job_id = new_job(factory)
+    provider.submits = [e.ProviderUnreachable() for _ in range(3)]
+    for _ in range(2):
+        assert pipeline.submit(job_id).step == "submit"
+        make_due(factory, job_id)
+    assert pipeline.submit(job_id) is None
+    job = job_row(factory, job_id)
+    assert (job.status, job.error_code, job.ambiguous_submits) == ("failed",
+                                                                   "retries_exhausted", 0)
+
+
+def test_fleet_wide_refusal_keeps_the_job_queued_without_spending_attempts(world) -> None:
+    pipeline, provider, factory = world
+    job_id = new_job(factory)
+    provider.submits = [e.PermissionDenied("insufficient balance") for _ in range(5)]
+    for _ in range(5):
+        assert pipeline.submit(job_id).step == "submit"
+        make_due(factory, job_id)
+    job = job_row(factory, job_id)
+    assert (job.status, job.attempts) == ("queued", 0)
+    assert "insufficient balance" in job.error_message
+
+
+def test_completed_without_outputs_is_no_output(world) -> None:
+    pipeline, provider, factory = world
+    job_id = new_job(factory)
+    provider.submits = [prediction(PredictionState.PENDING)]
+    provider.results = [prediction(PredictionState.COMPLETED, [])]
+    pipeline.submit(job_id)
+    assert pipeline.poll(job_id) is None
+    assert job_row(factory, job_id).error_code == "no_output"
+
+
+def test_expired_output_fails_without_an_image_row(world) -> None:
+    pipeline, provider, factory = world
+    job_id = new_job(factory)
+    provider.submits = [prediction(PredictionState.PENDING)]
+    provider.results = [prediction(PredictionState.COMPLETED, ["https://cdn.test/gone/0.png"])]
+    pipeline.submit(job_id)
+    pipeline.poll(job_id)
+    assert pipeline.transfer(job_id) is None
+    job = job_row(factory, job_id)
+    assert (job.status, job.error_code) == ("failed", "output_unavailable")
+    with factory() as session:
+        assert repo.list_images(session, job_id) == []
+
+
+def test_past_deadline_fails_at_the_next_step(world) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    pipeline, provider, factory = world
+    job_id = new_job(factory)
+    provider.submits = [prediction(PredictionState.PENDING)]
+    pipeline.submit(job_id)
+    pipeline.clock = lambda: datetime.now(UTC) + timedelta(hours=2)
+    assert pipeline.poll(job_id) is None
+    assert job_row(factory, job_id).error_code == "deadline_exceeded"
+    assert provider.calls == ["submit"]

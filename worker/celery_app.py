@@ -1,0 +1,62 @@
+"""The Celery application, configured lazily from the settings on first use.
+
+Settings that matter for reliability: late acks with one message prefetched at a time, tasks
+rejected (redelivered) when a worker dies mid-task, and a broker visibility timeout far above
+any countdown the pipeline uses (poll countdowns are seconds; the truth lives in the row).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from worker.settings import Settings, get_settings
+
+QUEUE = "imagegen"
+
+app = Celery("imagegen", include=["worker.tasks"])
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "broker_url": settings.effective_broker_url,
+        "broker_transport_options": _transport_options(settings),
+        "broker_connection_retry_on_startup": True,
+        "task_default_queue": QUEUE,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "worker_hijack_root_logger": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "broker_connection_max_retries": None,
+        "enable_utc": True,
+    }
+
+
+def _transport_options(settings: Settings) -> dict[str, Any]:
+    url = settings.effective_broker_url
+    if url.startswith("filesystem"):  # embedded mode across processes: a folder as the broker
+        folder = (settings.data_dir / "broker").resolve()
+        for sub in ("out", "processed"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        return {"data_folder_in": str(folder / "out"), "data_folder_out": str(folder / "out"),
+                "processed_folder": str(folder / "processed"), "store_processed": False}
+    if url.startswith(("redis", "rediss")):
+        return {"visibility_timeout": settings.visibility_timeout_s}
+    return {}
+
+
+@app.on_configure.connect
+def _configure(sender: Celery, **_: Any) -> None:
+    sender.conf.update(celery_config(get_settings()))
+
+
+def reconfigure() -> None:
+    """Apply the current settings again (after the environment changed: tests, the demo)."""
+    app.conf.update(celery_config(get_settings()))

@@ -1,0 +1,185 @@
+"""The ``imagegen`` command line. Exit codes: 0 ok, 2 bad input, 1 any other failure."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from worker import jobs
+from worker.errors import BadInput, ConfigurationError, ImagegenError, JobNotFound
+from worker.settings import get_settings
+
+app = typer.Typer(help="Durable text-to-image job queue (GPTProto viduq2).",
+                  no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+out = Console()
+err = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handles_errors(func: F) -> F:
+    """Turn the project's errors into a one-line message and the documented exit code."""
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except BadInput as exc:
+            for field, rule in exc.problems:
+                err.print(f"[red]error:[/] {field}: {rule}", highlight=False)
+            raise typer.Exit(2) from None
+        except ConfigurationError as exc:
+            err.print(f"[red]error:[/] {exc.message}", highlight=False)
+            raise typer.Exit(2) from None
+        except ImagegenError as exc:
+            err.print(f"[red]error:[/] {exc.message}", highlight=False)
+            raise typer.Exit(1) from None
+    return wrapper  # type: ignore[return-value]
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@db_app.command("upgrade")
+@handles_errors
+def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
+    """Create or migrate the job tables (IMAGEGEN_DATABASE_URL, or the embedded file)."""
+    from worker.db import upgrade
+
+    upgrade(revision=revision)
+    out.print(f"database at revision {revision}")
+
+
+@app.command()
+@handles_errors
+def enqueue(
+    prompt: str = typer.Argument(..., help="What to draw (1-2000 characters)."),
+    aspect_ratio: str = typer.Option("1:1", "--aspect-ratio", "-a",
+                                     help="1:1 16:9 9:16 4:3 3:4 21:9 2:3 3:2 auto"),
+    resolution: str = typer.Option("1080p", "--resolution", "-r", help="1080p, 2K or 4K"),
+    seed: int | None = typer.Option(None, help="1 to 2147483647 (1 means random)."),
+    image: list[str] = typer.Option([], "--image", "-i",
+                                    help="Reference image: https URL or data URI (up to 7)."),
+    priority: str = typer.Option("interactive", help="interactive or batch"),
+    idempotency_key: str | None = typer.Option(None, help="Same key -> same job."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
+) -> None:
+    """Enqueue one generation job and print its id."""
+    request: dict[str, Any] = {"prompt": prompt, "aspect_ratio": aspect_ratio,
+                               "resolution": resolution}
+    if seed is not None:
+        request["seed"] = seed
+    if image:
+        request["images"] = image
+    job_id = jobs.enqueue(request, priority=priority, idempotency_key=idempotency_key)
+    if as_json:
+        _print_json({"id": str(job_id), "status": "queued"})
+    else:
+        out.print(str(job_id))
+
+
+@app.command()
+@handles_errors
+def status(job_id: str = typer.Argument(..., help="The job id."),
+           as_json: bool = typer.Option(False, "--json", help="Print a JSON object.")) -> None:
+    """Show a job: state, error, prediction, images and its event log."""
+    view = jobs.status(jobs.parse_job_id(job_id))
+    if as_json:
+        _print_json(view)
+        return
+    _print_status(view)
+
+
+def _print_status(view: dict[str, Any]) -> None:
+    out.print(f"[bold]{view['id']}[/]  {view['status']}", highlight=False)
+    if view["error_code"] or view["error_message"]:
+        out.print(f"error: {view['error_code']}: {view['error_message']}", highlight=False)
+    out.print(f"prediction {view['prediction_id'] or '-'}  attempts {view['attempts']}  "
+              f"polls {view['poll_count']}  ambiguous submits {view['ambiguous_submits']}",
+              highlight=False)
+    for image in view["images"]:
+        out.print(f"image {image['index']}: {image['bucket']}/{image['key']} "
+                  f"{image['width']}x{image['height']} {image['bytes']} bytes "
+                  f"sha256 {image['sha256'][:16]}...", highlight=False)
+    table = Table("at", "event", "from", "to", "detail", box=None)
+    for item in view.get("events", []):
+        table.add_row(item["at"][11:23], item["event"], item["from"] or "", item["to"] or "",
+                      json.dumps(item["detail"]) if item["detail"] else "")
+    out.print(table)
+
+
+@app.command()
+@handles_errors
+def cancel(job_id: str = typer.Argument(..., help="The job id."),
+           as_json: bool = typer.Option(False, "--json", help="Print a JSON object.")) -> None:
+    """Cancel a job: every later step sees it and stops; outputs are not copied."""
+    result = jobs.cancel(jobs.parse_job_id(job_id))
+    if as_json:
+        _print_json({"id": job_id, "status": result})
+    else:
+        out.print(f"{job_id} {result}")
+
+
+@app.command()
+@handles_errors
+def worker(
+    concurrency: int | None = typer.Option(None, "--concurrency", "-c",
+                                           help="Parallel tasks (IMAGEGEN_WORKER_CONCURRENCY)."),
+    pool: str = typer.Option("threads", help="Celery pool: threads (I/O bound) or prefork."),
+    hostname: str | None = typer.Option(None, "--hostname", "-n", help="Worker node name."),
+    loglevel: str | None = typer.Option(None, help="Log level (IMAGEGEN_LOG_LEVEL)."),
+) -> None:
+    """Run a Celery worker that takes jobs through submit, poll and transfer."""
+    from worker.celery_app import QUEUE
+    from worker.celery_app import app as celery
+    from worker.logs import configure_logging
+    from worker.provider.client import ProviderClient
+
+    settings = get_settings()
+    ProviderClient.from_settings(settings).close()  # fail now if the key is missing
+    configure_logging(loglevel or settings.log_level)
+    name = hostname or f"imagegen-{socket.gethostname()}-%i"
+    celery.worker_main(["worker", "-Q", QUEUE, "-P", pool, "-n", name,
+                        "-c", str(concurrency or settings.worker_concurrency),
+                        "--loglevel", (loglevel or settings.log_level).upper(),
+                        "--without-gossip", "--without-mingle"])
+
+
+@app.command()
+@handles_errors
+def demo(
+    jobs_count: int = typer.Option(8, "--jobs", min=1, max=200, help="How many jobs to run."),
+    output: str = typer.Option("demo-output", "--out", help="Folder for images and manifest."),
+) -> None:
+    """Run a small batch end to end on this machine: no servers, no configuration."""
+    from worker.demo import run_demo
+
+    raise typer.Exit(run_demo(jobs_count=jobs_count, output=output, console=out))
+
+
+def _register_simulator() -> None:
+    try:
+        from simulator.cli import simulator
+    except ImportError:  # pragma: no cover - the simulator ships with the package
+        return
+    app.command("simulator")(simulator)
+
+
+_register_simulator()
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["JobNotFound", "app", "main"]

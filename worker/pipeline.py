@@ -1,0 +1,256 @@
+"""The job's steps: submit, poll once, transfer. Each is a guarded transition around one call out.
+
+A step loads the row, checks it is in the state the step expects (not cancelled, not past its
+deadline), does one external call, writes the outcome with a guarded update and says what comes
+next. It never sleeps and never trusts that it runs exactly once: a duplicate or late delivery
+finds the row already moved and does nothing. Celery tasks only carry out the returned
+:class:`Next`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal, Protocol
+
+import httpx
+from sqlalchemy.orm import Session
+
+from models import Job
+from worker import repository as repo
+from worker.errors import ImagegenError, ProviderError, TransferError
+from worker.provider.failures import failure_error
+from worker.provider.wire import Prediction, PredictionState
+from worker.retry import Retry, RetryPolicy, Stop
+from worker.settings import Settings
+from worker.states import JobStatus
+from worker.storage import ObjectStore, object_key
+from worker.transfer import copy_output
+
+log = logging.getLogger("imagegen.pipeline")
+
+Clock = Callable[[], datetime]
+SessionFactory = Callable[[], AbstractContextManager[Session]]
+
+
+class Provider(Protocol):
+    """The two calls of the provider contract (the real client or an in-memory stand-in)."""
+
+    def submit(self, body: dict[str, object]) -> Prediction: ...
+
+    def get_result(self, prediction_id: str) -> Prediction: ...
+
+
+@dataclass(frozen=True)
+class Next:
+    """The step to run next for the job, and after how many seconds."""
+
+    step: Literal["submit", "poll", "transfer"]
+    delay_s: float = 0.0
+
+
+class Pipeline:
+    def __init__(self, *, settings: Settings, sessions: SessionFactory, provider: Provider,
+                 store: ObjectStore, http: httpx.Client, clock: Clock | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.provider = provider
+        self.store = store
+        self.http = http
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.rng = rng or random.Random()
+        self.policy = RetryPolicy(
+            base_s=settings.retry_base_s, max_s=settings.retry_max_s,
+            max_submit_attempts=settings.max_submit_attempts,
+            max_poll_errors=settings.max_poll_errors,
+            max_transfer_attempts=settings.max_transfer_attempts,
+            ambiguous_submit=settings.ambiguous_submit)
+
+    # --- submit ---------------------------------------------------------------------------------
+
+    def submit(self, job_id: uuid.UUID) -> Next | None:
+        """queued -> submitting -> running (or back to queued, or failed)."""
+        with self.sessions() as session:
+            claim = repo.claim_for_submit(session, job_id=job_id,
+                                          lease_s=self.settings.submit_lease_s)
+            job = repo.get_job(session, job_id) if claim else None
+        if claim is None or job is None:
+            return None  # not due, already moved on, or cancelled
+        if self._past_deadline(job):
+            self._expire(job_id, JobStatus.SUBMITTING)
+            return None
+        try:
+            prediction = self.provider.submit(job.request_fields())
+        except ProviderError as error:
+            return self._submit_failed(claim, job, error)
+        first_poll = self._poll_delay(0)
+        with self.sessions() as session:
+            moved = repo.mark_running(session, claim=claim, prediction_id=prediction.id,
+                                      provider_status=prediction.raw_status,
+                                      next_poll_at=self.clock() + timedelta(seconds=first_poll))
+        if not moved:
+            # cancelled (or the lease expired) while the call was out: the prediction runs on
+            # at the provider but nothing will copy its outputs
+            log.warning("submit_outcome_dropped", extra={"job_id": str(job_id),
+                                                         "prediction_id": prediction.id})
+            return None
+        log.info("submitted", extra={"job_id": str(job_id), "prediction_id": prediction.id,
+                                     "attempt": job.attempts})
+        return Next("poll", first_poll)
+
+    def _submit_failed(self, claim: repo.Claim, job: Job, error: ProviderError) -> Next | None:
+        decision = self.policy.decide("submit", error, job.attempts, self.rng)
+        log.warning("submit_failed", extra={"job_id": str(job.id), "attempt": job.attempts,
+                                            "error": error.code})
+        with self.sessions() as session:
+            if isinstance(decision, Stop):
+                repo.fail(session, job_id=job.id, sources=[JobStatus.SUBMITTING], claim=claim,
+                          code=decision.code, message=decision.message,
+                          ambiguous=decision.ambiguous)
+                return None
+            moved = repo.requeue_submit(
+                session, claim=claim, reason=error.message, ambiguous=decision.ambiguous,
+                not_before=self.clock() + timedelta(seconds=decision.delay_s),
+                refund_attempt=decision.refund)
+        return Next("submit", decision.delay_s) if moved else None
+
+    # --- poll -----------------------------------------------------------------------------------
+
+    def poll(self, job_id: uuid.UUID) -> Next | None:
+        """Ask the provider once; re-queue, or move to transferring, or fail."""
+        with self.sessions() as session:
+            job = repo.get_job(session, job_id)
+        if job is None or job.status != JobStatus.RUNNING or not job.prediction_id:
+            return None
+        if self._past_deadline(job):
+            self._expire(job_id, JobStatus.RUNNING)
+            return None
+        try:
+            prediction = self.provider.get_result(job.prediction_id)
+        except ProviderError as error:
+            return self._poll_failed(job, error)
+        if prediction.state is PredictionState.PENDING:
+            return self._still_running(job, prediction.raw_status)
+        if prediction.state is PredictionState.FAILED or not prediction.outputs:
+            # failure_error turns a completed prediction without outputs into NoOutput
+            self._end(job_id, JobStatus.RUNNING, failure_error(prediction))
+            return None
+        with self.sessions() as session:
+            moved = repo.mark_generated(session, job_id=job_id, outputs=list(prediction.outputs),
+                                        provider_status=prediction.raw_status,
+                                        nsfw=list(prediction.has_nsfw))
+        return Next("transfer") if moved else None
+
+    def _still_running(self, job: Job, provider_status: str) -> Next | None:
+        delay = self._poll_delay(job.poll_count + 1)
+        with self.sessions() as session:
+            recorded = repo.record_poll(session, job_id=job.id, provider_status=provider_status,
+                                        next_poll_at=self.clock() + timedelta(seconds=delay))
+        return Next("poll", delay) if recorded else None
+
+    def _poll_failed(self, job: Job, error: ProviderError) -> Next | None:
+        decision = self.policy.decide("poll", error, job.poll_errors + 1, self.rng)
+        if isinstance(decision, Stop):
+            self._end(job.id, JobStatus.RUNNING, error, code=decision.code,
+                      message=decision.message)
+            return None
+        delay = max(decision.delay_s, self._poll_delay(job.poll_count + 1))
+        with self.sessions() as session:
+            recorded = repo.record_poll(session, job_id=job.id, error=error.message,
+                                        provider_status=job.provider_status or "unknown",
+                                        next_poll_at=self.clock() + timedelta(seconds=delay))
+        return Next("poll", delay) if recorded else None
+
+    def _poll_delay(self, polls_done: int) -> float:
+        """Seconds until the next poll: a first wait, then a growing, capped interval."""
+        settings = self.settings
+        if polls_done == 0:
+            return settings.poll_initial_delay_s
+        interval = settings.poll_interval_s * settings.poll_backoff ** (polls_done - 1)
+        return min(interval, settings.poll_max_interval_s) * self.rng.uniform(0.9, 1.1)
+
+    # --- transfer -------------------------------------------------------------------------------
+
+    def transfer(self, job_id: uuid.UUID) -> Next | None:
+        """Copy every output not yet stored, then transferring -> succeeded."""
+        with self.sessions() as session:
+            claim = repo.claim_for_transfer(session, job_id=job_id,
+                                            lease_s=self.settings.transfer_lease_s)
+            job = repo.get_job(session, job_id) if claim else None
+            done = repo.stored_indexes(session, job_id) if claim else set()
+        if claim is None or job is None:
+            return None
+        if self._past_deadline(job):
+            self._expire(job_id, JobStatus.TRANSFERRING)
+            return None
+        try:
+            for index, url in enumerate(job.outputs or []):
+                if index not in done:
+                    self._copy_one(job, index, url)
+        except TransferError as error:
+            return self._transfer_failed(claim, job, error)
+        with self.sessions() as session:
+            repo.mark_succeeded(session, claim=claim)
+        return None
+
+    def _copy_one(self, job: Job, index: int, url: str) -> None:
+        with self.sessions() as session:  # cancelled meanwhile: copy nothing more
+            current = repo.get_job(session, job.id)
+            if current is None or current.status != JobStatus.TRANSFERRING:
+                raise _Abandoned()
+        key = object_key(self.store.prefix, job.id, job.created_at, index)
+        stored = copy_output(self.http, url, self.store, key,
+                             max_bytes=self.settings.max_output_bytes)
+        nsfw = job.nsfw[index] if job.nsfw and index < len(job.nsfw) else None
+        with self.sessions() as session:
+            repo.record_image(session, values={
+                "job_id": job.id, "idx": index, "bucket": self.store.bucket, "key": key,
+                "content_type": stored.content_type, "bytes": stored.bytes,
+                "sha256": stored.sha256, "width": stored.width, "height": stored.height,
+                "source_url": url, "nsfw": nsfw})
+        log.info("output_stored", extra={"job_id": str(job.id), "index": index,
+                                         "bytes": stored.bytes})
+
+    def _transfer_failed(self, claim: repo.Claim, job: Job, error: TransferError) -> Next | None:
+        if isinstance(error, _Abandoned):
+            return None
+        decision = self.policy.decide("transfer", error, job.transfer_attempts, self.rng)
+        log.warning("transfer_failed", extra={"job_id": str(job.id), "error": error.code,
+                                              "attempt": job.transfer_attempts})
+        with self.sessions() as session:
+            if isinstance(decision, Stop):
+                repo.fail(session, job_id=job.id, sources=[JobStatus.TRANSFERRING],
+                          claim=claim, code=decision.code, message=decision.message)
+                return None
+            assert isinstance(decision, Retry)
+            moved = repo.release_transfer(
+                session, claim=claim, reason=error.message,
+                not_before=self.clock() + timedelta(seconds=decision.delay_s))
+        return Next("transfer", decision.delay_s) if moved else None
+
+    # --- endings --------------------------------------------------------------------------------
+
+    def _past_deadline(self, job: Job) -> bool:
+        return self.clock() >= job.deadline_at
+
+    def _expire(self, job_id: uuid.UUID, status: JobStatus) -> None:
+        with self.sessions() as session:
+            repo.fail(session, job_id=job_id, sources=[status], code="deadline_exceeded",
+                      message="the job did not finish before its deadline")
+
+    def _end(self, job_id: uuid.UUID, status: JobStatus, error: ImagegenError, *,
+             code: str | None = None, message: str | None = None) -> None:
+        with self.sessions() as session:
+            repo.fail(session, job_id=job_id, sources=[status], code=code or error.code,
+                      message=message or error.message)
+        log.info("job_failed", extra={"job_id": str(job_id), "error": code or error.code})
+
+
+class _Abandoned(TransferError):
+    """The job left the transferring state (cancelled) while its outputs were being copied."""

@@ -1,0 +1,255 @@
+"""All SQL lives here. Every status change is a guarded update plus an event, in one transaction.
+
+A guarded update names the statuses it may start from (checked against the pure state machine)
+and, where a worker holds the row, the lease token. When no row matches, the row has moved on
+(a duplicate or late delivery, a cancellation) and the caller does nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from models import ACTIVE_STATUSES, Job, JobEvent, JobImage
+from models.base import utcnow
+from worker.states import JobStatus, transition
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A lease on a job: proof that this worker may perform the step until it expires."""
+
+    job_id: uuid.UUID
+    token: uuid.UUID
+
+
+# --- reads --------------------------------------------------------------------------------------
+
+
+def get_job(session: Session, job_id: uuid.UUID) -> Job | None:
+    return session.get(Job, job_id, populate_existing=True)
+
+
+def get_job_by_idempotency_key(session: Session, key: str) -> Job | None:
+    return session.scalars(select(Job).where(Job.idempotency_key == key)).first()
+
+
+def list_images(session: Session, job_id: uuid.UUID) -> list[JobImage]:
+    query = select(JobImage).where(JobImage.job_id == job_id).order_by(JobImage.idx)
+    return list(session.scalars(query))
+
+
+def list_events(session: Session, job_id: uuid.UUID) -> list[JobEvent]:
+    query = select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
+    return list(session.scalars(query))
+
+
+def stored_indexes(session: Session, job_id: uuid.UUID) -> set[int]:
+    return set(session.scalars(select(JobImage.idx).where(JobImage.job_id == job_id)))
+
+
+def count_by_status(session: Session, job_ids: Iterable[uuid.UUID]) -> dict[str, int]:
+    query = (select(Job.status, func.count()).where(Job.id.in_(list(job_ids)))
+             .group_by(Job.status))
+    return {status: count for status, count in session.execute(query).tuples()}
+
+
+# --- writes -------------------------------------------------------------------------------------
+
+
+def insert_job(session: Session, *, fields: dict[str, Any], priority: str,
+               idempotency_key: str | None, deadline_at: datetime) -> Job:
+    now = utcnow()
+    job = Job(id=uuid.uuid4(), status=JobStatus.QUEUED.value, priority=priority,
+              idempotency_key=idempotency_key, deadline_at=deadline_at, next_action_at=now,
+              created_at=now, updated_at=now, attempts=0, poll_count=0, poll_errors=0,
+              transfer_attempts=0, ambiguous_submits=0, **fields)
+    session.add(job)
+    session.flush()
+    add_event(session, job_id=job.id, event="enqueued", to_status=JobStatus.QUEUED)
+    return job
+
+
+def add_event(session: Session, *, job_id: uuid.UUID, event: str,
+              from_status: JobStatus | None = None, to_status: JobStatus | None = None,
+              detail: dict[str, Any] | None = None) -> None:
+    session.add(JobEvent(job_id=job_id, at=utcnow(), event=event, detail=detail,
+                         from_status=from_status, to_status=to_status))
+
+
+def _move(session: Session, *, job_id: uuid.UUID, sources: Iterable[JobStatus],
+          target: JobStatus, event: str, values: dict[str, Any] | None = None,
+          guard: ColumnElement[bool] | None = None, detail: dict[str, Any] | None = None
+          ) -> JobStatus | None:
+    """Move the job to ``target`` if it is in one of ``sources``; return the status it left."""
+    sources = list(sources)
+    for source in sources:
+        transition(source, target)  # a programming error if the state machine forbids it
+    condition = and_(Job.id == job_id, Job.status.in_([s.value for s in sources]))
+    if guard is not None:
+        condition = and_(condition, guard)
+    current: str | None = sources[0].value
+    if len(sources) > 1:  # lock the row to learn which source it leaves from
+        current = session.scalar(select(Job.status).where(condition).with_for_update())
+    if current is None:
+        return None
+    statement = (update(Job).where(condition)
+                 .values(status=target.value, updated_at=utcnow(), **(values or {})))
+    if session.execute(statement).rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    source = JobStatus(current)
+    add_event(session, job_id=job_id, event=event, from_status=source, to_status=target,
+              detail=detail)
+    return source
+
+
+def _lease_values(lease_s: float) -> tuple[uuid.UUID, dict[str, Any]]:
+    token = uuid.uuid4()
+    return token, {"lease_token": token, "lease_expires_at": utcnow() + timedelta(seconds=lease_s)}
+
+
+def claim_for_submit(session: Session, *, job_id: uuid.UUID, lease_s: float) -> Claim | None:
+    """queued -> submitting, if the job is due; counts the attempt."""
+    token, values = _lease_values(lease_s)
+    due = or_(Job.next_action_at.is_(None), Job.next_action_at <= utcnow())
+    moved = _move(session, job_id=job_id, sources=[JobStatus.QUEUED],
+                  target=JobStatus.SUBMITTING, event="submit_started", guard=due,
+                  values={**values, "attempts": Job.attempts + 1})
+    return Claim(job_id, token) if moved else None
+
+
+def _holds(claim: Claim) -> ColumnElement[bool]:
+    return Job.lease_token == claim.token
+
+
+def _release() -> dict[str, Any]:
+    return {"lease_token": None, "lease_expires_at": None}
+
+
+def mark_running(session: Session, *, claim: Claim, prediction_id: str, provider_status: str,
+                 next_poll_at: datetime) -> bool:
+    """submitting -> running, storing the prediction id in the same transaction."""
+    values = {**_release(), "prediction_id": prediction_id, "provider_status": provider_status,
+              "submitted_at": utcnow(), "next_poll_at": next_poll_at,
+              "next_action_at": next_poll_at}
+    return _move(session, job_id=claim.job_id, sources=[JobStatus.SUBMITTING],
+                 target=JobStatus.RUNNING, event="submitted", guard=_holds(claim),
+                 values=values, detail={"prediction_id": prediction_id}) is not None
+
+
+def requeue_submit(session: Session, *, claim: Claim, not_before: datetime, reason: str,
+                   ambiguous: bool, refund_attempt: bool = False) -> bool:
+    """submitting -> queued, to be tried again at ``not_before``."""
+    values: dict[str, Any] = {**_release(), "next_action_at": not_before, "error_message": reason}
+    if ambiguous:
+        values["ambiguous_submits"] = Job.ambiguous_submits + 1
+    if refund_attempt:
+        values["attempts"] = Job.attempts - 1
+    detail = {"reason": reason, "retry_at": not_before.isoformat(), "ambiguous": ambiguous}
+    return _move(session, job_id=claim.job_id, sources=[JobStatus.SUBMITTING],
+                 target=JobStatus.QUEUED, event="submit_retry", guard=_holds(claim),
+                 values=values, detail=detail) is not None
+
+
+def fail(session: Session, *, job_id: uuid.UUID, sources: Iterable[JobStatus], code: str,
+         message: str, claim: Claim | None = None, ambiguous: bool = False) -> bool:
+    """Any active status -> failed, recording the named code and the reason."""
+    values: dict[str, Any] = {**_release(), "error_code": code, "error_message": message,
+                              "finished_at": utcnow(), "next_action_at": None,
+                              "next_poll_at": None}
+    if ambiguous:
+        values["ambiguous_submits"] = Job.ambiguous_submits + 1
+    guard = _holds(claim) if claim else None
+    return _move(session, job_id=job_id, sources=sources, target=JobStatus.FAILED,
+                 event="failed", guard=guard, values=values,
+                 detail={"code": code, "message": message}) is not None
+
+
+def cancel(session: Session, *, job_id: uuid.UUID, reason: str) -> JobStatus | None:
+    """Any active status -> cancelled; returns the status it left, None if already ended."""
+    values = {**_release(), "finished_at": utcnow(), "next_action_at": None,
+              "next_poll_at": None, "error_code": "cancelled", "error_message": reason}
+    sources = [JobStatus(s) for s in ACTIVE_STATUSES]
+    return _move(session, job_id=job_id, sources=sources, target=JobStatus.CANCELLED,
+                 event="cancelled", values=values, detail={"reason": reason})
+
+
+def record_poll(session: Session, *, job_id: uuid.UUID, provider_status: str,
+                next_poll_at: datetime, error: str | None = None) -> bool:
+    """Count a poll of a running job and when the next one is due (not a transition)."""
+    values: dict[str, Any] = {"provider_status": provider_status, "next_poll_at": next_poll_at,
+                              "next_action_at": next_poll_at, "poll_count": Job.poll_count + 1,
+                              "updated_at": utcnow()}
+    if error:
+        values["poll_errors"] = Job.poll_errors + 1
+        values["error_message"] = error
+    statement = (update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING.value)
+                 .values(**values))
+    return session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+
+
+def mark_generated(session: Session, *, job_id: uuid.UUID, provider_status: str,
+                   outputs: list[str], nsfw: list[bool]) -> bool:
+    """running -> transferring, storing the output URLs to copy."""
+    now = utcnow()
+    values = {"provider_status": provider_status, "outputs": outputs, "nsfw": nsfw,
+              "generated_at": now, "next_poll_at": None, "next_action_at": now,
+              "poll_count": Job.poll_count + 1, "error_message": None}
+    return _move(session, job_id=job_id, sources=[JobStatus.RUNNING],
+                 target=JobStatus.TRANSFERRING, event="generated", values=values,
+                 detail={"outputs": len(outputs)}) is not None
+
+
+def claim_for_transfer(session: Session, *, job_id: uuid.UUID, lease_s: float) -> Claim | None:
+    """Take the transfer lease of a transferring job whose lease is free or expired."""
+    token, values = _lease_values(lease_s)
+    now = utcnow()
+    statement = (
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.TRANSFERRING.value,
+               or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now),
+               or_(Job.next_action_at.is_(None), Job.next_action_at <= now))
+        .values(**values, transfer_attempts=Job.transfer_attempts + 1, updated_at=now))
+    if session.execute(statement).rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    add_event(session, job_id=job_id, event="transfer_started")
+    return Claim(job_id, token)
+
+
+def release_transfer(session: Session, *, claim: Claim, not_before: datetime,
+                     reason: str) -> bool:
+    """Give the transfer lease back, to be tried again at ``not_before``."""
+    statement = (update(Job).where(Job.id == claim.job_id, _holds(claim),
+                                   Job.status == JobStatus.TRANSFERRING.value)
+                 .values(**_release(), next_action_at=not_before, error_message=reason,
+                         updated_at=utcnow()))
+    if session.execute(statement).rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    add_event(session, job_id=claim.job_id, event="transfer_retry",
+              detail={"reason": reason, "retry_at": not_before.isoformat()})
+    return True
+
+
+def record_image(session: Session, *, values: dict[str, Any]) -> None:
+    """Insert the image row, or overwrite the one for the same (job, index)."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = insert(JobImage).values(created_at=utcnow(), **values)
+    changed = {k: statement.excluded[k] for k in values if k not in ("job_id", "idx")}
+    session.execute(statement.on_conflict_do_update(index_elements=["job_id", "idx"],
+                                                    set_=changed))
+
+
+def mark_succeeded(session: Session, *, claim: Claim) -> bool:
+    """transferring -> succeeded, only for the holder of the transfer lease."""
+    values = {**_release(), "finished_at": utcnow(), "next_action_at": None,
+              "error_code": None, "error_message": None}
+    return _move(session, job_id=claim.job_id, sources=[JobStatus.TRANSFERRING],
+                 target=JobStatus.SUCCEEDED, event="succeeded", guard=_holds(claim),
+                 values=values) is not None

@@ -1,0 +1,39 @@
+"""The per-process objects a worker needs, built once on first use (after any fork)."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+
+from worker.db import session_scope
+from worker.pipeline import Pipeline
+from worker.provider.client import ProviderClient
+from worker.settings import get_settings
+from worker.storage import store_from_settings
+
+_lock = threading.Lock()
+_pipeline: Pipeline | None = None
+
+
+def get_pipeline() -> Pipeline:
+    global _pipeline
+    with _lock:
+        if _pipeline is None:
+            settings = get_settings()
+            download = httpx.Client(
+                timeout=httpx.Timeout(settings.download_timeout_s,
+                                      connect=settings.connect_timeout_s),
+                headers={"Accept-Encoding": "identity"}, follow_redirects=True,
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+            _pipeline = Pipeline(settings=settings, sessions=session_scope,
+                                 provider=ProviderClient.from_settings(settings),
+                                 store=store_from_settings(settings), http=download)
+        return _pipeline
+
+
+def reset_pipeline() -> None:
+    """Forget the cached pipeline (tests, the demo after changing settings)."""
+    global _pipeline
+    with _lock:
+        _pipeline = None

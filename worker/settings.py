@@ -1,0 +1,136 @@
+"""One validated settings object, read from the environment through a cached ``get_settings()``.
+
+Unset service URLs fall back to the embedded single-machine mode: a SQLite file, an in-process
+broker and images written under a local folder, all below ``IMAGEGEN_DATA_DIR``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.errors import ConfigurationError
+
+ENV_PREFIX = "IMAGEGEN_"
+#: Settings read from variables outside the IMAGEGEN_ prefix, by field name.
+FOREIGN_ENV = {"api_key": "GPTPROTO_API_KEY", "base_url": "GPTPROTO_BASE_URL"}
+
+
+class Settings(BaseSettings):
+    """Everything configurable, with units in the names."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True,
+                                      populate_by_name=True)
+
+    # --- services ------------------------------------------------------------------------------
+    data_dir: Path = Path(".imagegen")
+    database_url: str | None = None
+    broker_url: str | None = None
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None
+    api_key: SecretStr | None = Field(default=None, validation_alias="GPTPROTO_API_KEY")
+    base_url: str = Field(default="https://gptproto.com", validation_alias="GPTPROTO_BASE_URL")
+
+    # --- provider calls ------------------------------------------------------------------------
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    submit_timeout_s: float = Field(default=30.0, gt=0)
+    poll_timeout_s: float = Field(default=15.0, gt=0)
+
+    # --- polling -------------------------------------------------------------------------------
+    poll_initial_delay_s: float = Field(default=5.0, ge=0)
+    poll_interval_s: float = Field(default=2.0, gt=0)
+    poll_max_interval_s: float = Field(default=10.0, gt=0)
+    poll_backoff: float = Field(default=1.5, ge=1)
+
+    # --- retries, leases, deadlines ------------------------------------------------------------
+    max_submit_attempts: int = Field(default=6, ge=1)
+    max_poll_errors: int = Field(default=20, ge=1)
+    max_transfer_attempts: int = Field(default=5, ge=1)
+    retry_base_s: float = Field(default=2.0, gt=0)
+    retry_max_s: float = Field(default=300.0, gt=0)
+    ambiguous_submit: Literal["retry", "fail"] = "retry"
+    submit_lease_s: float = Field(default=120.0, gt=0)
+    transfer_lease_s: float = Field(default=900.0, gt=0)
+    job_deadline_s: float = Field(default=6 * 3600.0, gt=0)
+
+    # --- transfer ------------------------------------------------------------------------------
+    download_timeout_s: float = Field(default=60.0, gt=0)
+    max_output_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
+    multipart_chunk_bytes: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024)
+    presign_expiry_s: int = Field(default=3600, gt=0)
+
+    # --- worker --------------------------------------------------------------------------------
+    worker_concurrency: int = Field(default=16, ge=1)
+    visibility_timeout_s: int = Field(default=3600, ge=60)
+    allow_private_urls: bool = False
+    log_level: str = "INFO"
+
+    @field_validator("database_url", "broker_url", "storage_url", "s3_endpoint_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme == "s3" and parts.netloc:
+            return value
+        if parts.scheme == "file" and parts.path:
+            return value
+        raise ValueError("must be s3://bucket[/prefix] or file:///absolute/folder")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_base(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    # --- derived -------------------------------------------------------------------------------
+    @property
+    def embedded(self) -> bool:
+        """True when no database server is configured (the single-machine mode)."""
+        return self.database_url is None
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'imagegen.db').resolve()}"
+
+    @property
+    def effective_broker_url(self) -> str:
+        if self.broker_url:
+            return self.broker_url
+        return "filesystem://"
+
+    @property
+    def effective_storage_url(self) -> str:
+        return self.storage_url or (self.data_dir / "images").resolve().as_uri()
+
+
+def env_name(field: str) -> str:
+    return FOREIGN_ENV.get(field, ENV_PREFIX + field.upper())
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, validated once; errors name the environment variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = [f"{env_name(str(e['loc'][0]))}: {e['msg']}" for e in exc.errors()]
+        raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests, and commands that change the environment)."""
+    get_settings.cache_clear()

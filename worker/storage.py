@@ -1,0 +1,139 @@
+"""Object stores: S3-compatible (boto3) for service mode, a local folder for the embedded mode.
+
+Both take a file object and stream it: S3 through a multipart upload of bounded chunks (one in
+memory at a time), the folder through a temporary file renamed into place. If reading the
+stream raises (a truncated or corrupt download), no object is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO, Protocol
+from urllib.parse import urlsplit
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from worker.errors import StorageError
+from worker.settings import Settings
+
+
+class ObjectStore(Protocol):
+    """Where output images are kept."""
+
+    bucket: str
+    prefix: str
+
+    def put(self, key: str, stream: BinaryIO, *, content_type: str) -> None: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def url_for(self, key: str) -> str: ...
+
+
+def object_key(prefix: str, job_id: uuid.UUID, created_at: datetime, index: int) -> str:
+    """``{prefix}/{yyyy}/{mm}/{dd}/{job_id}/{index}.png``: a repeated copy hits the same key."""
+    path = f"{created_at:%Y/%m/%d}/{job_id}/{index}.png"
+    return f"{prefix}/{path}" if prefix else path
+
+
+class S3Store:
+    """An S3-compatible bucket (AWS, MinIO, moto); credentials from the standard AWS_* variables."""
+
+    def __init__(self, bucket: str, prefix: str, *, endpoint_url: str | None,
+                 chunk_bytes: int, presign_expiry_s: int) -> None:
+        self.bucket = bucket
+        self.prefix = prefix
+        self._expiry = presign_expiry_s
+        config = BotoConfig(retries={"max_attempts": 3, "mode": "standard"},
+                            connect_timeout=5, read_timeout=60)
+        self._client = boto3.session.Session().client("s3", endpoint_url=endpoint_url,
+                                                      config=config)
+        # no threads and one chunk size: memory per transfer stays near one chunk
+        self._transfer = TransferConfig(multipart_threshold=chunk_bytes,
+                                        multipart_chunksize=chunk_bytes, use_threads=False)
+
+    def put(self, key: str, stream: BinaryIO, *, content_type: str) -> None:
+        try:
+            self._client.upload_fileobj(stream, self.bucket, key, Config=self._transfer,
+                                        ExtraArgs={"ContentType": content_type})
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"upload to s3://{self.bucket}/{key} failed: {exc}") from None
+
+    def get(self, key: str) -> bytes:
+        try:
+            body = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            return bytes(body.read())
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"download of s3://{self.bucket}/{key} failed: {exc}") from None
+
+    def url_for(self, key: str) -> str:
+        """A presigned download URL."""
+        return str(self._client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self._expiry))
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it does not exist (tests, demo, first start)."""
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            self._client.create_bucket(Bucket=self.bucket)
+
+
+class LocalStore:
+    """A folder on this machine (the embedded mode); the folder is the "bucket"."""
+
+    def __init__(self, root: Path, prefix: str = "") -> None:
+        self.root = root
+        self.bucket = str(root)
+        self.prefix = prefix
+
+    def path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise StorageError(f"key {key!r} escapes the storage folder")
+        return path
+
+    def put(self, key: str, stream: BinaryIO, *, content_type: str) -> None:
+        target = self.path(key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
+                try:
+                    while block := stream.read(1024 * 1024):
+                        tmp.write(block)
+                except BaseException:
+                    os.unlink(tmp.name)
+                    raise
+            os.replace(tmp.name, target)
+        except OSError as exc:
+            raise StorageError(f"writing {target} failed: {exc.strerror}") from None
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self.path(key).read_bytes()
+        except OSError as exc:
+            raise StorageError(f"reading {key} failed: {exc.strerror}") from None
+
+    def url_for(self, key: str) -> str:
+        return self.path(key).as_uri()
+
+    def ensure_bucket(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
+
+def store_from_settings(settings: Settings) -> S3Store | LocalStore:
+    """The store named by ``IMAGEGEN_STORAGE_URL`` (a local folder when unset)."""
+    parts = urlsplit(settings.effective_storage_url)
+    prefix = parts.path.strip("/")
+    if parts.scheme == "file":
+        return LocalStore(Path(parts.path))
+    return S3Store(parts.netloc, prefix, endpoint_url=settings.s3_endpoint_url,
+                   chunk_bytes=settings.multipart_chunk_bytes,
+                   presign_expiry_s=settings.presign_expiry_s)
