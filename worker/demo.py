@@ -49,7 +49,7 @@ def run_demo(*, jobs_count: int, output: str, console: Console) -> int:
             _wait(ids, console)
     views = _collect(ids)
     manifest = _write_manifest(out_dir, views)
-    _print_table(views, out_dir, console)
+    _print_table(views, console)
     console.print(f"\nimages under {out_dir / 'images'}\nmanifest {manifest}")
     return 0 if all(view["status"] == "succeeded" for view in views) else 1
 
@@ -67,10 +67,12 @@ def _fresh(out_dir: Path) -> None:
 
 @contextmanager
 def _simulator() -> Iterator[str]:
-    from simulator.config import SimulatorConfig
+    from simulator.config import SimulatorConfig, parse_latency
     from simulator.server import serve_in_thread
 
-    config = SimulatorConfig.demo() if hasattr(SimulatorConfig, "demo") else SimulatorConfig()
+    # generation times shortened from the provider's 15-60 s so the demo takes seconds
+    config = SimulatorConfig(api_keys=frozenset({DEMO_KEY}),
+                             latency=parse_latency(["1080p=1-3", "2K=2-4", "4K=3-5"]))
     running = serve_in_thread(config)
     try:
         yield running.base_url
@@ -110,7 +112,7 @@ def _worker() -> Iterator[None]:
     from worker.celery_app import app
 
     with start_worker(app, pool="threads", concurrency=8, perform_ping_check=False,
-                      loglevel="WARNING", shutdown_timeout=30):
+                      hostname="demo@localhost", loglevel="WARNING", shutdown_timeout=30):
         yield
 
 
@@ -163,13 +165,19 @@ def _write_manifest(out_dir: Path, views: list[dict[str, Any]]) -> Path:
     return path
 
 
-def _print_table(views: list[dict[str, Any]], out_dir: Path, console: Console) -> None:
-    table = Table("job", "prompt", "ratio", "res", "status", "size", "file")
+def _print_table(views: list[dict[str, Any]], console: Console) -> None:
+    table = Table(title="demo jobs", title_justify="left")
+    table.add_column("job", no_wrap=True)
+    table.add_column("prompt", no_wrap=True, max_width=24, overflow="ellipsis")
+    for name in ("ratio", "res", "status", "pixels"):
+        table.add_column(name, no_wrap=True, min_width=len(name))
     for view in views:
         request, image = view["request"], (view["images"] or [None])[0]
-        size = f"{image['width']}x{image['height']}" if image else "-"
-        path = str(Path(image["bucket"]) / image["key"]) if image else view["error_code"] or "-"
-        table.add_row(view["id"][:8], request["prompt"][:32], request["aspect_ratio"],
-                      request["resolution"], view["status"], size,
-                      os.path.relpath(path, Path.cwd()) if image else path)
+        pixels = f"{image['width']}x{image['height']}" if image else view["error_code"]
+        table.add_row(view["id"][:8], request["prompt"], request["aspect_ratio"],
+                      request["resolution"], view["status"], pixels)
     console.print(table)
+    for view in views:
+        for image in view["images"]:
+            path = os.path.relpath(Path(image["bucket"]) / image["key"])
+            console.print(f"{view['id'][:8]}  {path}", highlight=False, soft_wrap=True)

@@ -72,6 +72,13 @@ class Pipeline:
             max_transfer_attempts=settings.max_transfer_attempts,
             ambiguous_submit=settings.ambiguous_submit)
 
+    def close(self) -> None:
+        """Close the HTTP connections this pipeline holds."""
+        self.http.close()
+        close = getattr(self.provider, "close", None)
+        if close is not None:
+            close()
+
     # --- submit ---------------------------------------------------------------------------------
 
     def submit(self, job_id: uuid.UUID) -> Next | None:

@@ -36,4 +36,6 @@ def reset_pipeline() -> None:
     """Forget the cached pipeline (tests, the demo after changing settings)."""
     global _pipeline
     with _lock:
+        if _pipeline is not None:
+            _pipeline.close()
         _pipeline = None
