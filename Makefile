@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit lint fmt typecheck venv clean up
+.PHONY: demo test unit chaos lint fmt typecheck venv clean up
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ test: $(STAMP)
 	./scripts/ensure-services.sh
 	$(BIN)/pytest
 
+## 500 jobs through real workers that keep being killed, a flushed Redis, a restarted
+## Postgres and a hostile provider; prints what was lost (must be nothing).
+chaos: $(STAMP)
+	./scripts/ensure-services.sh
+	$(BIN)/python -m tests.chaos --jobs 500
+
 ## Only the fast tests that need no servers.
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
@@ -40,3 +46,7 @@ typecheck: $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo-output .imagegen .pytest_cache .mypy_cache .ruff_cache
+
+## The service-mode stack with Docker Compose (copy .env.example to .env first).
+up:
+	docker compose up -d --build

@@ -6,7 +6,18 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Index, Integer, String, Text, Uuid, text
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
@@ -32,6 +43,12 @@ class Job(Base):
               sqlite_where=text(_in("status", ACTIVE_STATUSES))),
         Index("ix_jobs_prediction_id", "prediction_id"),
         Index("ix_jobs_created_at", "created_at"),
+        # a batch's jobs in submission order (manifest, counts); also indexes batch_id
+        UniqueConstraint("batch_id", "batch_index"),
+        # whether a batch still has active jobs: a lookup, however large the batch
+        Index("ix_jobs_batch_active", "batch_id",
+              postgresql_where=text(f"batch_id IS NOT NULL AND {_in('status', ACTIVE_STATUSES)}"),
+              sqlite_where=text(f"batch_id IS NOT NULL AND {_in('status', ACTIVE_STATUSES)}")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -45,6 +62,12 @@ class Job(Base):
     aspect_ratio: Mapped[str] = mapped_column(String(8))
     resolution: Mapped[str] = mapped_column(String(8))
     seed: Mapped[int | None] = mapped_column(Integer)
+
+    # who asked: the batch and the line in it, the client's own reference, where to report
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("batches.id"))
+    batch_index: Mapped[int | None] = mapped_column(Integer)
+    ref: Mapped[str | None] = mapped_column(String(200))
+    callback_url: Mapped[str | None] = mapped_column(Text)
 
     # progress at the provider
     prediction_id: Mapped[str | None] = mapped_column(String(128))

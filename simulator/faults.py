@@ -34,6 +34,7 @@ class Stage(StrEnum):
     POLL = "poll"  #: transient errors when the prediction is polled
     WIRE = "wire"  #: schema drift in the prediction JSON
     OUTPUT = "output"  #: behaviour of the output download URLs
+    CONTROL = "control"  #: changes how the other chosen faults apply
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,8 @@ _register("submit_processing", Stage.WIRE, "the submit answer says 'processing',
 _register("output_expired", Stage.OUTPUT, "downloads answer ARG (403 or 404)", "404")
 _register("output_slow", Stage.OUTPUT, "downloads trickle at ARG bytes/s (slow_output_bytes_per_s)")
 _register("output_truncated", Stage.OUTPUT, "the first ARG downloads stop half way", "1")
+_register("recover_after", Stage.CONTROL,
+          "submit and ghost faults apply to the first ARG submits of this prompt only", "1")
 _register("output_mislabelled", Stage.OUTPUT, "downloads carry Content-Type ARG", "image/jpeg")
 
 #: Named profiles; a profile string may start from one of these and override single faults.
@@ -157,6 +160,15 @@ def choose_faults(prompt: str, profile: dict[str, float], rng: random.Random) ->
         if fired and name not in chosen:
             chosen[name] = None
     return chosen
+
+
+def recovered(faults: FaultSet, submits_so_far: int) -> FaultSet:
+    """Drop submit and ghost faults once a ``recover_after=N`` prompt was submitted N times."""
+    if "recover_after" not in faults or submits_so_far <= _int_arg(arg_of(faults,
+                                                                          "recover_after"), 1):
+        return faults
+    transient = (Stage.SUBMIT, Stage.GHOST)
+    return {name: arg for name, arg in faults.items() if FAULTS[name].stage not in transient}
 
 
 def arg_of(faults: FaultSet, name: str) -> str | None:

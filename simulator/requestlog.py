@@ -108,6 +108,11 @@ class RequestLog:
                 and (prediction_id is None or entry.prediction_id == prediction_id)
             ]
 
+    def submissions_of(self, prompt: str) -> int:
+        """How many submits with this prompt were received so far (this one included)."""
+        with self._lock:
+            return self._counts.submissions[prompt]
+
     def counts(self) -> dict[str, Any]:
         """Counts for ``/_sim/stats``: per prompt, per prediction, per kind and status."""
         with self._lock:

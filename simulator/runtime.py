@@ -19,7 +19,7 @@ from typing import Any
 from starlette.requests import Request
 
 from simulator.config import SimulatorConfig
-from simulator.faults import FaultSet, choose_faults
+from simulator.faults import FaultSet, choose_faults, recovered
 from simulator.images import image_size, render_png
 from simulator.limits import AccountLimits, Unlimited
 from simulator.outputs import OutputCache, UrlSigner, output_path
@@ -84,7 +84,9 @@ class Simulator:
         seq = self.store.next_seq()
         # Seeding per sequence number keeps one prediction's draws independent of the others'.
         rng = random.Random(f"{self.config.seed}:{seq}")
-        return Submission(seq, rng, choose_faults(params.prompt, self.config.profile, rng))
+        faults = choose_faults(params.prompt, self.config.profile, rng)
+        faults = recovered(faults, self.log.submissions_of(params.prompt))
+        return Submission(seq, rng, faults)
 
     def create_prediction(self, params: SubmitParams, submission: Submission) -> Prediction:
         """Create and store the prediction an accepted submit asked for."""

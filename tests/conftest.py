@@ -9,54 +9,21 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import redis as redis_lib
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
+
+from tests import harness
+from tests.harness import API_KEY, BIN, PG_ADMIN_URL, REDIS_URL, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-PG_ADMIN_URL = os.environ.get("IMAGEGEN_TEST_PG_URL",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("IMAGEGEN_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
-API_KEY = "sk-test-4f8d2c9e1b7a"
 BUCKET = "imagegen-test"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_http(url: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=1.0)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up within {timeout_s} s")
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+__all__ = ["API_KEY", "BIN", "BUCKET", "PG_ADMIN_URL", "ROOT"]
 
 
 # --- services ------------------------------------------------------------------------------------
@@ -67,20 +34,14 @@ def pg_url() -> Iterator[str]:
     """A fresh, migrated database on the local Postgres, dropped at the end."""
     from worker.db import upgrade
 
-    name = f"imagegen_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
+        url = harness.create_database()
+    except Exception as exc:  # whatever the driver raised, say how to fix it
         pytest.exit(f"PostgreSQL is not reachable at {PG_ADMIN_URL} ({exc}); run "
                     "scripts/ensure-services.sh or set IMAGEGEN_TEST_PG_URL", returncode=1)
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     upgrade(url)
     yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    harness.drop_database(url)
 
 
 @pytest.fixture(scope="session")
@@ -98,70 +59,33 @@ def redis_url() -> str:
 
 @pytest.fixture(scope="session")
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """moto's S3-compatible server as its own process (it keeps large objects in TMPDIR)."""
-    port = free_port()
-    tmp = tmp_path_factory.mktemp("moto")
-    env = {**os.environ, "TMPDIR": str(tmp)}
-    proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url)
+    proc, url = harness.start_moto(tmp_path_factory.mktemp("moto"))
     yield url
     stop_process(proc)
 
 
 @pytest.fixture(scope="session")
 def aws_env() -> dict[str, str]:
-    return {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1"}
+    return dict(harness.AWS_ENV)
 
 
 @pytest.fixture(scope="session")
 def simulator_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The project's simulator over real HTTP, as its own process (`imagegen simulator`)."""
-    port = free_port()
     log = tmp_path_factory.mktemp("sim") / "simulator.log"
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [str(BIN / "imagegen"), "simulator", "--port", str(port), "--api-key", API_KEY,
-             "--latency", "1080p=0.3-1.2", "--latency", "2K=0.5-1.5",
-             "--latency", "4K=0.8-2"],
-            stdout=sink, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/_sim/stats")
+    proc, url = harness.start_simulator(log, "--latency", "1080p=0.3-1.2",
+                                        "--latency", "2K=0.5-1.5", "--latency", "4K=0.8-2")
     yield url
     stop_process(proc)
 
 
 @pytest.fixture(scope="session")
-def service_env(pg_url: str, redis_url: str, s3_endpoint: str, simulator_url: str,
-                aws_env: dict[str, str]) -> dict[str, str]:
+def service_env(pg_url: str, redis_url: str, s3_endpoint: str, simulator_url: str
+                ) -> dict[str, str]:
     """The environment of a service-mode deployment against the test servers."""
-    import boto3
-
-    boto3.client("s3", endpoint_url=s3_endpoint, **_boto_kwargs(aws_env)).create_bucket(
-        Bucket=BUCKET)
-    return {
-        **aws_env,
-        "IMAGEGEN_DATABASE_URL": pg_url,
-        "IMAGEGEN_BROKER_URL": redis_url,
-        "IMAGEGEN_STORAGE_URL": f"s3://{BUCKET}/images",
-        "IMAGEGEN_S3_ENDPOINT_URL": s3_endpoint,
-        "GPTPROTO_API_KEY": API_KEY,
-        "GPTPROTO_BASE_URL": simulator_url,
-        "IMAGEGEN_POLL_INITIAL_DELAY_S": "0.5",
-        "IMAGEGEN_POLL_INTERVAL_S": "0.3",
-        "IMAGEGEN_POLL_MAX_INTERVAL_S": "1",
-        "IMAGEGEN_RETRY_BASE_S": "0.2",
-        "IMAGEGEN_RETRY_MAX_S": "2",
-        "IMAGEGEN_LOG_LEVEL": "INFO",
-    }
-
-
-def _boto_kwargs(aws_env: dict[str, str]) -> dict[str, str]:
-    return {"aws_access_key_id": aws_env["AWS_ACCESS_KEY_ID"],
-            "aws_secret_access_key": aws_env["AWS_SECRET_ACCESS_KEY"],
-            "region_name": aws_env["AWS_DEFAULT_REGION"]}
+    harness.create_bucket(s3_endpoint, BUCKET)
+    return harness.service_env(pg_url=pg_url, redis_url=redis_url, s3_endpoint=s3_endpoint,
+                               simulator_url=simulator_url, bucket=BUCKET)
 
 
 @pytest.fixture
@@ -178,8 +102,11 @@ def configured(service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> 
     reset_engine()
     reset_pipeline()
     reconfigure()
+    import models
+
+    tables = ", ".join(t.name for t in models.Base.metadata.sorted_tables)
     with get_engine().begin() as conn:
-        conn.execute(text("TRUNCATE jobs, job_images, job_events"))
+        conn.execute(text(f"TRUNCATE {tables} CASCADE"))
     yield
     reset_pipeline()
     reset_engine()
@@ -191,11 +118,53 @@ def worker_process(service_env: dict[str, str], tmp_path: Path
                    ) -> Iterator[subprocess.Popen[bytes]]:
     """A real `imagegen worker` process against the test servers."""
     log = tmp_path / "worker.log"
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [str(BIN / "imagegen"), "worker", "-c", "8", "-n", f"test-{uuid.uuid4().hex[:6]}"],
-            env={**os.environ, **service_env}, stdout=sink, stderr=subprocess.STDOUT)
+    proc = harness.start_worker(service_env, log)
     yield proc
     stop_process(proc)
     if os.environ.get("IMAGEGEN_TEST_KEEP_LOGS"):
-        shutil.copy(log, ROOT / "worker-test.log")
+        shutil.copy(log, ROOT / f"worker-test-{uuid.uuid4().hex[:6]}.log")
+
+
+@pytest.fixture
+def beat_process(service_env: dict[str, str], tmp_path: Path
+                 ) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `imagegen beat` process sending reconciler passes every second."""
+    proc = harness.start_imagegen({**service_env, "IMAGEGEN_DATA_DIR": str(tmp_path)},
+                                  tmp_path / "beat.log", "beat")
+    yield proc
+    stop_process(proc)
+
+
+@pytest.fixture
+def start_worker(service_env: dict[str, str], tmp_path: Path
+                 ) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start extra `imagegen worker` processes (with settings of their own); all are stopped
+    at the end of the test."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(**overrides: str) -> subprocess.Popen[bytes]:
+        proc = harness.start_worker({**service_env, **overrides},
+                                    tmp_path / f"worker-{len(procs)}.log")
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        stop_process(proc)
+
+
+@pytest.fixture(scope="module")
+def module_worker(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator[subprocess.Popen[bytes]]:
+    """One `imagegen worker` and one `imagegen beat` shared by a module's tests (starting a
+    worker takes seconds; tests that need workers with settings of their own use
+    ``start_worker`` in a module without this fixture)."""
+    tmp = tmp_path_factory.mktemp("module-worker")
+    worker = harness.start_worker(service_env, tmp / "worker.log")
+    beat = harness.start_imagegen({**service_env, "IMAGEGEN_DATA_DIR": str(tmp)},
+                                  tmp / "beat.log", "beat")
+    yield worker
+    stop_process(beat)
+    stop_process(worker)
+    if os.environ.get("IMAGEGEN_TEST_KEEP_LOGS"):
+        shutil.copy(tmp / "worker.log", ROOT / f"worker-test-{uuid.uuid4().hex[:6]}.log")

@@ -15,7 +15,7 @@ from worker.settings import Settings, get_settings
 
 QUEUE = "imagegen"
 
-app = Celery("imagegen", include=["worker.tasks"])
+app = Celery("imagegen", include=["worker.tasks", "worker.webhook_tasks", "worker.maintenance"])
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -36,6 +36,19 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "broker_connection_max_retries": None,
         "enable_utc": True,
+        "beat_schedule": beat_schedule(settings),
+    }
+
+
+def beat_schedule(settings: Settings) -> dict[str, Any]:
+    """Periodic tasks sent by ``imagegen beat`` (one beat process per fleet is enough; extra
+    ones are harmless: reconciler passes take a lock)."""
+    return {
+        "reconcile": {"task": "imagegen.reconcile", "schedule": settings.reconcile_interval_s,
+                      "options": {"expires": settings.reconcile_interval_s}},
+        "webhook_sweep": {"task": "imagegen.webhook_sweep",
+                          "schedule": settings.reconcile_interval_s,
+                          "options": {"expires": settings.reconcile_interval_s}},
     }
 
 
@@ -60,3 +73,5 @@ def _configure(sender: Celery, **_: Any) -> None:
 def reconfigure() -> None:
     """Apply the current settings again (after the environment changed: tests, the demo)."""
     app.conf.update(celery_config(get_settings()))
+    app._pool = None  # pooled connections and producers still point at the old broker
+    app.amqp._producer_pool = None

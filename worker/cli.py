@@ -90,9 +90,13 @@ def enqueue(
 
 @app.command()
 @handles_errors
-def status(job_id: str = typer.Argument(..., help="The job id."),
+def status(job_id: str | None = typer.Argument(None, help="The job id (none: the queue)."),
            as_json: bool = typer.Option(False, "--json", help="Print a JSON object.")) -> None:
-    """Show a job: state, error, prediction, images and its event log."""
+    """Show a job (state, error, prediction, images, events), or without an id the queue."""
+    if job_id is None:
+        from worker.cli_admin import print_summary
+
+        return print_summary(as_json)
     view = jobs.status(jobs.parse_job_id(job_id))
     if as_json:
         _print_json(view)
@@ -138,21 +142,52 @@ def worker(
     pool: str = typer.Option("threads", help="Celery pool: threads (I/O bound) or prefork."),
     hostname: str | None = typer.Option(None, "--hostname", "-n", help="Worker node name."),
     loglevel: str | None = typer.Option(None, help="Log level (IMAGEGEN_LOG_LEVEL)."),
+    beat: bool = typer.Option(False, "--beat", "-B",
+                              help="Also run the reconciler's beat here (single-host setups)."),
 ) -> None:
     """Run a Celery worker that takes jobs through submit, poll and transfer."""
+    from worker import metrics
     from worker.celery_app import QUEUE
     from worker.celery_app import app as celery
-    from worker.logs import configure_logging
+    from worker.logs import configure_from_settings
     from worker.provider.client import ProviderClient
 
     settings = get_settings()
     ProviderClient.from_settings(settings).close()  # fail now if the key is missing
-    configure_logging(loglevel or settings.log_level)
+    json_lines = configure_from_settings(settings, loglevel)
+    metrics.serve(settings.metrics_port)  # the threads pool shares it; prefork children don't
     name = hostname or f"imagegen-{socket.gethostname()}-%i"
-    celery.worker_main(["worker", "-Q", QUEUE, "-P", pool, "-n", name,
-                        "-c", str(concurrency or settings.worker_concurrency),
-                        "--loglevel", (loglevel or settings.log_level).upper(),
-                        "--without-gossip", "--without-mingle"])
+    argv = ["worker", "-Q", QUEUE, "-P", pool, "-n", name,
+            "-c", str(concurrency or settings.worker_concurrency),
+            "--loglevel", (loglevel or settings.log_level).upper(),
+            "--without-gossip", "--without-mingle"]
+    if beat:
+        argv += ["--beat", "--schedule", _beat_schedule_file(settings)]
+    celery.worker_main(["--quiet", *argv] if json_lines else argv)  # no banner in JSON logs
+
+
+def _beat_schedule_file(settings: Any) -> str:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return str((settings.data_dir / "beat-schedule").resolve())
+
+
+@app.command()
+@handles_errors
+def beat(loglevel: str | None = typer.Option(None, help="Log level (IMAGEGEN_LOG_LEVEL).")
+         ) -> None:
+    """Run the scheduler that sends the reconciler's pass every few seconds.
+
+    The reconciler finds jobs whose next step is overdue (a lost message, a killed worker, a
+    flushed broker) and drives them again. One per fleet is enough; more are harmless.
+    """
+    from worker.celery_app import app as celery
+    from worker.logs import configure_from_settings
+
+    settings = get_settings()
+    json_lines = configure_from_settings(settings, loglevel)
+    celery.start([*(["--quiet"] if json_lines else []), "beat",
+                  "--loglevel", (loglevel or settings.log_level).upper(),
+                  "--schedule", _beat_schedule_file(settings)])
 
 
 @app.command()
@@ -176,6 +211,36 @@ def _register_simulator() -> None:
 
 
 _register_simulator()
+
+
+def _register_admin() -> None:
+    from worker.cli_admin import register
+
+    register(app)
+
+
+_register_admin()
+
+
+@app.command()
+@handles_errors
+def api(host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+        port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
+        workers: int = typer.Option(1, min=1, help="Server processes.")) -> None:
+    """Serve the HTTP API (bearer tokens from IMAGEGEN_API_TOKENS; docs at /docs)."""
+    from api.server import serve
+
+    serve(host=host, port=port, workers=workers)
+
+
+def _register_producers() -> None:  # `batch submit|status|manifest` and `export`
+    from worker.cli_batch import batch_app, export
+
+    app.add_typer(batch_app, name="batch")
+    app.command("export")(export)
+
+
+_register_producers()
 
 
 def main() -> None:

@@ -44,8 +44,10 @@ class ProviderError(ImagegenError):
     retryable: bool = False
     #: Not the job's fault: the whole fleet must stop submitting (401/403).
     fleet_wide: bool = False
-    #: The request may have reached the provider (and may have created a paid prediction).
+    #: The request may have reached the provider.
     request_sent: bool = True
+    #: The provider answered with a definite refusal (4xx): nothing was created.
+    refused: bool = False
 
     def __init__(
         self,
@@ -57,6 +59,11 @@ class ProviderError(ImagegenError):
         super().__init__(message)
         self.status_code = status_code
         self.retry_after_s = retry_after_s
+
+    @property
+    def ambiguous(self) -> bool:
+        """On a submit: a paid prediction may exist although no answer said so."""
+        return self.request_sent and not self.refused
 
     def __reduce__(self) -> tuple[Any, ...]:
         # keep the keyword arguments through pickling (multiprocessing, result backends)
@@ -102,6 +109,7 @@ class RateLimited(ProviderError):
     """The provider's rate limit was exceeded (429)."""
 
     retryable = True
+    refused = True
     code = "rate_limited"
 
 
@@ -109,6 +117,7 @@ class AuthenticationFailed(ProviderError):
     """The provider rejected the API key (401): submissions must pause fleet-wide."""
 
     fleet_wide = True
+    refused = True
     code = "provider_auth"
 
 
@@ -116,24 +125,28 @@ class PermissionDenied(ProviderError):
     """The provider refused the request: no permission or insufficient balance (403)."""
 
     fleet_wide = True
+    refused = True
     code = "provider_forbidden"
 
 
 class InvalidRequest(ProviderError):
     """The provider rejected the request parameters (400)."""
 
+    refused = True
     code = "invalid_request"
 
 
 class ContentPolicyViolation(ProviderError):
     """The provider refused the prompt or images under its content policy."""
 
+    refused = True
     code = "content_policy"
 
 
 class PredictionNotFound(ProviderError):
     """The provider does not know this prediction id (404)."""
 
+    refused = True
     code = "prediction_not_found"
 
 
@@ -192,3 +205,24 @@ class BadInput(ImagegenError):
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         self.problems = problems
         super().__init__("; ".join(f"{field}: {rule}" for field, rule in problems))
+
+
+class BadLines(BadInput):
+    """Some lines of a batch are invalid; nothing was enqueued."""
+
+    def __init__(self, lines: list[tuple[int, str, str]]) -> None:
+        #: (line number, field, rule) for every bad line, in file order.
+        self.lines = lines
+        super().__init__([(f"line {number}: {field}", rule) for number, field, rule in lines])
+
+
+class IdempotencyConflict(ImagegenError):
+    """This idempotency key was already used with a different request."""
+
+    code = "idempotency_conflict"
+
+
+class BatchNotFound(ImagegenError):
+    """No batch with this id exists."""
+
+    code = "not_found"

@@ -9,45 +9,92 @@ from __future__ import annotations
 import logging
 import uuid
 from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models import Job
 from models.base import utcnow
 from worker import repository as repo
+from worker import views
+from worker.aftercommit import call_after_commit
+from worker.batch_input import MAX_REF_CHARS, text_problem
+from worker.callbacks import check_callback_url
 from worker.db import session_scope
-from worker.errors import BadInput, JobNotFound
+from worker.errors import BadInput, IdempotencyConflict, JobNotFound
 from worker.schemas import GenerationRequest, Priority, parse_request
 from worker.settings import get_settings
 
 log = logging.getLogger("imagegen.jobs")
+#: The longest deadline a producer may ask for (30 days).
+MAX_DEADLINE_S = 30 * 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """The outcome of an enqueue: the job, and whether this call created it."""
+
+    job_id: uuid.UUID
+    #: False when the idempotency key returned the job an earlier call created.
+    created: bool
 
 
 def enqueue(request: GenerationRequest | dict[str, Any], *,
             priority: Priority | str = Priority.INTERACTIVE, idempotency_key: str | None = None,
-            deadline_s: float | None = None, session: Session | None = None,
+            deadline_s: float | None = None, callback_url: str | None = None,
+            ref: str | None = None, session: Session | None = None,
             dispatch: bool = True) -> uuid.UUID:
     """Record one generation job and return its id.
 
-    With ``idempotency_key``, enqueueing the same key again returns the first job's id.
+    With ``idempotency_key``, enqueueing the same key and request again returns the first
+    job's id (a different request with the same key raises :class:`IdempotencyConflict`).
     With ``session``, the row is written in the caller's transaction and dispatched after it
-    commits (nothing is sent if it rolls back).
+    commits (nothing is sent if it rolls back). ``callback_url`` receives a signed webhook
+    when the job ends (see ``worker.webhooks``).
     """
+    return enqueue_job(request, priority=priority, idempotency_key=idempotency_key,
+                       deadline_s=deadline_s, callback_url=callback_url, ref=ref,
+                       session=session, dispatch=dispatch).job_id
+
+
+def enqueue_job(request: GenerationRequest | dict[str, Any], *,
+                priority: Priority | str = Priority.INTERACTIVE,
+                idempotency_key: str | None = None, deadline_s: float | None = None,
+                callback_url: str | None = None, ref: str | None = None,
+                session: Session | None = None, dispatch: bool = True) -> Enqueued:
+    """:func:`enqueue`, also telling whether the job was created by this call."""
     if not isinstance(request, GenerationRequest):
         request = parse_request(request)
+    extra = _extra_fields(callback_url=callback_url, ref=ref, deadline_s=deadline_s)
     priority = _priority(priority)
-    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
-        raise BadInput([("idempotency_key", "must be 1 to 200 characters")])
+    if idempotency_key is not None and (problem := text_problem(idempotency_key, 200)):
+        raise BadInput([("idempotency_key", problem)])
     scope = nullcontext(session) if session is not None else session_scope()
     with scope as active:
-        job_id, created = _insert_once(active, request, priority, idempotency_key, deadline_s)
-        if created and dispatch:
-            _dispatch_after_commit(active, job_id)
-    return job_id
+        outcome = _insert_once(active, request, priority, idempotency_key, deadline_s, extra)
+        if outcome.created and dispatch:
+            _dispatch_after_commit(active, outcome.job_id)
+    return outcome
+
+
+def _extra_fields(*, callback_url: str | None, ref: str | None,
+                  deadline_s: float | None) -> dict[str, Any]:
+    """Validate what a producer adds to the request (where to report, its own reference)."""
+    problems = []
+    if ref is not None and (problem := text_problem(str(ref), MAX_REF_CHARS)):
+        problems.append(("ref", problem))
+    if deadline_s is not None and not 0 < deadline_s <= MAX_DEADLINE_S:
+        problems.append(("deadline_s", f"must be greater than 0 and at most {MAX_DEADLINE_S}"))
+    try:
+        callback_url = check_callback_url(callback_url, get_settings())
+    except BadInput as exc:
+        problems += exc.problems
+    if problems:
+        raise BadInput(problems)
+    return {"callback_url": callback_url, "ref": ref}
 
 
 def _priority(value: Priority | str) -> Priority:
@@ -58,15 +105,14 @@ def _priority(value: Priority | str) -> Priority:
 
 
 def _insert_once(session: Session, request: GenerationRequest, priority: Priority,
-                 idempotency_key: str | None, deadline_s: float | None) -> tuple[uuid.UUID, bool]:
+                 idempotency_key: str | None, deadline_s: float | None,
+                 extra: dict[str, Any]) -> Enqueued:
     if idempotency_key is not None:
         existing = repo.get_job_by_idempotency_key(session, idempotency_key)
         if existing is not None:
-            return existing.id, False
+            return _replayed(existing, request, extra)
     deadline = utcnow() + timedelta(seconds=deadline_s or get_settings().job_deadline_s)
-    fields = {"prompt": request.prompt, "images": request.images, "seed": request.seed,
-              "aspect_ratio": request.aspect_ratio.value,
-              "resolution": request.resolution.value}
+    fields = {**_request_columns(request), **extra}
     try:
         with session.begin_nested():
             job = repo.insert_job(session, fields=fields, priority=priority.value,
@@ -75,12 +121,27 @@ def _insert_once(session: Session, request: GenerationRequest, priority: Priorit
         existing = repo.get_job_by_idempotency_key(session, idempotency_key or "")
         if existing is None:
             raise
-        return existing.id, False
-    return job.id, True
+        return _replayed(existing, request, extra)
+    return Enqueued(job.id, True)
+
+
+def _request_columns(request: GenerationRequest) -> dict[str, Any]:
+    return {"prompt": request.prompt, "images": request.images, "seed": request.seed,
+            "aspect_ratio": request.aspect_ratio.value, "resolution": request.resolution.value}
+
+
+def _replayed(existing: Job, request: GenerationRequest, extra: dict[str, Any]) -> Enqueued:
+    """The job an idempotency key already names, if it was asked for the same thing."""
+    same = (existing.request_fields() == request.provider_body()
+            and existing.callback_url == extra["callback_url"] and existing.ref == extra["ref"])
+    if not same:
+        raise IdempotencyConflict("this idempotency key was already used with a different "
+                                  f"request (job {existing.id})")
+    return Enqueued(existing.id, False)
 
 
 def _dispatch_after_commit(session: Session, job_id: uuid.UUID) -> None:
-    def send(_: Session) -> None:
+    def send() -> None:
         from worker.tasks import dispatch
 
         try:
@@ -88,7 +149,7 @@ def _dispatch_after_commit(session: Session, job_id: uuid.UUID) -> None:
         except Exception:  # the broker is down: the row stays queued and is found again
             log.exception("dispatch_failed", extra={"job_id": str(job_id)})
 
-    event.listen(session, "after_commit", send, once=True)
+    call_after_commit(session, send)
 
 
 def cancel(job_id: uuid.UUID, *, reason: str = "cancelled by request") -> str:
@@ -99,6 +160,15 @@ def cancel(job_id: uuid.UUID, *, reason: str = "cancelled by request") -> str:
         if job is None:
             raise JobNotFound(f"no job with id {job_id}")
         return job.status
+
+
+def details(job_id: uuid.UUID, *, links: views.Linker | None) -> dict[str, Any]:
+    """A job as producers see it (HTTP API): status, error, timings, images with links."""
+    with session_scope() as session:
+        job = repo.get_job(session, job_id)
+        if job is None:
+            raise JobNotFound(f"no job with id {job_id}")
+        return views.job_resource(job, repo.list_images(session, job_id), links)
 
 
 def status(job_id: uuid.UUID, *, with_events: bool = True) -> dict[str, Any]:
@@ -121,6 +191,8 @@ def _iso(value: Any) -> str | None:
 def job_view(job: Job) -> dict[str, Any]:
     return {
         "id": str(job.id), "status": job.status, "priority": job.priority,
+        "batch_id": str(job.batch_id) if job.batch_id else None, "ref": job.ref,
+        "callback_url": job.callback_url,
         "request": job.request_fields(), "error_code": job.error_code,
         "error_message": job.error_message, "prediction_id": job.prediction_id,
         "provider_status": job.provider_status, "attempts": job.attempts,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -22,6 +23,7 @@ import httpx
 from sqlalchemy.orm import Session
 
 from models import Job
+from worker import metrics
 from worker import repository as repo
 from worker.errors import ImagegenError, ProviderError, TransferError
 from worker.provider.failures import failure_error
@@ -91,6 +93,9 @@ class Pipeline:
             return None  # not due, already moved on, or cancelled
         if self._past_deadline(job):
             self._expire(job_id, JobStatus.SUBMITTING)
+            return None
+        if job.attempts > self.settings.max_submit_attempts:  # workers died mid-submit
+            self._exhausted(job_id, JobStatus.SUBMITTING, "submit", job.attempts - 1)
             return None
         try:
             prediction = self.provider.submit(job.request_fields())
@@ -196,26 +201,36 @@ class Pipeline:
         if self._past_deadline(job):
             self._expire(job_id, JobStatus.TRANSFERRING)
             return None
+        if job.transfer_attempts > self.settings.max_transfer_attempts:
+            self._exhausted(job_id, JobStatus.TRANSFERRING, "transfer", job.transfer_attempts - 1)
+            return None
         try:
             for index, url in enumerate(job.outputs or []):
                 if index not in done:
-                    self._copy_one(job, index, url)
+                    self._copy_one(claim, job, index, url)
         except TransferError as error:
             return self._transfer_failed(claim, job, error)
         with self.sessions() as session:
             repo.mark_succeeded(session, claim=claim)
         return None
 
-    def _copy_one(self, job: Job, index: int, url: str) -> None:
+    def _copy_one(self, claim: repo.Claim, job: Job, index: int, url: str) -> None:
         with self.sessions() as session:  # cancelled meanwhile: copy nothing more
-            current = repo.get_job(session, job.id)
-            if current is None or current.status != JobStatus.TRANSFERRING:
+            if not repo.renew_transfer_lease(session, claim=claim,
+                                             lease_s=self.settings.transfer_lease_s):
                 raise _Abandoned()
         key = object_key(self.store.prefix, job.id, job.created_at, index)
+        started = time.perf_counter()
         stored = copy_output(self.http, url, self.store, key,
                              max_bytes=self.settings.max_output_bytes)
+        metrics.transfer(stored.bytes, time.perf_counter() - started)
         nsfw = job.nsfw[index] if job.nsfw and index < len(job.nsfw) else None
         with self.sessions() as session:
+            # the renewal locks the row: a cancellation cannot slip in before the image row
+            if not repo.renew_transfer_lease(session, claim=claim,
+                                             lease_s=self.settings.transfer_lease_s):
+                self._drop_if_ended(job.id, key)
+                raise _Abandoned()
             repo.record_image(session, values={
                 "job_id": job.id, "idx": index, "bucket": self.store.bucket, "key": key,
                 "content_type": stored.content_type, "bytes": stored.bytes,
@@ -223,6 +238,24 @@ class Pipeline:
                 "source_url": url, "nsfw": nsfw})
         log.info("output_stored", extra={"job_id": str(job.id), "index": index,
                                          "bytes": stored.bytes})
+
+    def _drop_if_ended(self, job_id: uuid.UUID, key: str) -> None:
+        """The job ended while this copy was in flight: remove what was just written (unless
+        another worker took the transfer over and owns the same key now)."""
+        with self.sessions() as session:
+            job = repo.get_job(session, job_id)
+        if job is None or job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+            self.store.delete([key])
+
+    def discard(self, job_id: uuid.UUID) -> None:
+        """Delete the stored outputs and image rows of a job that ended without success."""
+        with self.sessions() as session:
+            job = repo.get_job(session, job_id)
+            if job is None or not repo.discard_images(session, job_id=job_id):
+                return
+        self.store.delete([object_key(self.store.prefix, job.id, job.created_at, index)
+                           for index in range(len(job.outputs or []))])
+        log.info("outputs_discarded", extra={"job_id": str(job_id), "status": job.status})
 
     def _transfer_failed(self, claim: repo.Claim, job: Job, error: TransferError) -> Next | None:
         if isinstance(error, _Abandoned):
@@ -250,6 +283,21 @@ class Pipeline:
         with self.sessions() as session:
             repo.fail(session, job_id=job_id, sources=[status], code="deadline_exceeded",
                       message="the job did not finish before its deadline")
+
+    def _exhausted(self, job_id: uuid.UUID, status: JobStatus, step: str, tries: int) -> None:
+        """A step whose worker keeps dying (a poison job) ends instead of looping."""
+        with self.sessions() as session:
+            repo.fail(session, job_id=job_id, sources=[status], code="retries_exhausted",
+                      message=f"gave up after {tries} {step} attempts whose worker was lost")
+
+    def redelivered_poll(self, job_id: uuid.UUID) -> bool:
+        """Count a poll whose worker was lost; False (and the job failed) when it is poison."""
+        limit = self.settings.max_poll_errors
+        with self.sessions() as session:
+            within = repo.count_redelivery(session, job_id=job_id, limit=limit)
+        if not within:
+            self._exhausted(job_id, JobStatus.RUNNING, "poll", limit)
+        return within
 
     def _end(self, job_id: uuid.UUID, status: JobStatus, error: ImagegenError, *,
              code: str | None = None, message: str | None = None) -> None:

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from models import ACTIVE_STATUSES, Job, JobEvent, JobImage
 from models.base import utcnow
+from worker import metrics, outbox
+from worker.aftercommit import call_after_commit
 from worker.states import JobStatus, transition
 
 
@@ -107,7 +109,29 @@ def _move(session: Session, *, job_id: uuid.UUID, sources: Iterable[JobStatus],
     source = JobStatus(current)
     add_event(session, job_id=job_id, event=event, from_status=source, to_status=target,
               detail=detail)
+    if target.terminal:  # its webhook row, and its batch's completion check after commit
+        outbox.job_finished(session, job_id=job_id, status=target.value)
+    if source is JobStatus.TRANSFERRING and target is not JobStatus.SUCCEEDED:
+        # outputs copied (or half copied) before the job ended belong to nobody now
+        call_after_commit(session, _send_discard, job_id)
+    _count_transition(session, job_id, source, target)
     return source
+
+
+def _send_discard(job_id: uuid.UUID) -> None:
+    from worker.tasks import send_step
+
+    send_step("discard", job_id)
+
+
+def _count_transition(session: Session, job_id: uuid.UUID, source: JobStatus,
+                      target: JobStatus) -> None:
+    """Count the move once the transaction commits (and the job's polls when it leaves
+    running: one primary-key read per job)."""
+    polls = None
+    if source is JobStatus.RUNNING:
+        polls = session.scalar(select(Job.poll_count).where(Job.id == job_id))
+    metrics.transition(session, source, target, polls=polls)
 
 
 def _lease_values(lease_s: float) -> tuple[uuid.UUID, dict[str, Any]]:
@@ -237,6 +261,15 @@ def release_transfer(session: Session, *, claim: Claim, not_before: datetime,
     return True
 
 
+def renew_transfer_lease(session: Session, *, claim: Claim, lease_s: float) -> bool:
+    """Extend the transfer lease before the next output; False if the job moved on or the
+    lease was lost (cancelled, or taken over after it expired)."""
+    statement = (update(Job).where(Job.id == claim.job_id, _holds(claim),
+                                   Job.status == JobStatus.TRANSFERRING.value)
+                 .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s)))
+    return session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+
+
 def record_image(session: Session, *, values: dict[str, Any]) -> None:
     """Insert the image row, or overwrite the one for the same (job, index)."""
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
@@ -246,6 +279,15 @@ def record_image(session: Session, *, values: dict[str, Any]) -> None:
                                                     set_=changed))
 
 
+def discard_images(session: Session, *, job_id: uuid.UUID) -> bool:
+    """Delete the image rows of a job that ended without success; False if it has not."""
+    ended = session.scalar(select(Job.status).where(Job.id == job_id))
+    if ended not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        return False
+    session.execute(delete(JobImage).where(JobImage.job_id == job_id))
+    return True
+
+
 def mark_succeeded(session: Session, *, claim: Claim) -> bool:
     """transferring -> succeeded, only for the holder of the transfer lease."""
     values = {**_release(), "finished_at": utcnow(), "next_action_at": None,
@@ -253,3 +295,128 @@ def mark_succeeded(session: Session, *, claim: Claim) -> bool:
     return _move(session, job_id=claim.job_id, sources=[JobStatus.TRANSFERRING],
                  target=JobStatus.SUCCEEDED, event="succeeded", guard=_holds(claim),
                  values=values) is not None
+
+
+# --- recovery (the reconciler) ------------------------------------------------------------------
+
+
+def try_singleton_lock(session: Session, name: str) -> bool:
+    """Take a transaction-scoped lock so only one reconciler pass runs at a time (Postgres)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    key = int.from_bytes(name.encode()[:8].ljust(8, b"\0"), "big", signed=True)
+    return bool(session.scalar(select(func.pg_try_advisory_xact_lock(key))))
+
+
+def _lease_free(now: datetime) -> ColumnElement[bool]:
+    return or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now)
+
+
+def stale_jobs(session: Session, *, status: JobStatus, before: datetime, now: datetime,
+               limit: int) -> list[uuid.UUID]:
+    """Jobs in ``status`` whose next step was due before ``before`` and that nobody touched
+    since, and whose lease (if any) has expired: their message was lost or their worker died."""
+    due = Job.next_action_at <= before
+    if status is JobStatus.SUBMITTING:  # the lease alone says whether its worker is gone
+        due = Job.lease_expires_at < now
+    query = (select(Job.id)
+             .where(Job.status == status.value, due, Job.updated_at <= before, _lease_free(now))
+             .order_by(Job.next_action_at).limit(limit))
+    return list(session.scalars(query))
+
+
+def touch(session: Session, *, job_ids: list[uuid.UUID], event: str,
+          detail: dict[str, Any] | None = None) -> None:
+    """Mark jobs as just handled (so the next pass leaves them alone) and log why."""
+    if not job_ids:
+        return
+    session.execute(update(Job).where(Job.id.in_(job_ids)).values(updated_at=utcnow()))
+    for job_id in job_ids:
+        add_event(session, job_id=job_id, event=event, detail=detail)
+
+
+def expire_submit_lease(session: Session, *, job_id: uuid.UUID, now: datetime,
+                        retry: bool, reason: str) -> bool:
+    """submitting with an expired lease: its worker died, maybe after the request left.
+
+    Counted as an ambiguous submission; back to queued when ``retry``, else failed."""
+    guard = Job.lease_expires_at < now
+    values: dict[str, Any] = {**_release(), "ambiguous_submits": Job.ambiguous_submits + 1,
+                              "error_message": reason}
+    if retry:
+        values["next_action_at"] = now
+        target, event = JobStatus.QUEUED, "submit_lease_expired"
+    else:
+        values.update(error_code="ambiguous_submit", finished_at=now, next_action_at=None)
+        target, event = JobStatus.FAILED, "failed"
+    return _move(session, job_id=job_id, sources=[JobStatus.SUBMITTING], target=target,
+                 event=event, guard=guard, values=values, detail={"reason": reason}) is not None
+
+
+def overdue_jobs(session: Session, *, now: datetime, limit: int) -> list[uuid.UUID]:
+    """Active jobs past their deadline that no worker currently holds."""
+    query = (select(Job.id)
+             .where(Job.status.in_(ACTIVE_STATUSES), Job.deadline_at < now, _lease_free(now))
+             .limit(limit))
+    return list(session.scalars(query))
+
+
+def expire_deadline(session: Session, *, job_id: uuid.UUID, now: datetime) -> bool:
+    """Active -> failed/deadline_exceeded, if the deadline passed and no lease is held."""
+    values = {**_release(), "error_code": "deadline_exceeded", "finished_at": now,
+              "error_message": "the job did not finish before its deadline",
+              "next_action_at": None, "next_poll_at": None}
+    sources = [JobStatus(s) for s in ACTIVE_STATUSES]
+    return _move(session, job_id=job_id, sources=sources, target=JobStatus.FAILED,
+                 event="failed", guard=and_(Job.deadline_at < now, _lease_free(now)),
+                 values=values, detail={"code": "deadline_exceeded"}) is not None
+
+
+def count_redelivery(session: Session, *, job_id: uuid.UUID, limit: int) -> bool:
+    """A poll message came back after its worker was lost: count it as a poll error.
+
+    Returns False when the job has used up its poll error budget (a poison job)."""
+    statement = (update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING.value)
+                 .values(poll_errors=Job.poll_errors + 1, updated_at=utcnow())
+                 .returning(Job.poll_errors))
+    errors = session.scalar(statement)
+    return errors is None or errors <= limit
+
+
+# --- operator retry -----------------------------------------------------------------------------
+
+#: What an operator retry resets: a fresh start, except ``ambiguous_submits`` (paid history).
+_RETRY_RESET: dict[str, Any] = {
+    "attempts": 0, "poll_count": 0, "poll_errors": 0, "transfer_attempts": 0,
+    "error_code": None, "error_message": None, "prediction_id": None, "provider_status": None,
+    "outputs": None, "nsfw": None, "lease_token": None, "lease_expires_at": None,
+    "next_poll_at": None, "submitted_at": None, "generated_at": None, "finished_at": None}
+
+
+def retry_failed(session: Session, *, job_ids: Iterable[uuid.UUID], deadline_at: datetime,
+                 reason: str = "operator retry") -> list[uuid.UUID]:
+    """failed -> queued (an operator retry) for those of ``job_ids`` still failed.
+
+    Counters, outcome and prediction are reset, the deadline renewed and stored-image rows of
+    the old attempt dropped (the new prediction's outputs overwrite the same keys). Each move
+    is recorded as a ``retried`` event. Returns the ids that moved.
+    """
+    transition(JobStatus.FAILED, JobStatus.QUEUED)
+    failed = Job.status == JobStatus.FAILED.value
+    rows = session.execute(select(Job.id, Job.error_code, Job.attempts)
+                           .where(Job.id.in_(list(job_ids)), failed).with_for_update()).all()
+    ids = [row.id for row in rows]
+    if not ids:
+        return []
+    now = utcnow()
+    session.execute(update(Job).where(Job.id.in_(ids), failed)
+                    .values(status=JobStatus.QUEUED.value, deadline_at=deadline_at,
+                            next_action_at=now, updated_at=now, **_RETRY_RESET)
+                    .execution_options(synchronize_session=False))
+    session.execute(delete(JobImage).where(JobImage.job_id.in_(ids)))
+    for row in rows:
+        add_event(session, job_id=row.id, event="retried", from_status=JobStatus.FAILED,
+                  to_status=JobStatus.QUEUED, detail={"reason": reason, "previous_code":
+                                                      row.error_code, "attempts": row.attempts})
+        metrics.transition(session, JobStatus.FAILED, JobStatus.QUEUED)
+    return ids

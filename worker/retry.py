@@ -67,7 +67,7 @@ class RetryPolicy:
             return Retry(max(self.fleet_pause_s, error.retry_after_s or 0), refund=True)
         if not getattr(error, "retryable", False):
             return Stop(error.code, error.message)
-        ambiguous = step == "submit" and isinstance(error, ProviderError) and error.request_sent
+        ambiguous = step == "submit" and isinstance(error, ProviderError) and error.ambiguous
         if ambiguous and self.ambiguous_submit == "fail":
             return Stop("ambiguous_submit", _ambiguous_message(error), ambiguous=True)
         if attempt >= self._budget(step, error):

@@ -6,14 +6,17 @@ import threading
 
 import httpx
 
+from worker import metrics
 from worker.db import session_scope
 from worker.pipeline import Pipeline
 from worker.provider.client import ProviderClient
+from worker.reconciler import Reconciler
 from worker.settings import get_settings
 from worker.storage import store_from_settings
 
 _lock = threading.Lock()
 _pipeline: Pipeline | None = None
+_reconciler: Reconciler | None = None
 
 
 def get_pipeline() -> Pipeline:
@@ -27,15 +30,28 @@ def get_pipeline() -> Pipeline:
                 headers={"Accept-Encoding": "identity"}, follow_redirects=True,
                 limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
             _pipeline = Pipeline(settings=settings, sessions=session_scope,
-                                 provider=ProviderClient.from_settings(settings),
+                                 provider=ProviderClient.from_settings(
+                                     settings, on_response=metrics.provider_response),
                                  store=store_from_settings(settings), http=download)
         return _pipeline
 
 
+def get_reconciler() -> Reconciler:
+    global _reconciler
+    with _lock:
+        if _reconciler is None:
+            from worker.tasks import send_step
+
+            _reconciler = Reconciler(settings=get_settings(), sessions=session_scope,
+                                     send=send_step)
+        return _reconciler
+
+
 def reset_pipeline() -> None:
-    """Forget the cached pipeline (tests, the demo after changing settings)."""
-    global _pipeline
+    """Forget the cached pipeline and reconciler (tests, the demo after changing settings)."""
+    global _pipeline, _reconciler
     with _lock:
         if _pipeline is not None:
             _pipeline.close()
         _pipeline = None
+        _reconciler = None

@@ -63,6 +63,8 @@ class GenerationRequest(BaseModel):
     def _prompt_not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("must not be blank")
+        if "\x00" in value:  # Postgres text cannot hold it
+            raise ValueError("must not contain NUL characters")
         return value
 
     @field_validator("resolution", mode="before")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.errors import ConfigurationError
@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     transfer_lease_s: float = Field(default=900.0, gt=0)
     job_deadline_s: float = Field(default=6 * 3600.0, gt=0)
 
+    # --- recovery ------------------------------------------------------------------------------
+    reconcile_interval_s: float = Field(default=15.0, gt=0)
+    stale_after_s: float = Field(default=60.0, gt=0)
+    reconcile_batch: int = Field(default=500, ge=1)
+
     # --- transfer ------------------------------------------------------------------------------
     download_timeout_s: float = Field(default=60.0, gt=0)
     max_output_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
@@ -70,7 +75,35 @@ class Settings(BaseSettings):
     allow_private_urls: bool = False
     log_level: str = "INFO"
 
-    @field_validator("database_url", "broker_url", "storage_url", "s3_endpoint_url", mode="before")
+    # --- producers: HTTP API, batches, webhooks -------------------------------------------------
+    #: Bearer tokens accepted by the HTTP API, comma-separated; none set means every call is 401.
+    api_tokens: SecretStr | None = None
+    api_max_batch_bytes: int = Field(default=128 * 1024 * 1024, gt=0)
+    batch_max_jobs: int = Field(default=100_000, ge=1)
+    #: Key of the HMAC-SHA256 webhook signatures; never logged or stored.
+    webhook_secret: SecretStr | None = None
+    #: Allow plain-http callback URLs (local receivers, tests); https only by default.
+    allow_http_callbacks: bool = False
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_retry_base_s: float = Field(default=5.0, gt=0)
+    webhook_retry_max_s: float = Field(default=600.0, gt=0)
+    webhook_give_up_after_s: float = Field(default=24 * 3600.0, gt=0)
+
+    # --- operations ----------------------------------------------------------------------------
+    #: ``json`` lines for services, ``text`` for people; ``auto``: text only on a terminal.
+    log_format: Literal["auto", "json", "text"] = "auto"
+    #: Prometheus port of each worker process; 0 disables it.
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
+    #: Per-dependency timeout of ``/readyz`` checks.
+    ready_timeout_s: float = Field(default=2.0, gt=0)
+    #: Scheduled pruning of finished jobs older than this; unset (the default) = off.
+    prune_older_than_days: float | None = Field(default=None, gt=0)
+    prune_delete_objects: bool = False
+    prune_batch_size: int = Field(default=500, ge=1, le=10_000)
+    prune_interval_s: float = Field(default=3600.0, gt=0)
+
+    @field_validator("database_url", "broker_url", "storage_url", "s3_endpoint_url",
+                     "prune_older_than_days", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -94,7 +127,21 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL")
         return value.rstrip("/")
 
+    @model_validator(mode="after")
+    def _leases_outlast_calls(self) -> Settings:
+        # a lease shorter than the call it covers would let a second worker repeat the call
+        if self.submit_lease_s <= self.submit_timeout_s + self.connect_timeout_s:
+            raise ValueError("IMAGEGEN_SUBMIT_LEASE_S must exceed IMAGEGEN_SUBMIT_TIMEOUT_S + "
+                             "IMAGEGEN_CONNECT_TIMEOUT_S")
+        return self
+
     # --- derived -------------------------------------------------------------------------------
+    @property
+    def api_token_list(self) -> list[bytes]:
+        """The accepted API tokens (blank entries ignored)."""
+        raw = self.api_tokens.get_secret_value() if self.api_tokens else ""
+        return [token.strip().encode() for token in raw.split(",") if token.strip()]
+
     @property
     def embedded(self) -> bool:
         """True when no database server is configured (the single-machine mode)."""
@@ -127,7 +174,8 @@ def get_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = [f"{env_name(str(e['loc'][0]))}: {e['msg']}" for e in exc.errors()]
+        problems = [f"{env_name(str(e['loc'][0]))}: {e['msg']}" if e["loc"]
+                    else e["msg"].removeprefix("Value error, ") for e in exc.errors()]
         raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None
 
 

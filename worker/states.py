@@ -23,7 +23,7 @@ class JobStatus(StrEnum):
     SUCCEEDED = "succeeded"
     """Every output is stored and recorded. Terminal."""
     FAILED = "failed"
-    """Ended without images; ``error_code`` says why. Terminal."""
+    """Ended without images; ``error_code`` says why. Terminal (only an operator retries it)."""
     CANCELLED = "cancelled"
     """Ended by request. Terminal."""
 
@@ -43,7 +43,8 @@ ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.RUNNING: frozenset({JobStatus.TRANSFERRING}) | _ENDINGS,
     JobStatus.TRANSFERRING: frozenset({JobStatus.SUCCEEDED}) | _ENDINGS,
     JobStatus.SUCCEEDED: frozenset(),
-    JobStatus.FAILED: frozenset(),
+    # operator retry (`imagegen retry`): never taken by the pipeline on its own
+    JobStatus.FAILED: frozenset({JobStatus.QUEUED}),
     JobStatus.CANCELLED: frozenset(),
 }
 

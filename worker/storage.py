@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 from urllib.parse import urlsplit
 
 import boto3
@@ -22,6 +23,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.errors import StorageError
 from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 
 class ObjectStore(Protocol):
@@ -35,6 +39,8 @@ class ObjectStore(Protocol):
     def get(self, key: str) -> bytes: ...
 
     def url_for(self, key: str) -> str: ...
+
+    def delete(self, keys: Sequence[str]) -> None: ...
 
 
 def object_key(prefix: str, job_id: uuid.UUID, created_at: datetime, index: int) -> str:
@@ -85,6 +91,20 @@ class S3Store:
         except ClientError:
             self._client.create_bucket(Bucket=self.bucket)
 
+    def delete(self, keys: Sequence[str]) -> None:
+        """Delete objects, 1000 per request; a missing key is not an error."""
+        for start in range(0, len(keys), 1000):
+            chunk: list[ObjectIdentifierTypeDef] = [{"Key": k} for k in keys[start:start + 1000]]
+            try:
+                answer = self._client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})
+            except (BotoCoreError, ClientError) as exc:
+                raise StorageError(f"deleting from s3://{self.bucket} failed: {exc}") from None
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                raise StorageError(f"deleting s3://{self.bucket}/{first.get('Key')} failed: "
+                                   f"{first.get('Code')}")
+
 
 class LocalStore:
     """A folder on this machine (the embedded mode); the folder is the "bucket"."""
@@ -126,6 +146,14 @@ class LocalStore:
 
     def ensure_bucket(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+
+    def delete(self, keys: Sequence[str]) -> None:
+        """Delete files; a missing one is not an error."""
+        for key in keys:
+            try:
+                self.path(key).unlink(missing_ok=True)
+            except OSError as exc:
+                raise StorageError(f"deleting {key} failed: {exc.strerror}") from None
 
 
 def store_from_settings(settings: Settings) -> S3Store | LocalStore:

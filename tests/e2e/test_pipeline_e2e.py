@@ -20,27 +20,13 @@ import pytest
 from PIL import Image
 
 from tests.conftest import BIN, BUCKET
+from tests.waiting import wait_for
 from worker import jobs
 
 pytestmark = pytest.mark.e2e
 
 RATIOS = ["1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "2:3", "3:2", "auto"]
 RESOLUTIONS = ["1080p", "2K", "4K", "2k"]
-TERMINAL = {"succeeded", "failed", "cancelled"}
-
-
-def wait_for(job_ids: list[uuid.UUID], timeout_s: float = 240) -> dict[uuid.UUID, dict]:
-    deadline = time.monotonic() + timeout_s
-    views: dict[uuid.UUID, dict] = {}
-    while time.monotonic() < deadline:
-        views = {job_id: jobs.status(job_id) for job_id in job_ids}
-        if all(view["status"] in TERMINAL for view in views.values()):
-            return views
-        time.sleep(0.5)
-    stuck = {str(k): v["status"] for k, v in views.items() if v["status"] not in TERMINAL}
-    pytest.fail(f"jobs did not finish in {timeout_s} s: {stuck}")
-
-
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     import os
 
@@ -49,7 +35,7 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_twenty_mixed_jobs_reach_succeeded_with_verified_objects(
-        configured, worker_process, service_env, simulator_url) -> None:
+        configured, module_worker, service_env, simulator_url) -> None:
     # Given a running worker and 20 requests across every ratio and resolution
     run = uuid.uuid4().hex[:8]
     mix = list(itertools.islice(itertools.cycle(itertools.product(RATIOS, RESOLUTIONS)), 20))
@@ -94,15 +80,14 @@ def _check_image(s3, view: dict, request: dict, simulator_url: str) -> None:
     with Image.open(io.BytesIO(body)) as picture:
         assert picture.format == "PNG"
         assert picture.size == (image["width"], image["height"])
-    expected = image_size(request["aspect_ratio"], request["resolution"].upper()
-                          if request["resolution"] != "1080p" else "1080p")
-    assert (image["width"], image["height"]) == expected
+    assert (image["width"], image["height"]) == image_size(request["aspect_ratio"],
+                                                           request["resolution"])
     record = httpx.get(f"{simulator_url}/_sim/predictions/{view['prediction_id']}").json()
     served = httpx.get(record["outputs"][0]).content
     assert hashlib.sha256(served).hexdigest() == image["sha256"]
 
 
-def test_status_cli_reports_the_stored_images(configured, worker_process, service_env) -> None:
+def test_status_cli_reports_the_stored_images(configured, module_worker, service_env) -> None:
     # Given a job that went through
     job_id = jobs.enqueue({"prompt": f"status {uuid.uuid4().hex}", "resolution": "2K",
                            "aspect_ratio": "16:9"})

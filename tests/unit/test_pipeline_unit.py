@@ -206,3 +206,65 @@ def test_past_deadline_fails_at_the_next_step(world) -> None:
     assert pipeline.poll(job_id) is None
     assert job_row(factory, job_id).error_code == "deadline_exceeded"
     assert provider.calls == ["submit"]
+
+
+def _set(factory: sessionmaker[Session], job_id: uuid.UUID, **values: object) -> None:
+    from sqlalchemy import update
+
+    from models import Job
+
+    with factory.begin() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(**values))
+
+
+def test_a_job_whose_submit_keeps_killing_workers_ends_exhausted(world) -> None:
+    pipeline, provider, factory = world
+    job_id = new_job(factory)
+    _set(factory, job_id, attempts=pipeline.settings.max_submit_attempts)  # earlier crashes
+    assert pipeline.submit(job_id) is None
+    job = job_row(factory, job_id)
+    assert (job.status, job.error_code) == ("failed", "retries_exhausted")
+    assert provider.calls == []
+
+
+def test_redelivered_polls_count_until_the_budget_is_spent(world) -> None:
+    pipeline, provider, factory = world
+    job_id = new_job(factory)
+    provider.submits = [prediction(PredictionState.PENDING)]
+    pipeline.submit(job_id)
+    _set(factory, job_id, poll_errors=pipeline.settings.max_poll_errors - 1)
+    assert pipeline.redelivered_poll(job_id) is True
+    assert pipeline.redelivered_poll(job_id) is False
+    assert job_row(factory, job_id).error_code == "retries_exhausted"
+
+
+def test_reconciler_redrives_expires_and_fails_overdue_jobs(world) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from worker.reconciler import Reconciler
+
+    pipeline, provider, factory = world
+    lost_message, dead_submitter, too_late = (new_job(factory) for _ in range(3))
+    past = datetime.now(UTC) - timedelta(minutes=5)
+    _set(factory, lost_message, updated_at=past, next_action_at=past)
+    provider.submits = [prediction(PredictionState.PENDING)]
+    pipeline.submit(dead_submitter)
+    _set(factory, dead_submitter, status="submitting", lease_expires_at=past, updated_at=past,
+         prediction_id=None)
+    _set(factory, too_late, deadline_at=past)
+    sent: list[tuple[str, uuid.UUID]] = []
+
+    @contextmanager
+    def sessions() -> Iterator[Session]:
+        with factory.begin() as session:
+            yield session
+
+    reconciler = Reconciler(settings=pipeline.settings, sessions=sessions,
+                            send=lambda step, job_id: sent.append((step, job_id)))
+    result = reconciler.run_once()
+    assert (result.deadlines, result.leases_expired) == (1, 1)
+    assert job_row(factory, too_late).error_code == "deadline_exceeded"
+    expired = job_row(factory, dead_submitter)
+    assert (expired.status, expired.ambiguous_submits) == ("queued", 1)
+    assert ("submit", lost_message) in sent and ("submit", dead_submitter) in sent
+    assert reconciler.run_once().redriven.get("queued", 0) == 0  # touched: not sent again

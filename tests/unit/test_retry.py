@@ -14,6 +14,7 @@ POLICY = RetryPolicy(base_s=2, max_s=60, max_submit_attempts=4, max_poll_errors=
     ("submit", e.ProviderUnreachable(), 4, Stop),
     ("submit", e.ProviderServerError(status_code=502), 1, Retry),
     ("submit", e.RateLimited(retry_after_s=7), 1, Retry),
+    ("submit", e.RateLimited(), 6, Stop),
     ("submit", e.InvalidRequest(), 1, Stop),
     ("submit", e.ContentPolicyViolation(), 1, Stop),
     ("submit", e.AuthenticationFailed(), 99, Retry),
@@ -69,3 +70,10 @@ def test_backoff_is_jittered_and_capped(attempt: int) -> None:
 def test_retry_after_is_a_floor() -> None:
     decision = POLICY.decide("submit", e.RateLimited(retry_after_s=45), 1, random.Random(0))
     assert isinstance(decision, Retry) and decision.delay_s >= 45
+
+
+@pytest.mark.parametrize("error", [e.RateLimited(), e.InvalidRequest(),
+                                   e.ContentPolicyViolation(), e.AuthenticationFailed()])
+def test_definite_refusals_are_not_ambiguous(error) -> None:
+    decision = POLICY.decide("submit", error, 1)
+    assert not decision.ambiguous

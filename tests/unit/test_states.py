@@ -9,6 +9,7 @@ LEGAL = {
     (S.SUBMITTING, S.CANCELLED),
     (S.RUNNING, S.TRANSFERRING), (S.RUNNING, S.FAILED), (S.RUNNING, S.CANCELLED),
     (S.TRANSFERRING, S.SUCCEEDED), (S.TRANSFERRING, S.FAILED), (S.TRANSFERRING, S.CANCELLED),
+    (S.FAILED, S.QUEUED),  # operator retry
 }
 
 
@@ -24,10 +25,11 @@ def test_transition_table(current: JobStatus, target: JobStatus) -> None:
             transition(current, target)
 
 
-def test_terminal_states_have_no_way_out() -> None:
+def test_terminal_states_have_no_way_out_but_an_operator_retry() -> None:
     for status in (S.SUCCEEDED, S.FAILED, S.CANCELLED):
         assert status.terminal
-        assert ALLOWED[status] == frozenset()
+    assert ALLOWED[S.SUCCEEDED] == ALLOWED[S.CANCELLED] == frozenset()
+    assert ALLOWED[S.FAILED] == frozenset({S.QUEUED})  # operator retry
     assert not S.RUNNING.terminal
 
 

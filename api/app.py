@@ -1,0 +1,88 @@
+"""The HTTP API for other services: ``create_app()`` builds it (``imagegen api`` serves it).
+
+Routes under ``/v1`` need a bearer token; ``/healthz``, ``/readyz`` and ``/metrics`` (from
+``api.ops``, when present) do not. OpenAPI at ``/openapi.json``, interactive docs at ``/docs``.
+Route handlers are plain ``def`` (or hand blocking work to the thread pool): the database and
+the object store are called synchronously and must never block the event loop.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from api import batch_routes, errors, job_routes
+from api.limits import BodyLimit
+from api.schemas import BatchCreate, BatchLine
+from worker.schemas import MAX_BODY_BYTES
+from worker.settings import get_settings
+from worker.storage import ObjectStore, store_from_settings
+
+DESCRIPTION = """Enqueue text-to-image jobs (GPTProto viduq2) one by one or in batches of up
+to 100,000, follow them, and fetch the stored images through presigned links.
+
+Every `/v1` call needs `Authorization: Bearer <token>`. Errors are JSON:
+`{"code", "message", "errors": [{"field", "rule", "line"?}]}`; invalid input is 422 and writes
+nothing."""
+#: Bodies of other routes are small; a single job may carry up to 20 MB of reference images.
+_SMALL_BODY = 1024 * 1024
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="imagegen-queue", version="1", description=DESCRIPTION)
+    errors.install(app)
+    app.add_middleware(BodyLimit, limit_for=_body_limit)
+    app.include_router(job_routes.router)
+    app.include_router(batch_routes.router)
+    _include_ops(app)
+    app.state.links = _Links()
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _body_limit(path: str) -> int:
+    if path.startswith("/v1/batches"):
+        return get_settings().api_max_batch_bytes
+    if path.startswith("/v1/jobs"):
+        return 2 * MAX_BODY_BYTES  # room for JSON escaping; the 20 MB rule is checked after
+    return _SMALL_BODY
+
+
+def _include_ops(app: FastAPI) -> None:
+    try:
+        from api import ops
+    except ImportError:  # the operations endpoints are optional
+        return
+    app.include_router(ops.router)
+
+
+class _Links:
+    """The object store that presigns download links, built on first use."""
+
+    def __init__(self) -> None:
+        self._store: ObjectStore | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> ObjectStore:
+        with self._lock:
+            if self._store is None:
+                self._store = store_from_settings(get_settings())
+            return self._store
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, plus the batch body models (the route reads its body itself)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                         routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in (BatchCreate, BatchLine):
+        found = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(found.pop("$defs", {}))
+        components[model.__name__] = found
+    app.openapi_schema = schema
+    return schema

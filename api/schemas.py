@@ -1,0 +1,113 @@
+"""Request and response bodies of the HTTP API (they are its OpenAPI description too)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from worker.batch_input import MAX_REF_CHARS
+from worker.batches import MAX_NAME_CHARS
+from worker.jobs import MAX_DEADLINE_S
+from worker.schemas import GenerationRequest
+
+_REQUEST_FIELDS = set(GenerationRequest.model_fields)
+
+
+class JobCreate(GenerationRequest):
+    """A generation request (the provider contract's fields) and what to do with the result."""
+
+    callback_url: str | None = Field(
+        default=None, max_length=2048,
+        description="Receives a signed webhook when the job ends (https, public host).")
+    ref: str | None = Field(default=None, min_length=1, max_length=MAX_REF_CHARS,
+                            description="Your own reference, echoed back.")
+    deadline_s: float | None = Field(default=None, gt=0, le=MAX_DEADLINE_S,
+                                     description="Fail the job if not done in this many s.")
+
+    def request_fields(self) -> dict[str, Any]:
+        return self.model_dump(include=_REQUEST_FIELDS, exclude_none=True, mode="json")
+
+
+class BatchLine(GenerationRequest):
+    """One job of a batch: a generation request and your reference for it (unique)."""
+
+    ref: str | None = Field(default=None, min_length=1, max_length=MAX_REF_CHARS)
+
+
+class BatchCreate(BaseModel):
+    """A batch as one JSON object: the jobs and options for all of them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[BatchLine] = Field(description="The jobs, in order (at least one).")
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS)
+    callback_url: str | None = Field(
+        default=None, max_length=2048,
+        description="Receives one signed batch.completed event when every job has ended.")
+    deadline_s: float | None = Field(default=None, gt=0, le=MAX_DEADLINE_S)
+
+
+class ErrorInfo(BaseModel):
+    code: str | None
+    message: str | None
+
+
+class Timings(BaseModel):
+    created_at: datetime | None
+    submitted_at: datetime | None
+    generated_at: datetime | None
+    finished_at: datetime | None
+    deadline_at: datetime | None
+    queued_s: float | None = Field(description="From enqueue to accepted by the provider.")
+    generation_s: float | None
+    transfer_s: float | None
+    total_s: float | None
+
+
+class ImageOut(BaseModel):
+    index: int
+    url: str | None = Field(description="Presigned download link (expires).")
+    bucket: str
+    key: str
+    content_type: str
+    bytes: int
+    sha256: str
+    width: int
+    height: int
+    nsfw: bool | None
+
+
+class JobOut(BaseModel):
+    id: str
+    status: str = Field(description="queued, submitting, running, transferring, succeeded, "
+                                    "failed or cancelled")
+    ref: str | None
+    batch_id: str | None
+    priority: str
+    request: dict[str, Any]
+    callback_url: str | None
+    error: ErrorInfo | None
+    attempts: int
+    polls: int
+    transfer_attempts: int
+    ambiguous_submits: int
+    timings: Timings
+    images: list[ImageOut]
+
+
+class BatchOut(BaseModel):
+    id: str
+    name: str | None
+    total: int
+    counts: dict[str, int] = Field(description="Jobs by status.")
+    done: int = Field(description="Jobs in a terminal status.")
+    progress: float = Field(description="done / total, 0 to 1.")
+    completed: bool
+    rate_per_s: float = Field(description="Jobs finished per second recently.")
+    eta_s: float | None = Field(description="Estimated seconds until every job has ended.")
+    elapsed_s: float
+    callback_url: str | None
+    created_at: datetime
+    completed_at: datetime | None

@@ -1,0 +1,33 @@
+"""Batches: many jobs submitted together, tracked to completion in Postgres.
+
+Counts by state are derived from the job rows; the batch only records what cannot be derived:
+its size, options and the moment it completed. ``completed_at`` is set once, by a guarded
+``UPDATE ... WHERE completed_at IS NULL`` that also requires every job to be terminal, so the
+completion (and its webhook) happens exactly once even when the last jobs finish concurrently.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, Integer, String, Text, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, UTCDateTime, utcnow
+
+
+class Batch(Base):
+    __tablename__ = "batches"
+    __table_args__ = (CheckConstraint("total >= 1", name="total"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    #: A label chosen by the submitter (file name, pipeline run), shown in status and events.
+    name: Mapped[str | None] = mapped_column(String(200))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    #: Digest of the submitted jobs and options: a replay with the same key must match it.
+    request_sha256: Mapped[str | None] = mapped_column(String(64))
+    total: Mapped[int] = mapped_column(Integer)
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

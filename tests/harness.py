@@ -1,0 +1,148 @@
+"""Start and stop the real services the tests and the chaos run use.
+
+Plain functions, so that pytest fixtures (tests/conftest.py) and the standalone chaos script
+(scripts/chaos.py) share them: a scratch Postgres database, moto's S3 server, the simulator,
+and `imagegen worker` / `imagegen beat` processes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+
+BIN = Path(sys.executable).parent
+PG_ADMIN_URL = os.environ.get("IMAGEGEN_TEST_PG_URL",
+                              "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("IMAGEGEN_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+API_KEY = "sk-test-4f8d2c9e1b7a"
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up within {timeout_s} s")
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def create_database(prefix: str = "imagegen_test") -> str:
+    """A new, empty database on the local server; returns its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+def start_moto(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """moto's S3-compatible server as its own process (it keeps large objects in TMPDIR)."""
+    port = free_port()
+    proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "TMPDIR": str(tmp)})
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url)
+    return proc, url
+
+
+def create_bucket(endpoint: str, bucket: str) -> None:
+    import boto3
+
+    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
+                 aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+                 region_name=AWS_ENV["AWS_DEFAULT_REGION"]).create_bucket(Bucket=bucket)
+
+
+def start_simulator(log: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`imagegen simulator` on a free port, accepting API_KEY."""
+    port = free_port()
+    with log.open("ab") as sink:
+        proc = subprocess.Popen([str(BIN / "imagegen"), "simulator", "--port", str(port),
+                                 "--api-key", API_KEY, "--log-level", "warning", *args],
+                                stdout=sink, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/_sim/stats")
+    return proc, url
+
+
+def start_imagegen(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """An `imagegen ...` process (worker, beat) with ``env`` on top of this environment."""
+    with log.open("ab") as sink:
+        return subprocess.Popen([str(BIN / "imagegen"), *args], env={**os.environ, **env},
+                                stdout=sink, stderr=subprocess.STDOUT)
+
+
+def start_worker(env: dict[str, str], log: Path, *, concurrency: int = 8,
+                 name: str | None = None) -> subprocess.Popen[bytes]:
+    return start_imagegen(env, log, "worker", "-c", str(concurrency), "-n",
+                          name or f"test-{uuid.uuid4().hex[:6]}@%h")
+
+
+def service_env(*, pg_url: str, redis_url: str, s3_endpoint: str, simulator_url: str,
+                bucket: str) -> dict[str, str]:
+    """A service-mode deployment against the given servers, tuned for quick tests."""
+    return {
+        **AWS_ENV,
+        "IMAGEGEN_DATABASE_URL": pg_url,
+        "IMAGEGEN_BROKER_URL": redis_url,
+        "IMAGEGEN_STORAGE_URL": f"s3://{bucket}/images",
+        "IMAGEGEN_S3_ENDPOINT_URL": s3_endpoint,
+        "GPTPROTO_API_KEY": API_KEY,
+        "GPTPROTO_BASE_URL": simulator_url,
+        "IMAGEGEN_POLL_INITIAL_DELAY_S": "0.5",
+        "IMAGEGEN_POLL_INTERVAL_S": "0.3",
+        "IMAGEGEN_POLL_MAX_INTERVAL_S": "1",
+        "IMAGEGEN_RETRY_BASE_S": "0.2",
+        "IMAGEGEN_RETRY_MAX_S": "2",
+        "IMAGEGEN_SUBMIT_TIMEOUT_S": "5",
+        "IMAGEGEN_CONNECT_TIMEOUT_S": "2",
+        "IMAGEGEN_SUBMIT_LEASE_S": "10",
+        "IMAGEGEN_TRANSFER_LEASE_S": "8",
+        "IMAGEGEN_DOWNLOAD_TIMEOUT_S": "6",
+        "IMAGEGEN_RECONCILE_INTERVAL_S": "1",
+        "IMAGEGEN_STALE_AFTER_S": "3",
+        "IMAGEGEN_LOG_LEVEL": "INFO",
+    }

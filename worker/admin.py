@@ -1,0 +1,135 @@
+"""What an operator does with the queue: a summary, job listings, retries of failed jobs.
+
+Plain data in and out (the CLI and the API render it). Retried jobs go back to ``queued``
+through a guarded repository update and are sent to the broker after the commit; if the
+broker is down they stay queued and the reconciler sends them later.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from models import STATUSES
+from models.base import utcnow
+from worker import jobs, queries
+from worker import repository as repo
+from worker.db import session_scope
+from worker.errors import BadInput, ImagegenError, JobNotFound
+from worker.fleet import read_fleet_state
+from worker.metrics import QueueFacts
+from worker.settings import get_settings
+from worker.states import JobStatus
+
+log = logging.getLogger("imagegen.admin")
+
+#: Jobs moved back to queued per transaction by ``retry_failed``.
+RETRY_CHUNK = 500
+
+
+class NotRetryable(ImagegenError):
+    """Only failed jobs can be retried."""
+
+    code = "not_retryable"
+
+
+# --- looking ------------------------------------------------------------------------------------
+
+
+def summary() -> dict[str, Any]:
+    """Counts by state, work in flight, the queued backlog and the fleet's pause/breaker."""
+    now = utcnow()
+    with session_scope() as session:
+        counts = queries.counts_by_status(session)
+        queue = queries.queue_snapshot(session, now=now)
+        failed = queries.failed_by_code(session)
+    fleet = read_fleet_state()
+    oldest = queue.oldest_queued_at
+    return {
+        "counts": {status: counts.get(status, 0) for status in STATUSES},
+        "total": sum(counts.values()),
+        "in_flight": counts.get("submitting", 0) + counts.get("running", 0),
+        "queued_by_priority": queue.queued_by_priority, "queued_due": queue.queued_due,
+        "oldest_queued_at": oldest.isoformat() if oldest else None,
+        "oldest_queued_age_s": round((now - oldest).total_seconds(), 1) if oldest else None,
+        "failed_by_code": failed, "paused": fleet.paused, "breaker": fleet.breaker,
+        "fleet_note": fleet.reason,
+    }
+
+
+def queue_facts() -> QueueFacts:
+    """The queue gauges for ``/metrics``: active jobs only, under a statement timeout."""
+    now = utcnow()
+    with session_scope() as session:
+        queries.limit_statement_time(session, get_settings().ready_timeout_s)
+        queue = queries.queue_snapshot(session, now=now)
+    oldest = queue.oldest_queued_at
+    age = max((now - oldest).total_seconds(), 0.0) if oldest else 0.0
+    return QueueFacts(active=queue.active, queued_by_priority=queue.queued_by_priority,
+                      queued_due=queue.queued_due, oldest_queued_age_s=age)
+
+
+def list_jobs(*, statuses: Sequence[str] = (), batch_id: uuid.UUID | None = None,
+              since: datetime | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Jobs newest first, as ``jobs.job_view`` dictionaries (no events, no images)."""
+    unknown = sorted(set(statuses) - set(STATUSES))
+    if unknown:
+        raise BadInput([("status", f"unknown {', '.join(unknown)}; one of {', '.join(STATUSES)}")])
+    with session_scope() as session:
+        found = queries.list_jobs(session, statuses=statuses, batch_id=batch_id, since=since,
+                                  limit=limit)
+        return [{**jobs.job_view(job), "batch_id": _str(job.batch_id)} for job in found]
+
+
+def _str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+# --- retrying -----------------------------------------------------------------------------------
+
+
+def retry_job(job_id: uuid.UUID) -> None:
+    """Send one failed job back to the queue; refuses any other state."""
+    with session_scope() as session:
+        job = repo.get_job(session, job_id)
+        if job is None:
+            raise JobNotFound(f"no job with id {job_id}")
+        if job.status != JobStatus.FAILED:
+            raise NotRetryable(f"job {job_id} is {job.status}: only failed jobs can be retried")
+        moved = repo.retry_failed(session, job_ids=[job_id], deadline_at=_deadline())
+    if not moved:  # it left the failed state between the read and the update
+        raise NotRetryable(f"job {job_id} is no longer failed")
+    _dispatch(moved)
+
+
+def retry_failed(*, batch_id: uuid.UUID | None = None,
+                 code: str | None = None) -> list[uuid.UUID]:
+    """Send every failed job (of one batch, with one error code) back to the queue."""
+    with session_scope() as session:
+        candidates = queries.failed_job_ids(session, batch_id=batch_id, code=code)
+    retried: list[uuid.UUID] = []
+    for start in range(0, len(candidates), RETRY_CHUNK):
+        with session_scope() as session:  # short transactions: a few hundred rows each
+            moved = repo.retry_failed(session, job_ids=candidates[start:start + RETRY_CHUNK],
+                                      deadline_at=_deadline())
+        _dispatch(moved)
+        retried += moved
+    log.info("jobs_retried", extra={"count": len(retried), "error_code": code,
+                                    "batch_id": _str(batch_id)})
+    return retried
+
+
+def _deadline() -> datetime:
+    return utcnow() + timedelta(seconds=get_settings().job_deadline_s)
+
+
+def _dispatch(job_ids: list[uuid.UUID]) -> None:
+    from worker.tasks import dispatch
+
+    try:
+        dispatch(job_ids)
+    except Exception:  # the broker is down: the rows are queued and the reconciler sends them
+        log.exception("dispatch_failed", extra={"count": len(job_ids)})
