@@ -145,4 +145,5 @@ def service_env(*, pg_url: str, redis_url: str, s3_endpoint: str, simulator_url:
         "IMAGEGEN_RECONCILE_INTERVAL_S": "1",
         "IMAGEGEN_STALE_AFTER_S": "3",
         "IMAGEGEN_LOG_LEVEL": "INFO",
+        "IMAGEGEN_METRICS_PORT": "0",
     }

@@ -46,6 +46,9 @@ def beat_schedule(settings: Settings) -> dict[str, Any]:
     return {
         "reconcile": {"task": "imagegen.reconcile", "schedule": settings.reconcile_interval_s,
                       "options": {"expires": settings.reconcile_interval_s}},
+        # does nothing while IMAGEGEN_PRUNE_OLDER_THAN_DAYS is unset
+        "prune": {"task": "imagegen.prune", "schedule": settings.prune_interval_s,
+                  "options": {"expires": settings.prune_interval_s}},
         "webhook_sweep": {"task": "imagegen.webhook_sweep",
                           "schedule": settings.reconcile_interval_s,
                           "options": {"expires": settings.reconcile_interval_s}},
@@ -56,10 +59,11 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
     url = settings.effective_broker_url
     if url.startswith("filesystem"):  # embedded mode across processes: a folder as the broker
         folder = (settings.data_dir / "broker").resolve()
-        for sub in ("out", "processed"):
+        for sub in ("out", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         return {"data_folder_in": str(folder / "out"), "data_folder_out": str(folder / "out"),
-                "processed_folder": str(folder / "processed"), "store_processed": False}
+                "processed_folder": str(folder / "processed"), "store_processed": False,
+                "control_folder": str(folder / "control")}
     if url.startswith(("redis", "rediss")):
         return {"visibility_timeout": settings.visibility_timeout_s}
     return {}

@@ -60,7 +60,7 @@ def stored_indexes(session: Session, job_id: uuid.UUID) -> set[int]:
 def count_by_status(session: Session, job_ids: Iterable[uuid.UUID]) -> dict[str, int]:
     query = (select(Job.status, func.count()).where(Job.id.in_(list(job_ids)))
              .group_by(Job.status))
-    return {status: count for status, count in session.execute(query).tuples()}
+    return {status: count for status, count in session.execute(query).all()}
 
 
 # --- writes -------------------------------------------------------------------------------------

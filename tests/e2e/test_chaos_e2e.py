@@ -12,7 +12,7 @@ pytestmark = pytest.mark.e2e
 
 def test_chaos_keeps_every_promise(tmp_path, redis_url) -> None:
     # Given 30 jobs, two workers that keep being killed, a flushed broker and provider faults
-    options = Options(jobs=30, workers=2, kill_every_s=4, deadline_s=60, timeout_s=240)
+    options = Options(jobs=30, workers=2, kill_every_s=6, deadline_s=90, timeout_s=300)
     # When the fleet drains them
     report = run(options, tmp_path)
     print("\n" + "\n".join(report.lines()))

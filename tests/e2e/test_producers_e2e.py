@@ -4,7 +4,7 @@ real Postgres, Redis and S3.
 - Webhooks: a job and a batch submitted over the HTTP API; a local HTTP server receives their
   signed events (one of them after a failed first attempt) and checks them with the README's
   recipe; the batch's completion event arrives exactly once.
-- A 300-line JSONL batch through `imagegen batch submit --wait`, its manifest and an export.
+- A 200-line JSONL batch through `imagegen batch submit --wait`, its manifest and an export.
   (The 10,000-line run is the same with `IMAGEGEN_E2E_BATCH_LINES=10000`; see README.)
 """
 
@@ -34,7 +34,7 @@ from tests.producers import (
 )
 
 pytestmark = pytest.mark.e2e
-LINES = int(os.environ.get("IMAGEGEN_E2E_BATCH_LINES", "300"))
+LINES = int(os.environ.get("IMAGEGEN_E2E_BATCH_LINES", "200"))
 RATIOS = ["1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "2:3", "3:2"]
 
 
