@@ -35,7 +35,6 @@ unit: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .
