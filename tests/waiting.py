@@ -27,3 +27,16 @@ def wait_for(job_ids: Iterable[uuid.UUID], timeout_s: float = 240,
         time.sleep(0.3)
     waiting = {str(k): (v["status"], v["error_code"]) for k, v in views.items() if not done(v)}
     pytest.fail(f"jobs did not get there in {timeout_s} s: {waiting}")
+
+
+def tagged_prompt(tag: str, tokens: str = "") -> str:
+    """A prompt unique to this run (so the simulator's per-prompt counts are this job's)."""
+    return f"{tag} {uuid.uuid4().hex[:8]} {tokens}".rstrip()
+
+
+def predictions_created(simulator_url: str, prompt: str) -> int:
+    """How many predictions the simulator created for ``prompt``."""
+    import httpx
+
+    stats = httpx.get(f"{simulator_url}/_sim/stats").json()
+    return int(stats.get("predictions_per_prompt", {}).get(prompt, 0))

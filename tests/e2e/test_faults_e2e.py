@@ -8,24 +8,18 @@ Faults are forced per job with the simulator's prompt tokens (``[sim:NAME=ARG]``
 from __future__ import annotations
 
 import time
-import uuid
 
 import httpx
 import pytest
 
-from tests.waiting import wait_for
+from tests.waiting import predictions_created, tagged_prompt, wait_for
 from worker import jobs
 
 pytestmark = pytest.mark.e2e
 
 
 def _prompt(tokens: str) -> str:
-    return f"fault {uuid.uuid4().hex[:8]} {tokens}"
-
-
-def _predictions(simulator_url: str, prompt: str) -> int:
-    stats = httpx.get(f"{simulator_url}/_sim/stats").json()
-    return int(stats.get("predictions_per_prompt", {}).get(prompt, 0))
+    return tagged_prompt("fault", tokens)
 
 
 # (tokens, final status, error code, ambiguous submits, predictions created)
@@ -73,7 +67,7 @@ def test_every_fault_ends_in_its_named_state(configured, module_worker, simulato
     for tokens, status, code, ambiguous, predictions in CASES:
         view = views[job_ids[tokens]]
         got = (view["status"], view["error_code"], view["ambiguous_submits"],
-               _predictions(simulator_url, prompts[tokens]))
+               predictions_created(simulator_url, prompts[tokens]))
         if got != (status, code, ambiguous, predictions):
             wrong.append(f"{tokens}: expected {(status, code, ambiguous, predictions)}, got "
                          f"{got} ({view['error_message']})")

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
-
-import httpx
 import pytest
 
-from tests.waiting import wait_for
+from tests.waiting import predictions_created, tagged_prompt, wait_for
 from worker import jobs
 
 pytestmark = pytest.mark.e2e
 
 
 def _prompt(tokens: str) -> str:
-    return f"fault {uuid.uuid4().hex[:8]} {tokens}"
-
-
-def _predictions(simulator_url: str, prompt: str) -> int:
-    stats = httpx.get(f"{simulator_url}/_sim/stats").json()
-    return int(stats.get("predictions_per_prompt", {}).get(prompt, 0))
+    return tagged_prompt("fault", tokens)
 
 
 def test_ambiguous_submit_policy_fail_never_resubmits(configured, start_worker,
@@ -33,7 +25,7 @@ def test_ambiguous_submit_policy_fail_never_resubmits(configured, start_worker,
     # Then the job fails as ambiguous and is counted, with no second prediction
     assert (view["status"], view["error_code"]) == ("failed", "ambiguous_submit"), view
     assert view["ambiguous_submits"] == 1
-    assert _predictions(simulator_url, prompt) == 1
+    assert predictions_created(simulator_url, prompt) == 1
 
 
 @pytest.mark.parametrize(("overrides", "code"), [
