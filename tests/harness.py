@@ -55,26 +55,24 @@ def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None
             proc.wait()
 
 
-def create_database(prefix: str = "imagegen_test") -> str:
-    """A new, empty database on the local server; returns its URL."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+def _admin(sql: str) -> None:
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            conn.execute(text(sql))
     finally:
         admin.dispose()
+
+
+def create_database(prefix: str = "imagegen_test") -> str:
+    """A new, empty database on the local server; returns its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    _admin(f'CREATE DATABASE "{name}"')
     return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
 
 
 def drop_database(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    _admin(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
 def start_moto(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:

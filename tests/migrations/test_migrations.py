@@ -1,15 +1,14 @@
 """`alembic upgrade head` on an empty database matches the models; down and up round-trip."""
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect
 
 import models
-from tests.conftest import PG_ADMIN_URL
+from tests import harness
 from worker.db import downgrade, make_engine, upgrade
 
 pytestmark = pytest.mark.integration
@@ -17,14 +16,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def empty_pg() -> Iterator[str]:
-    name = f"imagegen_mig_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    url = harness.create_database("imagegen_mig")
+    yield url
+    harness.drop_database(url)
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
