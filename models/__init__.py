@@ -1,11 +1,13 @@
-"""SQLAlchemy models: jobs, stored images, the job event log, batches and webhook deliveries."""
+"""SQLAlchemy models: jobs, stored images, the job event log, batches, webhook deliveries and
+the fleet-wide control state."""
 
 from models.base import Base
 from models.batch import Batch
 from models.event import JobEvent
+from models.fleet import BUCKETS, FleetControl
 from models.image import JobImage
 from models.job import ACTIVE_STATUSES, STATUSES, Job
 from models.webhook import DELIVERY_STATUSES, WebhookAttempt, WebhookDelivery
 
-__all__ = ["ACTIVE_STATUSES", "DELIVERY_STATUSES", "STATUSES", "Base", "Batch", "Job",
-           "JobEvent", "JobImage", "WebhookAttempt", "WebhookDelivery"]
+__all__ = ["ACTIVE_STATUSES", "BUCKETS", "DELIVERY_STATUSES", "STATUSES", "Base", "Batch",
+           "FleetControl", "Job", "JobEvent", "JobImage", "WebhookAttempt", "WebhookDelivery"]

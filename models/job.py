@@ -45,6 +45,16 @@ class Job(Base):
         Index("ix_jobs_created_at", "created_at"),
         # a batch's jobs in submission order (manifest, counts); also indexes batch_id
         UniqueConstraint("batch_id", "batch_index"),
+        # the dispatcher: due interactive jobs, loose batch-priority jobs, each batch's queue,
+        # and the jobs it sent that no worker picked up yet
+        Index("ix_jobs_queued", "priority", "batch_id", "next_action_at",
+              postgresql_where=text("status = 'queued'"), sqlite_where=text("status = 'queued'")),
+        Index("ix_jobs_batch_queue", "batch_id", "batch_index",
+              postgresql_where=text("status = 'queued' AND batch_id IS NOT NULL"),
+              sqlite_where=text("status = 'queued' AND batch_id IS NOT NULL")),
+        Index("ix_jobs_dispatched", "dispatched_at",
+              postgresql_where=text("status = 'queued' AND dispatched_at IS NOT NULL"),
+              sqlite_where=text("status = 'queued' AND dispatched_at IS NOT NULL")),
         # whether a batch still has active jobs: a lookup, however large the batch
         Index("ix_jobs_batch_active", "batch_id",
               postgresql_where=text(f"batch_id IS NOT NULL AND {_in('status', ACTIVE_STATUSES)}"),
@@ -85,6 +95,8 @@ class Job(Base):
     # scheduling: when the next step is due, who holds the row, and until when
     next_action_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When the dispatcher (or an enqueue) sent the submit message no worker has taken yet.
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lease_token: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deadline_at: Mapped[datetime] = mapped_column(UTCDateTime)

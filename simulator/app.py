@@ -131,10 +131,13 @@ async def _accept(
 ) -> Response:
     entry = entry_of(request)
     rejection = next(iter(in_stage(submission.faults, Stage.SUBMIT)), None)
-    rejection = rejection or sim.limits.admit(sim.clock())
     if rejection is not None:
         sim.log.note(entry, faults=[rejection])
         return submit_error(rejection, submission.faults)
+    refusal = sim.limits.admit(sim.clock())
+    if refusal is not None:  # over the account's rate or concurrency limit
+        sim.log.note(entry, faults=[f"limit_{refusal.reason}"])
+        return submit_error(refusal.fault, {refusal.fault: refusal.arg})
     prediction = sim.create_prediction(params, submission)
     sim.log.note(entry, prediction_id=prediction.id, faults=prediction.faults)
     return await _answer_submit(request, sim, prediction)

@@ -38,6 +38,14 @@ def simulator(
         help="Extra seconds before every poll is answered.")] = None,
     output_base_url: Annotated[str | None, typer.Option(
         help="Base of output URLs (another host name); default: the server's own.")] = None,
+    max_concurrency: Annotated[int | None, typer.Option(
+        help="Account concurrency limit: predictions created or processing at once.")] = None,
+    over_concurrency: Annotated[str | None, typer.Option(
+        help="Over the concurrency limit: 'queue' (wait in created) or 'reject' (429).")] = None,
+    submit_rate: Annotated[float | None, typer.Option(
+        help="Account submit rate limit, submits per second (429 over it).")] = None,
+    submit_burst: Annotated[int | None, typer.Option(
+        help="Submits the rate limit lets through at once.")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Run the GPTProto viduq2 simulator: the provider's API over real HTTP, with fault injection.
@@ -49,6 +57,8 @@ def simulator(
         "api_keys": api_key or [], "seed": seed, "noise": noise, "queue_s": queue_s,
         "ghost_delay_s": ghost_delay_s, "submit_delay_s": submit_delay_s,
         "poll_delay_s": poll_delay_s, "output_base_url": output_base_url,
+        "max_concurrency": max_concurrency, "over_concurrency": over_concurrency,
+        "submit_rate": submit_rate, "submit_burst": submit_burst,
     }
     config = build_config(options, latency=latency or [], profile=profile)
     typer.echo(f"GPTProto simulator on http://{host}:{port} (admin API under /_sim/)")

@@ -7,7 +7,7 @@ The config is immutable; changing it at run time (``POST /_sim/config``) builds 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -57,6 +57,15 @@ class SimulatorConfig(BaseModel):
     #: Incompressible pictures of realistic size (10-25 MB at 4K), for benchmarks.
     noise: bool = False
     cache_max_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+    #: Account concurrency limit: predictions in flight (created or processing); None: none.
+    max_concurrency: int | None = Field(default=None, ge=1)
+    #: Over the concurrency limit: wait in ``created`` for a free slot, or answer 429.
+    over_concurrency: Literal["queue", "reject"] = "queue"
+    #: Account submit rate limit (submits per second, token bucket); None: none.
+    submit_rate: float | None = Field(default=None, gt=0)
+    submit_burst: int = Field(default=1, ge=1)
+    #: Whether a rate-limit 429 says when to come back (``Retry-After``).
+    rate_limit_retry_after: bool = True
     #: Request log entries kept (the newest); counts in /_sim/stats stay exact. Read at start.
     log_max_entries: int = Field(default=200_000, gt=0)
 

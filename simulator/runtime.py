@@ -21,7 +21,7 @@ from starlette.requests import Request
 from simulator.config import SimulatorConfig
 from simulator.faults import FaultSet, choose_faults, recovered
 from simulator.images import image_size, render_png
-from simulator.limits import AccountLimits, Unlimited
+from simulator.limits import AccountLimits
 from simulator.outputs import OutputCache, UrlSigner, output_path
 from simulator.requestlog import RequestLog
 from simulator.state import Prediction, PredictionStore, plan_prediction
@@ -51,7 +51,7 @@ class Simulator:
         self._initial = config or SimulatorConfig()
         self._config = self._initial
         self.clock: Clock = clock or time.time
-        self.limits: AccountLimits = limits or Unlimited()
+        self.limits = limits or AccountLimits(lambda: self._config)
         self.store = PredictionStore()
         self.log = RequestLog(self._initial.log_max_entries)
         self.cache = OutputCache(self._initial.cache_max_bytes)
@@ -74,6 +74,7 @@ class Simulator:
         """Forget predictions, log and pictures; restore the startup config unless kept."""
         self.store.clear()
         self.log.clear()
+        self.limits.reset()
         self.cache.clear()
         if not keep_config:
             self._config = self._initial
@@ -92,11 +93,12 @@ class Simulator:
         """Create and store the prediction an accepted submit asked for."""
         now = self.clock()
         span = self.config.latency[params.resolution]
+        latency_s = submission.rng.uniform(span.min_s, span.max_s)
+        duration_s = None if "stuck" in submission.faults else latency_s
         prediction = plan_prediction(
             seq=submission.seq, params=params, faults=submission.faults, now=now,
-            processing_at=self.limits.start_at(now, now + self.config.queue_s),
-            latency_s=submission.rng.uniform(span.min_s, span.max_s), rng=submission.rng,
-            noise=self.config.noise,
+            processing_at=self.limits.start_at(now, now + self.config.queue_s, duration_s),
+            latency_s=latency_s, rng=submission.rng, noise=self.config.noise,
         )
         self.store.add(prediction)
         return prediction
@@ -144,6 +146,7 @@ class Simulator:
             "predictions_per_prompt": dict(Counter(item.prompt for item in predictions)),
             "predictions_by_status": dict(Counter(item.status_at(now) for item in predictions)),
             "predictions_total": len(predictions),
+            "limits": self.limits.record(now),
         }
 
 

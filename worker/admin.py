@@ -56,7 +56,7 @@ def summary() -> dict[str, Any]:
         "oldest_queued_at": oldest.isoformat() if oldest else None,
         "oldest_queued_age_s": round((now - oldest).total_seconds(), 1) if oldest else None,
         "failed_by_code": failed, "paused": fleet.paused, "breaker": fleet.breaker,
-        "fleet_note": fleet.reason,
+        "fleet_note": fleet.reason, "fleet": fleet.as_dict(),
     }
 
 
@@ -66,10 +66,14 @@ def queue_facts() -> QueueFacts:
     with session_scope() as session:
         queries.limit_statement_time(session, get_settings().ready_timeout_s)
         queue = queries.queue_snapshot(session, now=now)
+        fleet = read_fleet_state(session)
     oldest = queue.oldest_queued_at
     age = max((now - oldest).total_seconds(), 0.0) if oldest else 0.0
+    cooldown = (fleet.cooldown_until - now).total_seconds() if fleet.cooldown_until else 0.0
     return QueueFacts(active=queue.active, queued_by_priority=queue.queued_by_priority,
-                      queued_due=queue.queued_due, oldest_queued_age_s=age)
+                      queued_due=queue.queued_due, oldest_queued_age_s=age,
+                      paused=fleet.paused, breaker=fleet.breaker, cooldown_s=max(cooldown, 0.0),
+                      submit_rate=fleet.submit_rate, max_in_flight=fleet.max_in_flight)
 
 
 def list_jobs(*, statuses: Sequence[str] = (), batch_id: uuid.UUID | None = None,
@@ -127,9 +131,8 @@ def _deadline() -> datetime:
 
 
 def _dispatch(job_ids: list[uuid.UUID]) -> None:
-    from worker.tasks import dispatch
+    """Retried jobs are queued again: the dispatcher sends them as the fleet's limits allow."""
+    from worker.dispatch import wake_dispatcher
 
-    try:
-        dispatch(job_ids)
-    except Exception:  # the broker is down: the rows are queued and the reconciler sends them
-        log.exception("dispatch_failed", extra={"count": len(job_ids)})
+    if job_ids:
+        wake_dispatcher(force=True)

@@ -38,10 +38,6 @@ from worker.settings import get_settings
 
 log = logging.getLogger("imagegen.batches")
 
-#: At most this many broker messages are sent for one batch when it is enqueued. The rest stay
-#: ``queued`` in the table: the reconciler's stale-job pass sends them today, and the dispatcher
-#: (which feeds Celery from the table at the pace of the fleet limits) will own them.
-DISPATCH_CAP = 10_000
 MAX_NAME_CHARS = 200
 _MANIFEST_PAGE = 1_000
 
@@ -170,20 +166,12 @@ def _insert_jobs(session: Session, batch_id: uuid.UUID, items: list[BatchItem], 
 
 
 def nudge(job_ids: Sequence[uuid.UUID]) -> int:
-    """Send the first :data:`DISPATCH_CAP` jobs of a fresh batch to the broker; return how many.
+    """Wake the dispatcher for a fresh batch: it moves the jobs into the broker as the fleet's
+    limits allow (one message, however large the batch). Returns how many jobs wait."""
+    from worker.dispatch import wake_dispatcher
 
-    The hook the dispatcher takes over: until it exists, this is ``worker.tasks.dispatch`` on a
-    bounded head of the batch. When it lands, this becomes a single wake-up message.
-    """
-    from worker.tasks import dispatch
-
-    head = list(job_ids[:DISPATCH_CAP])
-    try:
-        dispatch(head)
-    except Exception:  # the broker is down: the rows stay queued and are found again
-        log.exception("batch_dispatch_failed", extra={"jobs": len(head)})
-        return 0
-    return len(head)
+    wake_dispatcher(force=True)
+    return len(job_ids)
 
 
 # --- reading ------------------------------------------------------------------------------------

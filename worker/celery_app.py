@@ -44,6 +44,9 @@ def beat_schedule(settings: Settings) -> dict[str, Any]:
     """Periodic tasks sent by ``imagegen beat`` (one beat process per fleet is enough; extra
     ones are harmless: reconciler passes take a lock)."""
     return {
+        # queued jobs into the broker at the pace of the fleet limits
+        "dispatch": {"task": "imagegen.dispatch", "schedule": settings.dispatch_interval_s,
+                     "options": {"expires": max(settings.dispatch_interval_s, 1.0)}},
         "reconcile": {"task": "imagegen.reconcile", "schedule": settings.reconcile_interval_s,
                       "options": {"expires": settings.reconcile_interval_s}},
         # does nothing while IMAGEGEN_PRUNE_OLDER_THAN_DAYS is unset

@@ -1,20 +1,25 @@
-"""Operator commands: ``jobs list``, ``retry``, ``prune`` and the queue summary of ``status``.
+"""Operator commands: ``jobs list``, ``retry``, ``prune``, ``pause``, ``resume`` and the queue
+summary of ``status``.
 
 Registered on the main app by ``worker/cli.py``; same exit codes (0 ok, 2 bad input, 1 other).
 """
 
 from __future__ import annotations
 
+import getpass
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from models import STATUSES
 from models.base import utcnow
 from worker import admin, retention
+from worker.batch_input import text_problem
 from worker.cli import _print_json, err, handles_errors, out
 from worker.errors import BadInput
 from worker.jobs import parse_job_id
@@ -28,6 +33,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(jobs_app, name="jobs")
     app.command("retry")(retry)
     app.command("prune")(prune)
+    app.command("pause")(pause)
+    app.command("resume")(resume)
 
 
 # --- status (no job id) -------------------------------------------------------------------------
@@ -48,13 +55,73 @@ def print_summary(as_json: bool) -> None:
     out.print(f"in flight at the provider: {view['in_flight']}   queued and due now: "
               f"{view['queued_due']}   oldest queued: {_ago(view['oldest_queued_age_s'])}",
               highlight=False, soft_wrap=True)
-    paused = {True: "yes", False: "no", None: "unknown"}[view["paused"]]
-    note = f" ({view['fleet_note']})" if view["fleet_note"] else ""
-    out.print(f"submissions paused: {paused}   breaker: {view['breaker']}{note}",
-              highlight=False, soft_wrap=True)
+    print_fleet(view["fleet"])
     if view["failed_by_code"]:
         codes = ", ".join(f"{code} {n}" for code, n in sorted(view["failed_by_code"].items()))
         out.print(f"failed by code: {codes}", highlight=False, soft_wrap=True)
+
+
+def print_fleet(fleet: dict[str, Any]) -> None:
+    """Submissions paused or not (and why), breaker, cool-down, rate and work in flight."""
+    if fleet["paused"]:
+        out.print(f"[bold red]submissions PAUSED[/] ({fleet['pause_code']}, by "
+                  f"{fleet['paused_by']}): {escape(fleet['reason'] or '')}", soft_wrap=True)
+    else:
+        out.print("submissions: running", highlight=False)
+    breaker = fleet["breaker"]
+    line = f"breaker: {breaker}"
+    if breaker != "closed" and fleet["breaker_reason"]:
+        line += f" ({fleet['breaker_reason']})"
+    if fleet["cooldown_until"]:
+        line += f"   cooling down after a 429 until {fleet['cooldown_until']}"
+    rate = fleet["submit_rate"]
+    line += f"   submit rate: {'unlimited' if not rate else f'{rate:.2f}/s'}"
+    line += f"   in flight: {fleet['in_flight']}/{fleet['max_in_flight']}"
+    out.print(line, highlight=False, soft_wrap=True, markup=False)
+
+
+# --- pause / resume -----------------------------------------------------------------------------
+
+
+@handles_errors
+def pause(
+    reason: str = typer.Option("paused by an operator", "--reason",
+                               help="Why (shown by status, the API and the dashboard)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
+) -> None:
+    """Stop every submission fleet-wide; polls and transfers of running jobs go on.
+
+    Queued jobs stay queued (none fails because of the pause). `imagegen resume` lets them go.
+    """
+    from worker import fleet
+
+    if (problem := text_problem(reason, 500)) is not None:
+        raise BadInput([("reason", problem)])
+    state = fleet.pause(reason, by=_operator()).as_dict()
+    if as_json:
+        _print_json(state)
+    else:
+        print_fleet(state)
+
+
+@handles_errors
+def resume(as_json: bool = typer.Option(False, "--json", help="Print a JSON object.")) -> None:
+    """Let submissions go again after a pause (by hand, or by the provider's 401/403)."""
+    from worker import fleet
+
+    state = fleet.resume(by=_operator()).as_dict()
+    if as_json:
+        _print_json(state)
+    else:
+        print_fleet(state)
+
+
+def _operator() -> str:
+    """Who paused or resumed, as recorded: the local user name where there is one."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no user entry (some containers)
+        return "cli"
 
 
 def _ago(seconds: float | None) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -112,8 +113,35 @@ def _worker() -> Iterator[None]:
     from worker.celery_app import app
 
     with start_worker(app, pool="threads", concurrency=8, perform_ping_check=False,
-                      hostname="demo@localhost", loglevel="WARNING", shutdown_timeout=30):
+                      hostname="demo@localhost", loglevel="WARNING", shutdown_timeout=30), \
+            _beat():
         yield
+
+
+@contextmanager
+def _beat() -> Iterator[None]:
+    """What ``imagegen beat`` does for a fleet, in a thread: dispatch and reconcile passes."""
+    from worker.runtime import get_dispatcher, get_reconciler
+    from worker.settings import get_settings
+
+    stop = threading.Event()
+    interval = get_settings().dispatch_interval_s
+
+    def tick() -> None:
+        passes = 0
+        while not stop.wait(interval):
+            get_dispatcher().run_once()
+            passes += 1
+            if passes % 15 == 0:
+                get_reconciler().run_once()
+
+    thread = threading.Thread(target=tick, name="demo-beat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
 
 
 def _enqueue(count: int) -> list[uuid.UUID]:

@@ -74,9 +74,11 @@ def enqueue_job(request: GenerationRequest | dict[str, Any], *,
         raise BadInput([("idempotency_key", problem)])
     scope = nullcontext(session) if session is not None else session_scope()
     with scope as active:
-        outcome = _insert_once(active, request, priority, idempotency_key, deadline_s, extra)
+        direct = dispatch and priority is Priority.INTERACTIVE
+        outcome = _insert_once(active, request, priority, idempotency_key, deadline_s, extra,
+                               dispatched=direct)
         if outcome.created and dispatch:
-            _dispatch_after_commit(active, outcome.job_id)
+            _dispatch_after_commit(active, outcome.job_id, direct=direct)
     return outcome
 
 
@@ -106,7 +108,7 @@ def _priority(value: Priority | str) -> Priority:
 
 def _insert_once(session: Session, request: GenerationRequest, priority: Priority,
                  idempotency_key: str | None, deadline_s: float | None,
-                 extra: dict[str, Any]) -> Enqueued:
+                 extra: dict[str, Any], *, dispatched: bool) -> Enqueued:
     if idempotency_key is not None:
         existing = repo.get_job_by_idempotency_key(session, idempotency_key)
         if existing is not None:
@@ -116,7 +118,8 @@ def _insert_once(session: Session, request: GenerationRequest, priority: Priorit
     try:
         with session.begin_nested():
             job = repo.insert_job(session, fields=fields, priority=priority.value,
-                                  idempotency_key=idempotency_key, deadline_at=deadline)
+                                  idempotency_key=idempotency_key, deadline_at=deadline,
+                                  dispatched=dispatched)
     except IntegrityError:  # a concurrent enqueue with the same key won the race
         existing = repo.get_job_by_idempotency_key(session, idempotency_key or "")
         if existing is None:
@@ -140,13 +143,20 @@ def _replayed(existing: Job, request: GenerationRequest, extra: dict[str, Any]) 
     return Enqueued(existing.id, False)
 
 
-def _dispatch_after_commit(session: Session, job_id: uuid.UUID) -> None:
+def _dispatch_after_commit(session: Session, job_id: uuid.UUID, *, direct: bool) -> None:
+    """After the commit: an interactive job goes straight to a worker (its claim checks the
+    fleet's limits and hands it back to the dispatcher when they say no); a batch-priority
+    job waits for the dispatcher, which is woken up."""
     def send() -> None:
-        from worker.tasks import dispatch
+        from worker.dispatch import wake_dispatcher
+        from worker.tasks import send_submit
 
+        if not direct:
+            wake_dispatcher()
+            return
         try:
-            dispatch([job_id])
-        except Exception:  # the broker is down: the row stays queued and is found again
+            send_submit(job_id)
+        except Exception:  # the broker is down: the dispatcher sends it again later
             log.exception("dispatch_failed", extra={"job_id": str(job_id)})
 
     call_after_commit(session, send)

@@ -2,10 +2,11 @@
 
 Two kinds, exposed differently:
 
-- **Process counters** (transitions, provider calls, transfers, pause/breaker gauges) live in
+- **Process counters** (transitions, provider calls, transfers) live in
   the process that did the work. Each worker serves them on ``IMAGEGEN_METRICS_PORT``; the API
   serves its own at ``/metrics``. Prometheus sums them across instances.
-- **Queue gauges** (jobs by active state, queue depth, oldest queued age) are facts about the
+- **Queue gauges** (jobs by active state, queue depth, oldest queued age, and the fleet's
+  pause, breaker, cool-down and current submit rate) are facts about the
   table, read at scrape time by :class:`QueueCollector`. Only the API registers it, so N
   workers do not run N copies of the same queries; it caches for a few seconds.
 
@@ -23,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Enum, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client import start_http_server as _start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -50,9 +51,10 @@ TRANSFER_BYTES = Counter("imagegen_transfer_bytes", "Bytes of output images stor
 TRANSFER_SECONDS = Histogram(
     "imagegen_transfer_duration_seconds", "Time to stream one output image into storage.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120))
-PAUSED = Gauge("imagegen_submissions_paused", "1 while submissions are paused fleet-wide.")
-BREAKER = Enum("imagegen_breaker_state", "Circuit breaker in front of provider submissions.",
-               states=["closed", "open", "half_open"])
+FLEET_EVENTS = Counter(
+    "imagegen_fleet_events", "Fleet-wide limit events this process caused: paused, resumed, "
+    "breaker_open, breaker_closed.", ["event"])
+BREAKER_STATES = ("closed", "open", "half_open")
 
 # --- hooks the rest of the code calls --------------------------------------------------------
 
@@ -92,13 +94,15 @@ def transfer(nbytes: int, seconds: float) -> None:
 
 
 def set_paused(paused: bool) -> None:
-    """Fleet limits call this when submissions are paused or resumed."""
-    PAUSED.set(1 if paused else 0)
+    """Count a pause or resume this process made (the state itself is a table fact)."""
+    FLEET_EVENTS.labels("paused" if paused else "resumed").inc()
 
 
 def set_breaker(state: str) -> None:
-    """Fleet limits call this on every breaker change: closed, open or half_open."""
-    BREAKER.state(state)
+    """Count a breaker change this process saw: closed, open or half_open."""
+    if state not in BREAKER_STATES:
+        raise ValueError(f"unknown breaker state {state!r}")
+    FLEET_EVENTS.labels(f"breaker_{state}").inc()
 
 
 # --- the queue, read from the database at scrape time ----------------------------------------
@@ -112,6 +116,12 @@ class QueueFacts:
     queued_by_priority: dict[str, int]
     queued_due: int
     oldest_queued_age_s: float
+    #: The fleet's submission gate (None when it could not be read).
+    paused: bool | None = None
+    breaker: str | None = None
+    cooldown_s: float = 0.0
+    submit_rate: float | None = None
+    max_in_flight: int | None = None
 
 
 class QueueCollector(Collector):
@@ -168,6 +178,26 @@ def _families(facts: QueueFacts) -> Iterator[Metric]:
     yield GaugeMetricFamily("imagegen_queue_oldest_age_seconds",
                             "Age of the oldest queued job (0 when none).",
                             value=facts.oldest_queued_age_s)
+    if facts.paused is not None:
+        yield GaugeMetricFamily("imagegen_submissions_paused",
+                                "1 while submissions are paused fleet-wide.",
+                                value=1 if facts.paused else 0)
+    if facts.breaker is not None:
+        breaker = GaugeMetricFamily("imagegen_breaker_state", "Circuit breaker in front of "
+                                    "provider submissions (1 for the current state).",
+                                    labels=["state"])
+        for state in BREAKER_STATES:
+            breaker.add_metric([state], 1 if facts.breaker == state else 0)
+        yield breaker
+    yield GaugeMetricFamily("imagegen_submit_cooldown_seconds",
+                            "Seconds left of the fleet's cool-down after a 429 (0: none).",
+                            value=facts.cooldown_s)
+    if facts.submit_rate is not None:
+        yield GaugeMetricFamily("imagegen_submit_rate", "Submissions per second the fleet may "
+                                "make now (adaptive; 0: unlimited).", value=facts.submit_rate)
+    if facts.max_in_flight is not None:
+        yield GaugeMetricFamily("imagegen_in_flight_limit", "Predictions the fleet may have in "
+                                "flight at the provider.", value=facts.max_in_flight)
 
 
 _lock = threading.Lock()  # registration and serving happen once per process

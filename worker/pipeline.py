@@ -23,9 +23,10 @@ import httpx
 from sqlalchemy.orm import Session
 
 from models import Job
-from worker import metrics
+from worker import fleet, metrics
 from worker import repository as repo
-from worker.errors import ImagegenError, ProviderError, TransferError
+from worker.errors import ImagegenError, ProviderError, RateLimited, TransferError
+from worker.limits import Admission, Limits
 from worker.provider.failures import failure_error
 from worker.provider.wire import Prediction, PredictionState
 from worker.retry import Retry, RetryPolicy, Stop
@@ -73,6 +74,7 @@ class Pipeline:
             max_poll_errors=settings.max_poll_errors,
             max_transfer_attempts=settings.max_transfer_attempts,
             ambiguous_submit=settings.ambiguous_submit)
+        self.limits = Limits.from_settings(settings)
 
     def close(self) -> None:
         """Close the HTTP connections this pipeline holds."""
@@ -86,9 +88,13 @@ class Pipeline:
     def submit(self, job_id: uuid.UUID) -> Next | None:
         """queued -> submitting -> running (or back to queued, or failed)."""
         with self.sessions() as session:
-            claim = repo.claim_for_submit(session, job_id=job_id,
+            claim = repo.claim_for_submit(session, job_id=job_id, limits=self.limits,
                                           lease_s=self.settings.submit_lease_s)
-            job = repo.get_job(session, job_id) if claim else None
+            job = repo.get_job(session, job_id) if isinstance(claim, repo.Claim) else None
+        if isinstance(claim, Admission):  # the fleet's limits say not now: the dispatcher
+            log.debug("submit_deferred", extra={"job_id": str(job_id),  # sends it again
+                                                "reason": claim.refused})
+            return None
         if claim is None or job is None:
             return None  # not due, already moved on, or cancelled
         if self._past_deadline(job):
@@ -100,8 +106,11 @@ class Pipeline:
         try:
             prediction = self.provider.submit(job.request_fields())
         except ProviderError as error:
-            return self._submit_failed(claim, job, error)
+            self._submit_failed(claim, job, error)
+            return None
         first_poll = self._poll_delay(0)
+        with self.sessions() as session:
+            fleet.submit_answered(session)
         with self.sessions() as session:
             moved = repo.mark_running(session, claim=claim, prediction_id=prediction.id,
                                       provider_status=prediction.raw_status,
@@ -116,21 +125,34 @@ class Pipeline:
                                      "attempt": job.attempts})
         return Next("poll", first_poll)
 
-    def _submit_failed(self, claim: repo.Claim, job: Job, error: ProviderError) -> Next | None:
+    def _submit_failed(self, claim: repo.Claim, job: Job, error: ProviderError) -> None:
+        """Tell the fleet what the provider said, then fail the job or queue it again (the
+        dispatcher sends it when it is due and the fleet may submit)."""
         decision = self.policy.decide("submit", error, job.attempts, self.rng)
         log.warning("submit_failed", extra={"job_id": str(job.id), "attempt": job.attempts,
                                             "error": error.code})
+        not_before = self.clock() + timedelta(seconds=decision.delay_s
+                                              if isinstance(decision, Retry) else 0)
+        with self.sessions() as session:
+            if error.fleet_wide:  # 401/403: every submission waits for an operator
+                fleet.provider_refused_key(session, error)
+                not_before = self.clock()
+            elif isinstance(error, RateLimited):
+                cooldown = fleet.rate_limited(session, self.limits, error, rng=self.rng)
+                not_before = max(not_before, cooldown.cooldown_until or not_before)
+            elif error.retryable and not error.refused:  # 5xx, timeouts: the breaker counts
+                fleet.submit_failed(session, self.limits, error)
+            else:  # a definite answer about this request: the provider is up
+                fleet.submit_answered(session)
         with self.sessions() as session:
             if isinstance(decision, Stop):
                 repo.fail(session, job_id=job.id, sources=[JobStatus.SUBMITTING], claim=claim,
                           code=decision.code, message=decision.message,
                           ambiguous=decision.ambiguous)
-                return None
-            moved = repo.requeue_submit(
-                session, claim=claim, reason=error.message, ambiguous=decision.ambiguous,
-                not_before=self.clock() + timedelta(seconds=decision.delay_s),
-                refund_attempt=decision.refund)
-        return Next("submit", decision.delay_s) if moved else None
+                return
+            repo.requeue_submit(session, claim=claim, reason=error.message,
+                                ambiguous=decision.ambiguous, not_before=not_before,
+                                refund_attempt=decision.refund)
 
     # --- poll -----------------------------------------------------------------------------------
 
@@ -143,6 +165,10 @@ class Pipeline:
         if self._past_deadline(job):
             self._expire(job_id, JobStatus.RUNNING)
             return None
+        with self.sessions() as session:
+            wait = fleet.take_poll_token(session, self.limits)
+        if wait > 0:  # the fleet polls at its rate: ask again when a token is there
+            return Next("poll", wait * self.rng.uniform(1.0, 1.2))
         try:
             prediction = self.provider.get_result(job.prediction_id)
         except ProviderError as error:
@@ -174,7 +200,15 @@ class Pipeline:
             return None
         delay = max(decision.delay_s, self._poll_delay(job.poll_count + 1))
         with self.sessions() as session:
+            if error.fleet_wide:  # the key is refused: stop submitting, keep polling
+                fleet.provider_refused_key(session, error)
+            elif isinstance(error, RateLimited):
+                cooldown = fleet.rate_limited(session, self.limits, error, bucket=fleet.POLL,
+                                              rng=self.rng)
+                if cooldown.cooldown_until is not None:
+                    delay = max(delay, (cooldown.cooldown_until - self.clock()).total_seconds())
             recorded = repo.record_poll(session, job_id=job.id, error=error.message,
+                                        counts=not decision.refund,
                                         provider_status=job.provider_status or "unknown",
                                         next_poll_at=self.clock() + timedelta(seconds=delay))
         return Next("poll", delay) if recorded else None

@@ -23,9 +23,9 @@ from worker.states import JobStatus
 log = logging.getLogger("imagegen.reconciler")
 
 Send = Callable[[str, uuid.UUID], None]
-#: Which step drives a job on in each active status.
-STEP_FOR = {JobStatus.QUEUED: "submit", JobStatus.RUNNING: "poll",
-            JobStatus.TRANSFERRING: "transfer"}
+#: Which step drives a job on in each active status. Queued jobs are the dispatcher's: it sends
+#: them again when their message was lost (``IMAGEGEN_DISPATCH_LOST_AFTER_S``).
+STEP_FOR = {JobStatus.RUNNING: "poll", JobStatus.TRANSFERRING: "transfer"}
 
 
 @dataclass
@@ -54,10 +54,8 @@ class Reconciler:
                 result.skipped = True
                 return result
             result.deadlines = self._deadlines(session, now)
-            requeued = self._expired_submits(session, now)
-            result.leases_expired = len(requeued)
+            result.leases_expired = len(self._expired_submits(session, now))
             to_send = {status: self._stale(session, status, now) for status in STEP_FOR}
-            to_send[JobStatus.QUEUED] += requeued
         for status, job_ids in to_send.items():  # send only after the pass committed
             for job_id in job_ids:
                 self.send(STEP_FOR[status], job_id)

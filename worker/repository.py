@@ -17,10 +17,11 @@ from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from models import ACTIVE_STATUSES, Job, JobEvent, JobImage
+from models import ACTIVE_STATUSES, Batch, Job, JobEvent, JobImage
 from models.base import utcnow
-from worker import metrics, outbox
+from worker import fleet, metrics, outbox
 from worker.aftercommit import call_after_commit
+from worker.limits import Admission, Limits
 from worker.states import JobStatus, transition
 
 
@@ -67,10 +68,13 @@ def count_by_status(session: Session, job_ids: Iterable[uuid.UUID]) -> dict[str,
 
 
 def insert_job(session: Session, *, fields: dict[str, Any], priority: str,
-               idempotency_key: str | None, deadline_at: datetime) -> Job:
+               idempotency_key: str | None, deadline_at: datetime,
+               dispatched: bool = False) -> Job:
+    """A new queued job; ``dispatched`` when its submit message goes out after the commit."""
     now = utcnow()
     job = Job(id=uuid.uuid4(), status=JobStatus.QUEUED.value, priority=priority,
               idempotency_key=idempotency_key, deadline_at=deadline_at, next_action_at=now,
+              dispatched_at=now if dispatched else None,
               created_at=now, updated_at=now, attempts=0, poll_count=0, poll_errors=0,
               transfer_attempts=0, ambiguous_submits=0, **fields)
     session.add(job)
@@ -115,7 +119,15 @@ def _move(session: Session, *, job_id: uuid.UUID, sources: Iterable[JobStatus],
         # outputs copied (or half copied) before the job ended belong to nobody now
         call_after_commit(session, _send_discard, job_id)
     _count_transition(session, job_id, source, target)
+    if source.value in fleet.IN_FLIGHT and target.value not in fleet.IN_FLIGHT:
+        call_after_commit(session, _capacity_freed)  # a slot at the provider is free
     return source
+
+
+def _capacity_freed() -> None:
+    from worker.dispatch import wake_dispatcher
+
+    wake_dispatcher()
 
 
 def _send_discard(job_id: uuid.UUID) -> None:
@@ -139,14 +151,40 @@ def _lease_values(lease_s: float) -> tuple[uuid.UUID, dict[str, Any]]:
     return token, {"lease_token": token, "lease_expires_at": utcnow() + timedelta(seconds=lease_s)}
 
 
-def claim_for_submit(session: Session, *, job_id: uuid.UUID, lease_s: float) -> Claim | None:
-    """queued -> submitting, if the job is due; counts the attempt."""
+def claim_for_submit(session: Session, *, job_id: uuid.UUID, lease_s: float,
+                     limits: Limits | None = None) -> Claim | Admission | None:
+    """queued -> submitting, if the job is due and the fleet's limits let it go now; counts
+    the attempt and takes the fleet's token in the same transaction.
+
+    Returns the claim; the refusal (the job stays queued for the dispatcher, nothing counted);
+    or None when the job is not due, already moved on or cancelled."""
+    now = utcnow()
+    priority = _queued_priority(session, job_id, now)
+    if priority is None:
+        return None
+    admission = fleet.admit_submission(session, priority=priority,
+                                       limits=limits or fleet.current_limits(), now=now)
+    if not admission.admitted:  # back to the dispatcher's queue; nothing counted
+        session.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
+                        .values(dispatched_at=None))
+        return admission
     token, values = _lease_values(lease_s)
-    due = or_(Job.next_action_at.is_(None), Job.next_action_at <= utcnow())
+    due = or_(Job.next_action_at.is_(None), Job.next_action_at <= now)
     moved = _move(session, job_id=job_id, sources=[JobStatus.QUEUED],
                   target=JobStatus.SUBMITTING, event="submit_started", guard=due,
-                  values={**values, "attempts": Job.attempts + 1})
-    return Claim(job_id, token) if moved else None
+                  values={**values, "attempts": Job.attempts + 1, "dispatched_at": None},
+                  detail={"probe": True} if admission.probe else None)
+    if not moved:
+        return None  # the token stays in the bucket
+    fleet.take(session, admission)
+    return Claim(job_id, token)
+
+
+def _queued_priority(session: Session, job_id: uuid.UUID, now: datetime) -> str | None:
+    """The priority of the job if it is queued and due (a cheap read before taking the lock)."""
+    due = or_(Job.next_action_at.is_(None), Job.next_action_at <= now)
+    return session.scalar(select(Job.priority).where(
+        Job.id == job_id, Job.status == JobStatus.QUEUED.value, due))
 
 
 def _holds(claim: Claim) -> ColumnElement[bool]:
@@ -171,7 +209,8 @@ def mark_running(session: Session, *, claim: Claim, prediction_id: str, provider
 def requeue_submit(session: Session, *, claim: Claim, not_before: datetime, reason: str,
                    ambiguous: bool, refund_attempt: bool = False) -> bool:
     """submitting -> queued, to be tried again at ``not_before``."""
-    values: dict[str, Any] = {**_release(), "next_action_at": not_before, "error_message": reason}
+    values: dict[str, Any] = {**_release(), "next_action_at": not_before, "error_message": reason,
+                              "dispatched_at": None}
     if ambiguous:
         values["ambiguous_submits"] = Job.ambiguous_submits + 1
     if refund_attempt:
@@ -206,14 +245,18 @@ def cancel(session: Session, *, job_id: uuid.UUID, reason: str) -> JobStatus | N
 
 
 def record_poll(session: Session, *, job_id: uuid.UUID, provider_status: str,
-                next_poll_at: datetime, error: str | None = None) -> bool:
-    """Count a poll of a running job and when the next one is due (not a transition)."""
+                next_poll_at: datetime, error: str | None = None, counts: bool = True) -> bool:
+    """Count a poll of a running job and when the next one is due (not a transition).
+
+    An ``error`` is recorded; it spends the poll error budget unless ``counts`` is False (a
+    rate limit or a refused key is not the job's fault)."""
     values: dict[str, Any] = {"provider_status": provider_status, "next_poll_at": next_poll_at,
                               "next_action_at": next_poll_at, "poll_count": Job.poll_count + 1,
                               "updated_at": utcnow()}
     if error:
-        values["poll_errors"] = Job.poll_errors + 1
         values["error_message"] = error
+        if counts:
+            values["poll_errors"] = Job.poll_errors + 1
     statement = (update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING.value)
                  .values(**values))
     return session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
@@ -295,6 +338,53 @@ def mark_succeeded(session: Session, *, claim: Claim) -> bool:
     return _move(session, job_id=claim.job_id, sources=[JobStatus.TRANSFERRING],
                  target=JobStatus.SUCCEEDED, event="succeeded", guard=_holds(claim),
                  values=values) is not None
+
+
+# --- dispatch -----------------------------------------------------------------------------------
+
+
+def _dispatchable(now: datetime, lost_before: datetime) -> ColumnElement[bool]:
+    """Queued, due, and not sent to a worker recently (or sent and never picked up)."""
+    return and_(Job.status == JobStatus.QUEUED.value, Job.next_action_at <= now,
+                or_(Job.dispatched_at.is_(None), Job.dispatched_at < lost_before))
+
+
+def count_outstanding(session: Session, *, since: datetime) -> int:
+    """Submit messages sent since ``since`` that no worker has taken yet."""
+    query = select(func.count()).where(Job.status == JobStatus.QUEUED.value,
+                                       Job.dispatched_at >= since)
+    return int(session.scalar(query) or 0)
+
+
+def dispatchable_jobs(session: Session, *, priority: str, batch_id: uuid.UUID | None,
+                      now: datetime, lost_before: datetime, limit: int,
+                      offset: int = 0) -> list[uuid.UUID]:
+    """The next jobs to send: a batch's in line order, loose jobs oldest first."""
+    if limit <= 0:
+        return []
+    condition = _dispatchable(now, lost_before)
+    if batch_id is None:
+        query = (select(Job.id).where(condition, Job.priority == priority,
+                                      Job.batch_id.is_(None)).order_by(Job.next_action_at))
+    else:
+        query = (select(Job.id).where(condition, Job.batch_id == batch_id)
+                 .order_by(Job.batch_index))
+    return list(session.scalars(query.offset(offset).limit(limit)))
+
+
+def open_batches(session: Session, *, limit: int) -> list[uuid.UUID]:
+    """Batches that may still have queued jobs, oldest first."""
+    query = (select(Batch.id).where(Batch.completed_at.is_(None)).order_by(Batch.created_at)
+             .limit(limit))
+    return list(session.scalars(query))
+
+
+def mark_dispatched(session: Session, *, job_ids: list[uuid.UUID], at: datetime | None) -> None:
+    """Record that submit messages went out for these queued jobs (None: they did not)."""
+    if job_ids:
+        session.execute(update(Job).where(Job.id.in_(job_ids),
+                                          Job.status == JobStatus.QUEUED.value)
+                        .values(dispatched_at=at).execution_options(synchronize_session=False))
 
 
 # --- recovery (the reconciler) ------------------------------------------------------------------
@@ -390,7 +480,8 @@ _RETRY_RESET: dict[str, Any] = {
     "attempts": 0, "poll_count": 0, "poll_errors": 0, "transfer_attempts": 0,
     "error_code": None, "error_message": None, "prediction_id": None, "provider_status": None,
     "outputs": None, "nsfw": None, "lease_token": None, "lease_expires_at": None,
-    "next_poll_at": None, "submitted_at": None, "generated_at": None, "finished_at": None}
+    "next_poll_at": None, "submitted_at": None, "generated_at": None, "finished_at": None,
+    "dispatched_at": None}
 
 
 def retry_failed(session: Session, *, job_ids: Iterable[uuid.UUID], deadline_at: datetime,
@@ -414,6 +505,10 @@ def retry_failed(session: Session, *, job_ids: Iterable[uuid.UUID], deadline_at:
                             next_action_at=now, updated_at=now, **_RETRY_RESET)
                     .execution_options(synchronize_session=False))
     session.execute(delete(JobImage).where(JobImage.job_id.in_(ids)))
+    # a finished batch with a retried job is open again (the dispatcher looks at open batches)
+    session.execute(update(Batch).where(Batch.id.in_(select(Job.batch_id).where(
+        Job.id.in_(ids), Job.batch_id.is_not(None)))).values(completed_at=None)
+        .execution_options(synchronize_session=False))
     for row in rows:
         add_event(session, job_id=row.id, event="retried", from_status=JobStatus.FAILED,
                   to_status=JobStatus.QUEUED, detail={"reason": reason, "previous_code":

@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-from worker.errors import ImagegenError, ProviderError, TransferError
+from worker.errors import ImagegenError, ProviderError, RateLimited, TransferError
 
 Step = Literal["submit", "poll", "transfer"]
 
@@ -65,6 +65,8 @@ class RetryPolicy:
         if isinstance(error, ProviderError) and error.fleet_wide:
             # not the job's fault: wait without spending the job's budget
             return Retry(max(self.fleet_pause_s, error.retry_after_s or 0), refund=True)
+        if isinstance(error, RateLimited):  # the fleet cools down; the job keeps its budget
+            return Retry(self._delay(error, attempt, rng), refund=True)
         if not getattr(error, "retryable", False):
             return Stop(error.code, error.message)
         ambiguous = step == "submit" and isinstance(error, ProviderError) and error.ambiguous

@@ -8,6 +8,7 @@ import httpx
 
 from worker import metrics
 from worker.db import session_scope
+from worker.dispatch import Dispatcher
 from worker.pipeline import Pipeline
 from worker.provider.client import ProviderClient
 from worker.reconciler import Reconciler
@@ -17,6 +18,7 @@ from worker.storage import store_from_settings
 _lock = threading.Lock()
 _pipeline: Pipeline | None = None
 _reconciler: Reconciler | None = None
+_dispatcher: Dispatcher | None = None
 
 
 def get_pipeline() -> Pipeline:
@@ -47,11 +49,24 @@ def get_reconciler() -> Reconciler:
         return _reconciler
 
 
+def get_dispatcher() -> Dispatcher:
+    global _dispatcher
+    with _lock:
+        if _dispatcher is None:
+            from worker.tasks import send_submit
+
+            _dispatcher = Dispatcher(settings=get_settings(), sessions=session_scope,
+                                     send=send_submit)
+        return _dispatcher
+
+
 def reset_pipeline() -> None:
-    """Forget the cached pipeline and reconciler (tests, the demo after changing settings)."""
-    global _pipeline, _reconciler
+    """Forget the cached pipeline, reconciler and dispatcher (tests, the demo after changing
+    settings)."""
+    global _pipeline, _reconciler, _dispatcher
     with _lock:
         if _pipeline is not None:
             _pipeline.close()
         _pipeline = None
         _reconciler = None
+        _dispatcher = None

@@ -63,6 +63,37 @@ class Settings(BaseSettings):
     stale_after_s: float = Field(default=60.0, gt=0)
     reconcile_batch: int = Field(default=500, ge=1)
 
+    # --- fleet-wide limits (shared by every worker through the database) ----------------------
+    #: Submissions per second across the whole fleet (token bucket); 0 turns the limit off.
+    submit_rate: float = Field(default=2.0, ge=0)
+    #: Submissions the bucket lets through at once after a quiet spell.
+    submit_burst: int = Field(default=10, ge=1)
+    #: Predictions in flight at the provider (submitting or running) across the fleet.
+    max_in_flight: int = Field(default=50, ge=1)
+    #: Of ``max_in_flight``, slots batch jobs may not take (kept for interactive jobs);
+    #: unset: a tenth, at least one when the cap allows it.
+    interactive_reserve: int | None = Field(default=None, ge=0)
+    #: Polls per second across the fleet; 0 turns the limit off.
+    poll_rate: float = Field(default=20.0, ge=0)
+    poll_burst: int = Field(default=50, ge=1)
+    #: After a 429 without Retry-After: base and cap of the fleet's exponential cool-down.
+    cooldown_base_s: float = Field(default=1.0, gt=0)
+    cooldown_max_s: float = Field(default=120.0, gt=0)
+    #: Each 429 halves the submit rate, down to this fraction of ``submit_rate``...
+    rate_min_fraction: float = Field(default=0.1, gt=0, le=1)
+    #: ...and it climbs back from that fraction to the full rate over this many seconds.
+    rate_recovery_s: float = Field(default=300.0, gt=0)
+    #: Consecutive submit failures (5xx, timeouts, unreachable) that open the circuit breaker.
+    breaker_threshold: int = Field(default=5, ge=1)
+    #: How long an open breaker waits before letting one probe submission through.
+    breaker_open_s: float = Field(default=30.0, gt=0)
+    #: How often the dispatcher moves queued jobs into the broker (it also runs on demand).
+    dispatch_interval_s: float = Field(default=1.0, gt=0)
+    #: Most submit messages one dispatch cycle sends.
+    dispatch_max_per_cycle: int = Field(default=1000, ge=1)
+    #: A dispatched job not picked up by a worker within this long is dispatched again.
+    dispatch_lost_after_s: float = Field(default=30.0, gt=0)
+
     # --- transfer ------------------------------------------------------------------------------
     download_timeout_s: float = Field(default=60.0, gt=0)
     max_output_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
@@ -136,6 +167,13 @@ class Settings(BaseSettings):
         return self
 
     # --- derived -------------------------------------------------------------------------------
+    @property
+    def reserved_for_interactive(self) -> int:
+        """In-flight slots batch jobs leave free for interactive ones."""
+        if self.interactive_reserve is not None:
+            return min(self.interactive_reserve, self.max_in_flight - 1)
+        return max(1, self.max_in_flight // 10) if self.max_in_flight > 1 else 0
+
     @property
     def api_token_list(self) -> list[bytes]:
         """The accepted API tokens (blank entries ignored)."""

@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from worker.celery_app import app
 from worker.pipeline import Next
-from worker.runtime import get_pipeline, get_reconciler
+from worker.runtime import get_dispatcher, get_pipeline, get_reconciler
 
 _DB_RETRY: dict[str, Any] = {"autoretry_for": (OperationalError, DBAPIError),
                              "retry_backoff": 1, "retry_backoff_max": 30, "max_retries": 20,
@@ -49,6 +49,12 @@ def reconcile() -> None:
     get_reconciler().run_once()
 
 
+@app.task(name="imagegen.dispatch", ignore_result=True, acks_late=False)
+def dispatch_cycle() -> None:
+    """One dispatcher cycle: queued jobs into the broker as the fleet's limits allow."""
+    get_dispatcher().run_once()
+
+
 STEPS: dict[str, Task] = {"submit": submit, "poll": poll, "transfer": transfer,
                           "discard": discard}
 
@@ -67,7 +73,6 @@ def send_step(step: str, job_id: uuid.UUID) -> None:
     STEPS[step].apply_async((str(job_id),))
 
 
-def dispatch(job_ids: list[uuid.UUID]) -> None:
-    """Nudge freshly enqueued jobs into the broker (after their rows were committed)."""
-    for job_id in job_ids:
-        send_step("submit", job_id)
+def send_submit(job_id: uuid.UUID, countdown_s: float = 0.0) -> None:
+    """The dispatcher's message: submit this job (when its token will be there)."""
+    submit.apply_async((str(job_id),), countdown=countdown_s or None)

@@ -104,13 +104,14 @@ def test_batch_idempotency_key(producer: list[list[uuid.UUID]]) -> None:
     assert row_counts() == before and len(producer) == 1
 
 
-def test_dispatch_is_capped(producer: list[list[uuid.UUID]],
-                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(batches, "DISPATCH_CAP", 10)
-    sent: list[uuid.UUID] = []
-    monkeypatch.setattr("worker.tasks.dispatch", sent.extend)
-    receipt = batches.enqueue_batch(items(25))
-    assert sent == receipt.job_ids[:10]  # the rest wait in the table for the dispatcher
+def test_a_batch_wakes_the_dispatcher_once_and_sends_no_job_message(
+        producer: list[list[uuid.UUID]], monkeypatch: pytest.MonkeyPatch) -> None:
+    woken: list[bool] = []
+    sent: list[str] = []
+    monkeypatch.setattr("worker.dispatch.wake_dispatcher", lambda **kw: woken.append(True))
+    monkeypatch.setattr("worker.tasks.submit.apply_async", lambda *a, **kw: sent.append("x"))
+    batches.enqueue_batch(items(25))
+    assert woken == [True] and sent == []  # the jobs wait in the table for the dispatcher
 
 
 def _deliveries(**where: object) -> list[WebhookDelivery]:

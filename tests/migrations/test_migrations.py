@@ -49,7 +49,7 @@ def _tables(url: str) -> set[str]:
 def test_upgrade_head_matches_the_models(empty_db: str) -> None:
     upgrade(empty_db)
     assert _tables(empty_db) == {"jobs", "job_images", "job_events", "batches",
-                                 "webhook_deliveries", "webhook_attempts"}
+                                 "webhook_deliveries", "webhook_attempts", "fleet_controls"}
     assert _diff(empty_db) == []
 
 

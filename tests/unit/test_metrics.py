@@ -45,15 +45,13 @@ def test_transfers_add_bytes_and_durations() -> None:
     assert value("imagegen_transfer_duration_seconds_count") == count + 1
 
 
-def test_pause_and_breaker_gauges() -> None:
+def test_pause_and_breaker_changes_are_counted() -> None:
+    before = value("imagegen_fleet_events_total", {"event": "paused"})
+    opened = value("imagegen_fleet_events_total", {"event": "breaker_open"})
     metrics.set_paused(True)
     metrics.set_breaker("open")
-    assert value("imagegen_submissions_paused") == 1
-    assert value("imagegen_breaker_state", {"imagegen_breaker_state": "open"}) == 1
-    metrics.set_paused(False)
-    metrics.set_breaker("closed")
-    assert value("imagegen_submissions_paused") == 0
-    assert value("imagegen_breaker_state", {"imagegen_breaker_state": "open"}) == 0
+    assert value("imagegen_fleet_events_total", {"event": "paused"}) == before + 1
+    assert value("imagegen_fleet_events_total", {"event": "breaker_open"}) == opened + 1
     with pytest.raises(ValueError):
         metrics.set_breaker("ajar")
 
@@ -61,7 +59,8 @@ def test_pause_and_breaker_gauges() -> None:
 FACTS = metrics.QueueFacts(active={"queued": 3, "submitting": 0, "running": 2,
                                    "transferring": 1},
                            queued_by_priority={"interactive": 1, "batch": 2}, queued_due=2,
-                           oldest_queued_age_s=42.5)
+                           oldest_queued_age_s=42.5, paused=True, breaker="half_open",
+                           cooldown_s=3.5, submit_rate=1.5, max_in_flight=40)
 
 
 def scrape(registry: CollectorRegistry) -> dict[str, float]:
@@ -82,6 +81,12 @@ def test_queue_collector_publishes_the_facts_and_caches_them() -> None:
     assert first["imagegen_queue_due[]"] == 2
     assert first["imagegen_queue_oldest_age_seconds[]"] == 42.5
     assert first["imagegen_queue_read_up[]"] == 1
+    assert first["imagegen_submissions_paused[]"] == 1
+    assert first["imagegen_breaker_state[('state', 'half_open')]"] == 1
+    assert first["imagegen_breaker_state[('state', 'closed')]"] == 0
+    assert first["imagegen_submit_cooldown_seconds[]"] == 3.5
+    assert first["imagegen_submit_rate[]"] == 1.5
+    assert first["imagegen_in_flight_limit[]"] == 40
 
 
 def test_queue_collector_answers_when_the_database_does_not() -> None:

@@ -8,14 +8,19 @@ import random
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from PIL import Image
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
+from models import FleetControl
+
 from worker import errors as e
+from worker import fleet
 from worker import repository as repo
 from worker.db import make_engine, upgrade
 from worker.pipeline import Next, Pipeline
@@ -137,9 +142,12 @@ def test_ambiguous_submit_is_counted_then_retried(world) -> None:
     job_id = new_job(factory)
     provider.submits = [e.ProviderServerError("502 bad gateway", status_code=502),
                         prediction(PredictionState.PENDING)]
-    step = pipeline.submit(job_id)
-    assert step is not None and step.step == "submit" and 0.5 <= step.delay_s <= 1
+    assert pipeline.submit(job_id) is None  # queued again for the dispatcher, after a backoff
+    job = job_row(factory, job_id)
+    wait = (job.next_action_at - datetime.now(UTC)).total_seconds()
+    assert job.status == "queued" and job.dispatched_at is None and 0.3 <= wait <= 1
     assert pipeline.submit(job_id) is None  # not due yet: a duplicate delivery does nothing
+    assert provider.calls == ["submit"]
     make_due(factory, job_id)
     assert pipeline.submit(job_id).step == "poll"
     job = job_row(factory, job_id)
@@ -151,7 +159,8 @@ def test_unsent_submits_exhaust_the_budget(world) -> None:
     job_id = new_job(factory)
     provider.submits = [e.ProviderUnreachable() for _ in range(3)]
     for _ in range(2):
-        assert pipeline.submit(job_id).step == "submit"
+        assert pipeline.submit(job_id) is None
+        assert job_row(factory, job_id).status == "queued"
         make_due(factory, job_id)
     assert pipeline.submit(job_id) is None
     job = job_row(factory, job_id)
@@ -162,13 +171,62 @@ def test_unsent_submits_exhaust_the_budget(world) -> None:
 def test_fleet_wide_refusal_keeps_the_job_queued_without_spending_attempts(world) -> None:
     pipeline, provider, factory = world
     job_id = new_job(factory)
-    provider.submits = [e.PermissionDenied("insufficient balance") for _ in range(5)]
-    for _ in range(5):
-        assert pipeline.submit(job_id).step == "submit"
-        make_due(factory, job_id)
+    provider.submits = [e.PermissionDenied("insufficient balance"),
+                        prediction(PredictionState.PENDING)]
+    assert pipeline.submit(job_id) is None
     job = job_row(factory, job_id)
     assert (job.status, job.attempts) == ("queued", 0)
     assert "insufficient balance" in job.error_message
+    with factory.begin() as session:
+        bucket = fleet.read_bucket(session)
+    assert bucket.paused and bucket.pause_code == "balance"
+    for _ in range(3):  # paused: no submission leaves, none is counted
+        make_due(factory, job_id)
+        assert pipeline.submit(job_id) is None
+    assert provider.calls == ["submit"] and job_row(factory, job_id).attempts == 0
+    with factory.begin() as session:
+        assert fleet.clear_pause(session, by="test")
+    assert pipeline.submit(job_id).step == "poll"
+    assert job_row(factory, job_id).attempts == 1
+
+
+def test_a_429_cools_the_fleet_down_without_spending_attempts(world) -> None:
+    pipeline, provider, factory = world
+    job_id = new_job(factory)
+    provider.submits = [e.RateLimited(retry_after_s=30), prediction(PredictionState.PENDING)]
+    assert pipeline.submit(job_id) is None
+    job = job_row(factory, job_id)
+    assert (job.status, job.attempts) == ("queued", 0)
+    assert (job.next_action_at - datetime.now(UTC)).total_seconds() > 25  # after the cool-down
+    with factory.begin() as session:
+        bucket = fleet.read_bucket(session)
+    assert bucket.cooldown_until is not None and bucket.strikes == 1
+    assert bucket.rate_factor == 0.5
+    make_due(factory, job_id)
+    assert pipeline.submit(job_id) is None  # every submitter waits for the cool-down
+    assert provider.calls == ["submit"]
+
+
+def test_runs_of_server_errors_open_the_breaker_and_a_probe_closes_it(world) -> None:
+    pipeline, provider, factory = world
+    threshold = pipeline.limits.breaker_threshold
+    jobs = [new_job(factory) for _ in range(threshold + 1)]
+    provider.submits = [e.ProviderServerError("503", status_code=503)
+                        for _ in range(threshold)] + [prediction(PredictionState.PENDING)]
+    for job_id in jobs[:threshold]:
+        assert pipeline.submit(job_id) is None
+    with factory.begin() as session:
+        bucket = fleet.read_bucket(session)
+    assert bucket.breaker == "open" and bucket.breaker_failures == threshold
+    assert pipeline.submit(jobs[-1]) is None  # open: refused without a call
+    assert len(provider.calls) == threshold
+    with factory.begin() as session:  # the breaker's wait is over
+        session.execute(update(FleetControl).values(
+            breaker_opened_at=datetime.now(UTC) - timedelta(hours=1)))
+    assert pipeline.submit(jobs[-1]).step == "poll"  # the probe goes and succeeds
+    with factory.begin() as session:
+        bucket = fleet.read_bucket(session)
+    assert bucket.breaker == "closed" and bucket.breaker_failures == 0
 
 
 def test_completed_without_outputs_is_no_output(world) -> None:
@@ -241,12 +299,13 @@ def test_redelivered_polls_count_until_the_budget_is_spent(world) -> None:
 def test_reconciler_redrives_expires_and_fails_overdue_jobs(world) -> None:
     from datetime import UTC, datetime, timedelta
 
+    from worker.dispatch import Dispatcher
     from worker.reconciler import Reconciler
 
     pipeline, provider, factory = world
     lost_message, dead_submitter, too_late = (new_job(factory) for _ in range(3))
     past = datetime.now(UTC) - timedelta(minutes=5)
-    _set(factory, lost_message, updated_at=past, next_action_at=past)
+    _set(factory, lost_message, updated_at=past, next_action_at=past, dispatched_at=past)
     provider.submits = [prediction(PredictionState.PENDING)]
     pipeline.submit(dead_submitter)
     _set(factory, dead_submitter, status="submitting", lease_expires_at=past, updated_at=past,
@@ -266,5 +325,10 @@ def test_reconciler_redrives_expires_and_fails_overdue_jobs(world) -> None:
     assert job_row(factory, too_late).error_code == "deadline_exceeded"
     expired = job_row(factory, dead_submitter)
     assert (expired.status, expired.ambiguous_submits) == ("queued", 1)
-    assert ("submit", lost_message) in sent and ("submit", dead_submitter) in sent
-    assert reconciler.run_once().redriven.get("queued", 0) == 0  # touched: not sent again
+    assert sent == []  # queued jobs are the dispatcher's
+    dispatched: list[uuid.UUID] = []
+    dispatcher = Dispatcher(settings=pipeline.settings, sessions=sessions,
+                            send=lambda job_id, countdown: dispatched.append(job_id))
+    assert dispatcher.run_once().sent == 2
+    assert set(dispatched) == {lost_message, dead_submitter}  # its message was lost long ago
+    assert dispatcher.run_once().sent == 0  # just sent: not again until it counts as lost

@@ -14,7 +14,7 @@ POLICY = RetryPolicy(base_s=2, max_s=60, max_submit_attempts=4, max_poll_errors=
     ("submit", e.ProviderUnreachable(), 4, Stop),
     ("submit", e.ProviderServerError(status_code=502), 1, Retry),
     ("submit", e.RateLimited(retry_after_s=7), 1, Retry),
-    ("submit", e.RateLimited(), 6, Stop),
+    ("submit", e.RateLimited(), 99, Retry),  # the fleet cools down; never the job's fault
     ("submit", e.InvalidRequest(), 1, Stop),
     ("submit", e.ContentPolicyViolation(), 1, Stop),
     ("submit", e.AuthenticationFailed(), 99, Retry),
@@ -45,6 +45,11 @@ def test_exhausted_transfer_says_where_it_failed() -> None:
 def test_fleet_wide_errors_wait_without_spending_the_budget() -> None:
     decision = POLICY.decide("submit", e.PermissionDenied("insufficient balance"), 1)
     assert decision == Retry(30, refund=True)
+
+
+def test_rate_limits_wait_without_spending_the_budget() -> None:
+    decision = POLICY.decide("poll", e.RateLimited(retry_after_s=3), 5)
+    assert isinstance(decision, Retry) and decision.refund and decision.delay_s >= 3
 
 
 def test_ambiguous_submit_is_flagged_and_obeys_the_policy() -> None:
