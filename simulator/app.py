@@ -134,6 +134,9 @@ async def _accept(
     if rejection is not None:
         sim.log.note(entry, faults=[rejection])
         return submit_error(rejection, submission.faults)
+    if sim.config.balance_exhausted:
+        sim.log.note(entry, faults=["balance_exhausted"])
+        return submit_error("http_403", {})
     refusal = sim.limits.admit(sim.clock())
     if refusal is not None:  # over the account's rate or concurrency limit
         sim.log.note(entry, faults=[f"limit_{refusal.reason}"])

@@ -57,6 +57,8 @@ class SimulatorConfig(BaseModel):
     #: Incompressible pictures of realistic size (10-25 MB at 4K), for benchmarks.
     noise: bool = False
     cache_max_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+    #: The account has no credit left: every submit is refused with 403 (polls still work).
+    balance_exhausted: bool = False
     #: Account concurrency limit: predictions in flight (created or processing); None: none.
     max_concurrency: int | None = Field(default=None, ge=1)
     #: Over the concurrency limit: wait in ``created`` for a free slot, or answer 429.

@@ -145,29 +145,14 @@ def run(options: Options, workdir: Path) -> Report:
         harness.stop_process(moto)
         os.environ.clear()
         os.environ.update(saved)
-        _use({})
+        harness.use_env({})
         harness.drop_database(pg_url)
-
-
-def _use(env: dict[str, str]) -> None:
-    """Configure this process (the producer and the checker) like the fleet."""
-    from worker.celery_app import reconfigure
-    from worker.db import reset_engine
-    from worker.runtime import reset_pipeline
-    from worker.settings import reset_settings
-
-    os.environ.update(env)
-    reset_settings()
-    reset_engine()
-    reset_pipeline()
-    if env:
-        reconfigure()
 
 
 def _run(options: Options, env: dict[str, str], fleet: Fleet, sim_url: str) -> Report:
     from worker.jobs import enqueue
 
-    _use(env)
+    harness.use_env(env)
     for _ in range(options.workers):
         fleet.start()
     run_id = uuid.uuid4().hex[:6]

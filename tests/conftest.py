@@ -107,6 +107,9 @@ def configured(service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> 
     tables = ", ".join(t.name for t in models.Base.metadata.sorted_tables)
     with get_engine().begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+    from worker import fleet
+
+    fleet.read_fleet_state()  # the fleet's control rows, as the migration leaves them
     yield
     reset_pipeline()
     reset_engine()

@@ -1,8 +1,8 @@
-"""Start and stop the real services the tests and the chaos run use.
+"""Start and stop the real services the tests, the chaos run and the benchmarks use.
 
-Plain functions, so that pytest fixtures (tests/conftest.py) and the standalone chaos script
-(scripts/chaos.py) share them: a scratch Postgres database, moto's S3 server, the simulator,
-and `imagegen worker` / `imagegen beat` processes.
+Plain functions, so that pytest fixtures (tests/conftest.py), the standalone chaos script
+(tests/chaos.py) and the benchmarks (bench/) share them: a scratch Postgres database, moto's S3
+server, the simulator, and `imagegen worker` / `imagegen beat` processes.
 """
 
 from __future__ import annotations
@@ -75,12 +75,15 @@ def drop_database(url: str) -> None:
     _admin(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
-def start_moto(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """moto's S3-compatible server as its own process (it keeps large objects in TMPDIR)."""
+def start_moto(tmp: Path, log: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """moto's S3-compatible server as its own process (it keeps large objects in TMPDIR).
+
+    With ``log``, its output goes there: one line per request it served."""
     port = free_port()
-    proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "TMPDIR": str(tmp)})
+    with log.open("ab") if log else open(os.devnull, "wb") as sink:
+        proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=sink, stderr=subprocess.STDOUT,
+                                env={**os.environ, "TMPDIR": str(tmp)})
     url = f"http://127.0.0.1:{port}"
     wait_http(url)
     return proc, url
@@ -119,9 +122,9 @@ def start_worker(env: dict[str, str], log: Path, *, concurrency: int = 8,
                           name or f"test-{uuid.uuid4().hex[:6]}@%h")
 
 
-def service_env(*, pg_url: str, redis_url: str, s3_endpoint: str, simulator_url: str,
-                bucket: str) -> dict[str, str]:
-    """A service-mode deployment against the given servers, tuned for quick tests."""
+def connection_env(*, pg_url: str, redis_url: str, s3_endpoint: str, simulator_url: str,
+                   bucket: str) -> dict[str, str]:
+    """A service-mode deployment against the given servers, every tuning at its default."""
     return {
         **AWS_ENV,
         "IMAGEGEN_DATABASE_URL": pg_url,
@@ -130,6 +133,15 @@ def service_env(*, pg_url: str, redis_url: str, s3_endpoint: str, simulator_url:
         "IMAGEGEN_S3_ENDPOINT_URL": s3_endpoint,
         "GPTPROTO_API_KEY": API_KEY,
         "GPTPROTO_BASE_URL": simulator_url,
+    }
+
+
+def service_env(*, pg_url: str, redis_url: str, s3_endpoint: str, simulator_url: str,
+                bucket: str) -> dict[str, str]:
+    """A service-mode deployment against the given servers, tuned for quick tests."""
+    return {
+        **connection_env(pg_url=pg_url, redis_url=redis_url, s3_endpoint=s3_endpoint,
+                         simulator_url=simulator_url, bucket=bucket),
         "IMAGEGEN_POLL_INITIAL_DELAY_S": "0.5",
         "IMAGEGEN_POLL_INTERVAL_S": "0.3",
         "IMAGEGEN_POLL_MAX_INTERVAL_S": "1",
@@ -144,4 +156,31 @@ def service_env(*, pg_url: str, redis_url: str, s3_endpoint: str, simulator_url:
         "IMAGEGEN_STALE_AFTER_S": "3",
         "IMAGEGEN_LOG_LEVEL": "INFO",
         "IMAGEGEN_METRICS_PORT": "0",
+        # fleet limits wide enough not to slow the suites down, but on (tests of the limits
+        # set their own); cool-downs and the breaker's wait kept short
+        "IMAGEGEN_SUBMIT_RATE": "500",
+        "IMAGEGEN_SUBMIT_BURST": "500",
+        "IMAGEGEN_MAX_IN_FLIGHT": "1000",
+        "IMAGEGEN_POLL_RATE": "2000",
+        "IMAGEGEN_POLL_BURST": "2000",
+        "IMAGEGEN_DISPATCH_INTERVAL_S": "0.5",
+        "IMAGEGEN_DISPATCH_LOST_AFTER_S": "5",
+        "IMAGEGEN_COOLDOWN_MAX_S": "4",
+        "IMAGEGEN_BREAKER_OPEN_S": "2",
     }
+
+
+def use_env(env: dict[str, str]) -> None:
+    """Configure this process (a producer, a checker) like the processes started with ``env``;
+    an empty ``env`` only drops what was built from the previous settings."""
+    from worker.celery_app import reconfigure
+    from worker.db import reset_engine
+    from worker.runtime import reset_pipeline
+    from worker.settings import reset_settings
+
+    os.environ.update(env)
+    reset_settings()
+    reset_engine()
+    reset_pipeline()
+    if env:
+        reconfigure()

@@ -143,7 +143,8 @@ def worker(
     hostname: str | None = typer.Option(None, "--hostname", "-n", help="Worker node name."),
     loglevel: str | None = typer.Option(None, help="Log level (IMAGEGEN_LOG_LEVEL)."),
     beat: bool = typer.Option(False, "--beat", "-B",
-                              help="Also run the reconciler's beat here (single-host setups)."),
+                              help="Also run the beat (dispatcher and reconciler) here "
+                                   "(single-host setups)."),
 ) -> None:
     """Run a Celery worker that takes jobs through submit, poll and transfer."""
     from worker import metrics
@@ -175,10 +176,12 @@ def _beat_schedule_file(settings: Any) -> str:
 @handles_errors
 def beat(loglevel: str | None = typer.Option(None, help="Log level (IMAGEGEN_LOG_LEVEL).")
          ) -> None:
-    """Run the scheduler that sends the reconciler's pass every few seconds.
+    """Run the scheduler of the dispatcher's cycles and the reconciler's passes.
 
-    The reconciler finds jobs whose next step is overdue (a lost message, a killed worker, a
-    flushed broker) and drives them again. One per fleet is enough; more are harmless.
+    The dispatcher moves queued jobs into the broker as the fleet's limits allow (every
+    IMAGEGEN_DISPATCH_INTERVAL_S); the reconciler finds jobs whose next step is overdue (a
+    lost message, a killed worker, a flushed broker) and drives them again. One beat per fleet
+    is needed; more are harmless (each cycle and pass takes a lock).
     """
     from worker.celery_app import app as celery
     from worker.logs import configure_from_settings

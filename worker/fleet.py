@@ -87,6 +87,16 @@ def _store(session: Session, name: str, before: Bucket, after: Bucket) -> None:
                     .values(updated_at=utcnow(), **changed))
 
 
+def db_now(session: Session) -> datetime:
+    """The database's clock: every host measures the buckets with the same one (host clocks
+    drift apart; a bucket refilled by a clock ahead of the others would hand out extra tokens)."""
+    if session.get_bind().dialect.name == "postgresql":
+        value = session.scalar(select(func.clock_timestamp()))
+        if isinstance(value, datetime):
+            return value
+    return utcnow()
+
+
 def current_limits() -> Limits:
     return Limits.from_settings(get_settings())
 
@@ -100,15 +110,14 @@ def count_in_flight(session: Session, cap: int) -> int:
 # --- the submission gate ------------------------------------------------------------------------
 
 
-def admit_submission(session: Session, *, priority: str, limits: Limits,
-                     now: datetime) -> Admission:
+def admit_submission(session: Session, *, priority: str, limits: Limits) -> Admission:
     """Lock the submit bucket and decide whether one submission of ``priority`` may go now.
 
     The lock is held until the caller's transaction ends: it moves the job to ``submitting``
     and then calls :func:`take` (or writes nothing to the bucket when the job moved on)."""
     before = _bucket(_row(session, SUBMIT, lock=True))
     in_flight = count_in_flight(session, limits.max_in_flight)
-    return rules.admit(limits, before, now, priority=priority, in_flight=in_flight)
+    return rules.admit(limits, before, db_now(session), priority=priority, in_flight=in_flight)
 
 
 def take(session: Session, admission: Admission) -> None:
@@ -130,8 +139,8 @@ def take_poll_token(session: Session, limits: Limits) -> float:
     """Take a token from the fleet's poll bucket: 0, or the seconds to wait for one."""
     if limits.poll_rate <= 0:
         return 0.0
-    now = utcnow()
     before = _bucket(_row(session, POLL, lock=True))
+    now = db_now(session)
     if before.cooldown_until is not None and before.cooldown_until > now:
         return (before.cooldown_until - now).total_seconds()
     after, wait = rules.take_token(before, now, limits.poll_rate, limits.poll_burst)
@@ -146,7 +155,7 @@ def _update(session: Session, name: str,
             change: Callable[[Bucket, datetime], Bucket]) -> tuple[Bucket, Bucket]:
     """Apply ``change(bucket, now)`` to one bucket under its lock; (before, after)."""
     before = _bucket(_row(session, name, lock=True))
-    after = change(before, utcnow())
+    after = change(before, db_now(session))
     _store(session, name, before, after)
     return before, after
 

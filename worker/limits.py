@@ -126,8 +126,8 @@ def take_token(bucket: Bucket, now: datetime, rate: float, burst: int,
     if rate <= 0:  # the limit is off
         return bucket, 0.0
     tokens = refill(bucket, now, rate, burst)
-    if tokens >= 1 + keep:
-        return replace(bucket, tokens=tokens - 1, tokens_at=now), 0.0
+    if tokens >= 1 + keep:  # the clock of the bucket never goes back
+        return replace(bucket, tokens=tokens - 1, tokens_at=max(now, bucket.tokens_at)), 0.0
     return bucket, (1 + keep - tokens) / rate
 
 

@@ -163,7 +163,7 @@ def claim_for_submit(session: Session, *, job_id: uuid.UUID, lease_s: float,
     if priority is None:
         return None
     admission = fleet.admit_submission(session, priority=priority,
-                                       limits=limits or fleet.current_limits(), now=now)
+                                       limits=limits or fleet.current_limits())
     if not admission.admitted:  # back to the dispatcher's queue; nothing counted
         session.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
                         .values(dispatched_at=None))
@@ -380,7 +380,14 @@ def open_batches(session: Session, *, limit: int) -> list[uuid.UUID]:
 
 
 def mark_dispatched(session: Session, *, job_ids: list[uuid.UUID], at: datetime | None) -> None:
-    """Record that submit messages went out for these queued jobs (None: they did not)."""
+    """Record that submit messages went out for these queued jobs (None: they did not).
+
+    Jobs that had been sent before and never picked up (their message was lost: a flushed
+    broker, a killed worker) get a ``redriven`` event."""
+    if job_ids and at is not None:
+        lost = list(session.scalars(select(Job.id).where(Job.id.in_(job_ids),
+                                                         Job.dispatched_at.is_not(None))))
+        touch(session, job_ids=lost, event="redriven", detail={"step": "submit"})
     if job_ids:
         session.execute(update(Job).where(Job.id.in_(job_ids),
                                           Job.status == JobStatus.QUEUED.value)

@@ -63,8 +63,10 @@ class RetryPolicy:
                rng: random.Random | None = None) -> Decision:
         """What to do after ``error`` ended the ``attempt``-th try of ``step``."""
         if isinstance(error, ProviderError) and error.fleet_wide:
-            # not the job's fault: wait without spending the job's budget
-            return Retry(max(self.fleet_pause_s, error.retry_after_s or 0), refund=True)
+            # not the job's fault: wait without spending the job's budget (submissions pause
+            # fleet-wide; a poll asks again soon, so it sees the fix when it comes)
+            wait = self.fleet_pause_s if step == "submit" else self.backoff(attempt, rng)
+            return Retry(max(wait, error.retry_after_s or 0), refund=True)
         if isinstance(error, RateLimited):  # the fleet cools down; the job keeps its budget
             return Retry(self._delay(error, attempt, rng), refund=True)
         if not getattr(error, "retryable", False):

@@ -169,13 +169,15 @@ def test_status_without_an_id_summarises_the_queue(configured, service_env) -> N
     assert view["queued_due"] == 2
     assert 590 <= view["oldest_queued_age_s"] <= 700
     assert view["failed_by_code"] == {"provider_failed": 2, "content_policy": 1}
-    assert view["paused"] is None and view["breaker"] == "closed"
+    assert view["paused"] is False and view["breaker"] == "closed"
+    assert view["fleet"]["in_flight"] == 1 and view["fleet"]["max_in_flight"] == 1000
     # and a person gets the same as text from the installed command
     done = run_process(service_env, "status")
     assert done.returncode == 0, done.stderr
     assert "in flight at the provider: 1" in done.stdout
     assert "oldest queued: 10m" in done.stdout
     assert "breaker: closed" in done.stdout
+    assert "submissions: running" in done.stdout and "in flight: 1/1000" in done.stdout
 
 
 def test_status_of_an_empty_queue(configured, service_env) -> None:
@@ -245,7 +247,7 @@ def test_retry_one_failed_job_starts_it_afresh(configured, service_env, redis_ur
     assert run_json(service_env, "retry", str(job_id)) == {"retried": 1, "ids": [str(job_id)]}
 
     # Then it is queued with fresh counters and deadline, the retry is in its event log,
-    # the old attempt's image rows are gone and the broker was nudged
+    # the old attempt's image rows are gone and the dispatcher was woken
     view = jobs.status(job_id)
     assert view["status"] == "queued" and view["error_code"] is None
     assert (view["attempts"], view["poll_count"], view["transfer_attempts"]) == (0, 0, 0)
@@ -287,12 +289,12 @@ def test_retry_failed_narrows_by_batch_and_code(configured, service_env, redis_u
     result = run_json(service_env, "retry", "--failed", "--batch", str(batch), "--code",
                       "provider_failed")
 
-    # Then exactly those are queued again and sent to the broker
+    # Then exactly those are queued again and the dispatcher is woken (once) to send them
     assert sorted(result["ids"]) == sorted(str(j) for j in target) and result["retried"] == 3
     assert statuses(*target) == ["queued"] * 3
     assert statuses(other_code, other_batch, unbatched) == ["failed"] * 3
     assert statuses(*bystanders) == ["queued", "cancelled"]
-    assert broker_messages(redis_url) == queued_before + 3
+    assert broker_messages(redis_url) == queued_before + 1
 
     # And without filters every remaining failed job goes
     rest = run_json(service_env, "retry", "--failed")
