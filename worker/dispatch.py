@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
-from worker import fleet
+from worker import fleet, metrics
 from worker import repository as repo
 from worker.limits import Budget, Limits, dispatch_budget, token_eta
 from worker.pipeline import SessionFactory
@@ -86,6 +86,7 @@ class Dispatcher:
                                       "interactive" if position < len(interactive) else "batch")
                             for position in range(len(chosen))])
         cycle.sent = len(chosen)
+        metrics.dispatched(len(interactive), len(batch))
         if chosen:
             log.debug("dispatched", extra={"interactive": cycle.interactive,
                                            "batches": cycle.by_batch})

@@ -51,6 +51,12 @@ TRANSFER_BYTES = Counter("imagegen_transfer_bytes", "Bytes of output images stor
 TRANSFER_SECONDS = Histogram(
     "imagegen_transfer_duration_seconds", "Time to stream one output image into storage.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120))
+DISPATCHED = Counter(
+    "imagegen_dispatched", "Submit messages the dispatcher sent, by priority.", ["priority"])
+DEFERRED = Counter(
+    "imagegen_submit_deferred", "Claims the fleet's limits sent back to the queue, by reason "
+    "(paused, breaker_open, probe_in_flight, cooldown, in_flight_limit, rate_limit).",
+    ["reason"])
 FLEET_EVENTS = Counter(
     "imagegen_fleet_events", "Fleet-wide limit events this process caused: paused, resumed, "
     "breaker_open, breaker_closed.", ["event"])
@@ -91,6 +97,17 @@ def transfer(nbytes: int, seconds: float) -> None:
     """One output image stored: its size and how long the copy took."""
     TRANSFER_BYTES.inc(nbytes)
     TRANSFER_SECONDS.observe(seconds)
+
+
+def dispatched(interactive: int, batch: int) -> None:
+    if interactive:
+        DISPATCHED.labels("interactive").inc(interactive)
+    if batch:
+        DISPATCHED.labels("batch").inc(batch)
+
+
+def deferred(reason: str) -> None:
+    DEFERRED.labels(reason).inc()
 
 
 def set_paused(paused: bool) -> None:

@@ -92,8 +92,9 @@ class Pipeline:
                                           lease_s=self.settings.submit_lease_s)
             job = repo.get_job(session, job_id) if isinstance(claim, repo.Claim) else None
         if isinstance(claim, Admission):  # the fleet's limits say not now: the dispatcher
-            log.debug("submit_deferred", extra={"job_id": str(job_id),  # sends it again
-                                                "reason": claim.refused})
+            reason = claim.refused.value if claim.refused else "unknown"  # sends it again
+            log.debug("submit_deferred", extra={"job_id": str(job_id), "reason": reason})
+            metrics.deferred(reason)
             return None
         if claim is None or job is None:
             return None  # not due, already moved on, or cancelled

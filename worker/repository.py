@@ -7,6 +7,7 @@ and, where a worker holds the row, the lease token. When no row matches, the row
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -398,10 +399,12 @@ def mark_dispatched(session: Session, *, job_ids: list[uuid.UUID], at: datetime 
 
 
 def try_singleton_lock(session: Session, name: str) -> bool:
-    """Take a transaction-scoped lock so only one reconciler pass runs at a time (Postgres)."""
+    """Take a transaction-scoped lock so only one holder of ``name`` (a reconciler pass, a
+    dispatch cycle) runs at a time across the fleet (Postgres)."""
     if session.get_bind().dialect.name != "postgresql":
         return True
-    key = int.from_bytes(name.encode()[:8].ljust(8, b"\0"), "big", signed=True)
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    key = int.from_bytes(digest, "big", signed=True)
     return bool(session.scalar(select(func.pg_try_advisory_xact_lock(key))))
 
 

@@ -233,3 +233,14 @@ def test_the_first_pause_reason_stays(configured) -> None:
     state = fleet.read_fleet_state()
     assert (state.paused, state.pause_code, state.reason) == (True, "auth",
                                                               "provider answered 401")
+
+
+def test_one_dispatch_cycle_at_a_time_beside_a_reconciler_pass(configured) -> None:
+    queued_jobs(2)
+    dispatch, _ = dispatcher()
+    with session_scope() as holder:  # a reconciler pass is running
+        assert repo.try_singleton_lock(holder, "imagegen-reconciler")
+        assert not dispatch.run_once().skipped
+        with session_scope() as other:  # and a dispatch cycle on another host
+            assert repo.try_singleton_lock(other, "imagegen-dispatcher")
+            assert dispatch.run_once().skipped
