@@ -21,6 +21,7 @@ demo: $(STAMP)
 ## The whole test suite against real Postgres, Redis, an S3 server and the simulator.
 test: $(STAMP)
 	./scripts/ensure-services.sh
+	./scripts/ensure-browser.sh
 	$(BIN)/pytest
 
 ## 500 jobs through real workers that keep being killed, a flushed Redis, a restarted

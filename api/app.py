@@ -1,7 +1,9 @@
 """The HTTP API for other services: ``create_app()`` builds it (``imagegen api`` serves it).
 
 Routes under ``/v1`` need a bearer token; ``/healthz``, ``/readyz`` and ``/metrics`` (from
-``api.ops``, when present) do not. OpenAPI at ``/openapi.json``, interactive docs at ``/docs``.
+``api.ops``, when present) do not. The web dashboard (``api.dashboard``) is under
+``/dashboard``, behind a sign-in with the same tokens. OpenAPI at ``/openapi.json``,
+interactive docs at ``/docs``.
 Route handlers are plain ``def`` (or hand blocking work to the thread pool): the database and
 the object store are called synchronously and must never block the event loop.
 """
@@ -14,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api import batch_routes, errors, job_routes
+from api import batch_routes, dashboard, errors, fleet_routes, job_routes
 from api.limits import BodyLimit
 from api.schemas import BatchCreate, BatchLine
 from worker.schemas import MAX_BODY_BYTES
@@ -37,7 +39,9 @@ def create_app() -> FastAPI:
     app.add_middleware(BodyLimit, limit_for=_body_limit)
     app.include_router(job_routes.router)
     app.include_router(batch_routes.router)
+    app.include_router(fleet_routes.router)
     _include_ops(app)
+    dashboard.install(app)
     app.state.links = _Links()
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

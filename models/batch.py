@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Integer, String, Text, Uuid
+from sqlalchemy import CheckConstraint, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
@@ -19,7 +19,11 @@ from models.base import Base, UTCDateTime, utcnow
 
 class Batch(Base):
     __tablename__ = "batches"
-    __table_args__ = (CheckConstraint("total >= 1", name="total"),)
+    __table_args__ = (
+        CheckConstraint("total >= 1", name="total"),
+        # the dashboard's batch list, newest first
+        Index("ix_batches_created_at", "created_at"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     #: A label chosen by the submitter (file name, pipeline run), shown in status and events.

@@ -43,4 +43,6 @@ class FleetControl(Base):
     breaker_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     breaker_reason: Mapped[str | None] = mapped_column(Text)
     probe_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When a dispatch cycle last ran (``submit`` row): shows whether ``imagegen beat`` runs.
+    dispatcher_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

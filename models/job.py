@@ -45,20 +45,22 @@ class Job(Base):
         Index("ix_jobs_created_at", "created_at"),
         # a batch's jobs in submission order (manifest, counts); also indexes batch_id
         UniqueConstraint("batch_id", "batch_index"),
-        # the dispatcher: due interactive jobs, loose batch-priority jobs, each batch's queue,
-        # and the jobs it sent that no worker picked up yet
-        Index("ix_jobs_queued", "priority", "batch_id", "next_action_at",
-              postgresql_where=text("status = 'queued'"), sqlite_where=text("status = 'queued'")),
-        Index("ix_jobs_batch_queue", "batch_id", "batch_index",
-              postgresql_where=text("status = 'queued' AND batch_id IS NOT NULL"),
-              sqlite_where=text("status = 'queued' AND batch_id IS NOT NULL")),
+        # the dispatcher: due interactive jobs, loose batch-priority jobs, and the jobs it sent
+        # that no worker picked up yet (a batch's queue: ix_jobs_batch_status)
+        Index("ix_jobs_queued", "priority", "next_action_at",
+              postgresql_where=text("status = 'queued' AND batch_id IS NULL"),
+              sqlite_where=text("status = 'queued' AND batch_id IS NULL")),
         Index("ix_jobs_dispatched", "dispatched_at",
               postgresql_where=text("status = 'queued' AND dispatched_at IS NOT NULL"),
               sqlite_where=text("status = 'queued' AND dispatched_at IS NOT NULL")),
-        # whether a batch still has active jobs: a lookup, however large the batch
-        Index("ix_jobs_batch_active", "batch_id",
-              postgresql_where=text(f"batch_id IS NOT NULL AND {_in('status', ACTIVE_STATUSES)}"),
-              sqlite_where=text(f"batch_id IS NOT NULL AND {_in('status', ACTIVE_STATUSES)}")),
+        # the dashboard: recent finishes by state and code; a batch's jobs by state in order
+        # (its counts, its gallery, the dispatcher's next jobs of it, whether it is done)
+        Index("ix_jobs_finished_at", "finished_at", "status", "error_code",
+              postgresql_where=text("finished_at IS NOT NULL"),
+              sqlite_where=text("finished_at IS NOT NULL")),
+        Index("ix_jobs_batch_status", "batch_id", "status", "batch_index",
+              postgresql_where=text("batch_id IS NOT NULL"),
+              sqlite_where=text("batch_id IS NOT NULL")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

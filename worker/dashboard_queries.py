@@ -120,7 +120,8 @@ def unsucceeded_counts(session: Session, batch_ids: Sequence[uuid.UUID]
              .where(Job.batch_id.in_(list(batch_ids)), Job.status.in_(NOT_SUCCEEDED))
              .group_by(Job.batch_id, Job.status))
     for batch_id, status, count in session.execute(query):
-        found[batch_id][status] = int(count)
+        if batch_id is not None:  # always, given the filter: for the type checker
+            found[batch_id][status] = int(count)
     return found
 
 
@@ -175,7 +176,7 @@ def gallery_has(session: Session, *, batch_id: uuid.UUID, where: GalleryFilter,
     return session.scalars(query.with_only_columns(Job.id).limit(1)).first() is not None
 
 
-def _gallery(batch_id: uuid.UUID, where: GalleryFilter) -> Select[tuple[Job]]:
+def _gallery(batch_id: uuid.UUID, where: GalleryFilter) -> Select[Job]:
     conditions: list[ColumnElement[bool]] = [Job.batch_id == batch_id]
     if where.statuses:
         conditions.append(Job.status.in_(list(where.statuses)))

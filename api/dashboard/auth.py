@@ -1,0 +1,122 @@
+"""Who may see the dashboard: a session cookie from the sign-in page, or a bearer token.
+
+Signing in checks a pasted API token exactly like ``/v1`` does (every token of
+``IMAGEGEN_API_TOKENS`` compared in constant time) and answers with a session cookie: HttpOnly,
+``SameSite=Strict``, limited to ``/dashboard``, signed with a key derived from the configured
+tokens. The cookie holds a random CSRF token and a timestamp, never the API token; changing
+``IMAGEGEN_API_TOKENS`` (revoking a token) ends every session. Forms carry the session's CSRF
+token, and a POST whose ``Origin`` is another site is refused as well. Scripts may send
+``Authorization: Bearer <token>`` instead of a cookie; such requests need no CSRF token (a
+browser never adds that header by itself).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
+
+from fastapi import Request
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from api.auth import token_matches
+from worker.settings import get_settings
+
+COOKIE = "imagegen_session"
+COOKIE_PATH = "/dashboard"
+#: A session lasts a working day; sign in again after that.
+MAX_AGE_S = 12 * 3600
+_KEY_LABEL = b"imagegen dashboard session v1"
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """A signed-in request: its CSRF token (None for bearer requests, which need none)."""
+
+    csrf: str | None
+    via: str
+
+
+class LoginRequired(Exception):
+    """No valid session cookie or bearer token."""
+
+
+class Forbidden(Exception):
+    """A form without this session's CSRF token, or posted from another site."""
+
+
+def _serializer() -> URLSafeTimedSerializer | None:
+    tokens = get_settings().api_token_list
+    if not tokens:
+        return None
+    key = hmac.new(_KEY_LABEL, b"\n".join(sorted(tokens)), hashlib.sha256).digest()
+    return URLSafeTimedSerializer(key, salt="dashboard-session",
+                                  signer_kwargs={"digest_method": hashlib.sha256})
+
+
+def token_is_valid(token: str) -> bool:
+    """The same constant-time check as the ``/v1`` bearer tokens."""
+    given = token.strip().encode()
+    return bool(given) and token_matches(given, get_settings().api_token_list)
+
+
+def new_session() -> str:
+    """A fresh session cookie value (raises LoginRequired when no token is configured)."""
+    serializer = _serializer()
+    if serializer is None:
+        raise LoginRequired()
+    return str(serializer.dumps({"csrf": secrets.token_urlsafe(32)}))
+
+
+def viewer_of(request: Request) -> Viewer | None:
+    """The signed-in viewer of this request, if any."""
+    header = request.headers.get("authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() == "bearer" and credentials and token_is_valid(credentials):
+        return Viewer(csrf=None, via="bearer")
+    cookie = request.cookies.get(COOKIE)
+    serializer = _serializer()
+    if not cookie or serializer is None:
+        return None
+    try:
+        data = serializer.loads(cookie, max_age=MAX_AGE_S)
+    except BadSignature:  # tampered, expired, or signed before the tokens changed
+        return None
+    csrf = data.get("csrf") if isinstance(data, dict) else None
+    return Viewer(csrf=csrf, via="cookie") if isinstance(csrf, str) and csrf else None
+
+
+def require_viewer(request: Request) -> Viewer:
+    """FastAPI dependency of every dashboard page and action."""
+    viewer = viewer_of(request)
+    if viewer is None:
+        raise LoginRequired()
+    return viewer
+
+
+def check_form(request: Request, viewer: Viewer, form: dict[str, str]) -> None:
+    """Refuse a POST from another site, or one without this session's CSRF token."""
+    origin = request.headers.get("origin")
+    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
+        raise Forbidden()
+    if viewer.via == "bearer":
+        return
+    given = form.get("csrf", "")
+    if not viewer.csrf or not hmac.compare_digest(given.encode(), viewer.csrf.encode()):
+        raise Forbidden()
+
+
+def login_url(request: Request) -> str:
+    """The sign-in page, coming back to this page afterwards."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return f"{COOKIE_PATH}/login?next={quote(target, safe='')}"
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after signing in: a dashboard path of this site only (no open redirect)."""
+    if (target and target.startswith(COOKIE_PATH + "/") and not target.startswith("//")
+            and "\\" not in target and not urlsplit(target).netloc):
+        return target
+    return COOKIE_PATH + "/"

@@ -1,0 +1,143 @@
+"""Thumbnails of stored images, made on demand, so a page never loads a full 4K image.
+
+``GET /dashboard/thumbs/{job_id}/{index}?size=256`` reads the object from the store (S3 or the
+local folder of the embedded mode), scales it with Pillow and answers a small JPEG. Memory stays
+bounded: at most :data:`DECODERS` images are decoded at once (a 4K PNG is about 25 MB decoded),
+sources larger than :data:`MAX_SOURCE_BYTES` are refused, and Pillow's decompression-bomb check
+stays on. Thumbnails are kept in a small in-memory LRU (:data:`CACHE_BYTES`) keyed by the image's
+checksum, and the browser may keep them too: the URL carries the checksum (``v=``), so a retried
+job that stored a new picture gets a new URL.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from collections import OrderedDict
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from PIL import Image
+
+from api.dashboard.auth import Viewer, require_viewer
+from api.dashboard.data import THUMB_SIZES
+from api.dashboard.pages import NotFoundPage, parse_id
+from models import JobImage
+from worker import dashboard_queries as q
+from worker.db import session_scope
+from worker.errors import StorageError
+from worker.storage import LocalStore, ObjectStore
+
+log = logging.getLogger("imagegen.dashboard")
+
+DECODERS = 2
+MAX_SOURCE_BYTES = 64 * 1024 * 1024
+CACHE_BYTES = 32 * 1024 * 1024
+#: A thumbnail URL names the picture's checksum, so the browser may keep it a week.
+IMMUTABLE = "private, max-age=604800, immutable"
+
+router = APIRouter(prefix="/dashboard", include_in_schema=False)
+_decoding = threading.BoundedSemaphore(DECODERS)
+
+
+class ThumbnailCache:
+    """A least-recently-used cache of encoded thumbnails, bounded in bytes; thread-safe."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, int]) -> bytes | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[str, str, int], data: bytes) -> None:
+        with self._lock:
+            if key in self._items or len(data) > self.max_bytes:
+                return
+            self._items[key] = data
+            self._size += len(data)
+            while self._size > self.max_bytes:
+                _, dropped = self._items.popitem(last=False)
+                self._size -= len(dropped)
+
+
+cache = ThumbnailCache(CACHE_BYTES)
+
+
+def make_thumbnail(data: bytes, size: int) -> bytes:
+    """A JPEG at most ``size`` pixels on its longer side (never larger than the source)."""
+    with Image.open(io.BytesIO(data)) as source:
+        source.draft("RGB", (size, size))  # JPEG sources decode at a fraction of their size
+        source.thumbnail((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
+        picture = _flattened(source)
+        out = io.BytesIO()
+        picture.save(out, "JPEG", quality=82, optimize=True)
+    return out.getvalue()
+
+
+def _flattened(picture: Image.Image) -> Image.Image:
+    """RGB on a white background (JPEG has no transparency)."""
+    if picture.mode in ("RGB", "L"):
+        return picture
+    rgba = picture.convert("RGBA")
+    background = Image.new("RGB", rgba.size, "white")
+    background.paste(rgba, mask=rgba.getchannel("A"))
+    return background
+
+
+def _image(job_id: str, index: int) -> JobImage:
+    with session_scope() as session:
+        image = q.image_row(session, job_id=parse_id(job_id), index=index)
+    if image is None:
+        raise NotFoundPage(f"job {job_id} has no stored image {index}")
+    return image
+
+
+@router.get("/thumbs/{job_id}/{index}")
+def thumbnail(job_id: str, index: int, request: Request, size: int = 256, v: str = "",
+              viewer: Viewer = Depends(require_viewer)) -> Response:
+    """A small JPEG of one stored image (``size``: 256 or 512 pixels)."""
+    size = size if size in THUMB_SIZES else THUMB_SIZES[0]
+    image = _image(job_id, index)
+    etag = f'"{image.sha256[:32]}-{size}"'
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE if v and image.sha256.startswith(v)
+               else "private, no-cache", "X-Content-Type-Options": "nosniff"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    key = (image.key, image.sha256, size)
+    data = cache.get(key)
+    if data is None:
+        data = _render(request.app.state.links(), image, size)
+        cache.put(key, data)
+    return Response(data, media_type="image/jpeg", headers=headers)
+
+
+def _render(store: ObjectStore, image: JobImage, size: int) -> bytes:
+    if image.bytes > MAX_SOURCE_BYTES:
+        raise NotFoundPage(f"image {image.key} is too large for a thumbnail")
+    with _decoding:  # bounded: a handful of decoded pictures in memory at once
+        try:
+            return make_thumbnail(store.get(image.key), size)
+        except (StorageError, OSError, Image.DecompressionBombError) as exc:
+            log.warning("thumbnail_failed", extra={"job_id": str(image.job_id),
+                                                   "index": image.idx, "error": str(exc)})
+            raise NotFoundPage(f"the stored image {image.idx} could not be read") from None
+
+
+@router.get("/images/{job_id}/{index}")
+def full_image(job_id: str, index: int, request: Request,
+               viewer: Viewer = Depends(require_viewer)) -> Response:
+    """The stored image itself: a presigned S3 link, or the file of the embedded mode."""
+    image = _image(job_id, index)
+    store = request.app.state.links()
+    if isinstance(store, LocalStore):
+        return FileResponse(store.path(image.key), media_type=image.content_type,
+                            headers={"Cache-Control": "private, max-age=3600"})
+    return RedirectResponse(store.url_for(image.key), status_code=307)

@@ -1,0 +1,230 @@
+"""The dashboard's sign-in, session cookie, CSRF protection and actions, over real HTTP (the
+app in uvicorn) against real Postgres, Redis and S3; and the ``/v1/fleet`` endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from http.cookies import SimpleCookie
+
+import httpx
+import pytest
+
+from tests.dashboard import csrf_of, finish, sign_in
+from tests.producers import AUTH, TOKEN, configure, running_api
+from worker import batches, jobs
+from worker.fleet import read_fleet_state
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def api_url(service_env: dict[str, str]) -> Iterator[str]:
+    with running_api() as url:
+        yield url
+
+
+@pytest.fixture
+def browser(configured, monkeypatch: pytest.MonkeyPatch, api_url: str
+            ) -> Iterator[httpx.Client]:
+    """A client that keeps cookies, like a browser (not signed in yet)."""
+    configure(monkeypatch)
+    with httpx.Client(base_url=api_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def signed_in(browser: httpx.Client) -> httpx.Client:
+    assert sign_in(browser).status_code == 303
+    return browser
+
+
+def _queued_job() -> uuid.UUID:
+    return jobs.enqueue({"prompt": "a quiet harbour"}, dispatch=False)
+
+
+# --- signing in ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/dashboard/", "/dashboard/batches",
+                                  f"/dashboard/jobs/{uuid.uuid4()}",
+                                  f"/dashboard/batches/{uuid.uuid4()}?status=failed"])
+def test_pages_send_a_signed_out_person_to_the_sign_in_page(browser: httpx.Client,
+                                                            path: str) -> None:
+    reply = browser.get(path, follow_redirects=False)
+    assert reply.status_code == 303
+    assert reply.headers["location"].startswith("/dashboard/login?next=%2Fdashboard%2F")
+    page = browser.get(reply.headers["location"])
+    assert page.status_code == 200 and 'name="token"' in page.text
+    assert "IMAGEGEN_API_TOKENS" in page.text
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/dashboard/fragments/overview"), ("GET", f"/dashboard/thumbs/{uuid.uuid4()}/0"),
+    ("POST", f"/dashboard/jobs/{uuid.uuid4()}/cancel"), ("POST", "/dashboard/fleet/pause")])
+def test_fragments_images_and_actions_answer_401_when_signed_out(
+        browser: httpx.Client, method: str, path: str) -> None:
+    assert browser.request(method, path, follow_redirects=False).status_code == 401
+
+
+def test_root_leads_to_the_dashboard(browser: httpx.Client) -> None:
+    reply = browser.get("/", follow_redirects=False)
+    assert reply.status_code == 307 and reply.headers["location"] == "/dashboard/"
+
+
+def test_sign_in_sets_a_strict_http_only_cookie_without_the_token(
+        browser: httpx.Client) -> None:
+    wrong = sign_in(browser, token="not-a-token")
+    assert wrong.status_code == 401 and "not valid" in wrong.text
+    assert "set-cookie" not in wrong.headers and "not-a-token" not in wrong.text
+    reply = sign_in(browser, next_page="/dashboard/batches")
+    assert reply.status_code == 303 and reply.headers["location"] == "/dashboard/batches"
+    header = reply.headers["set-cookie"]
+    cookie = SimpleCookie(header)["imagegen_session"]
+    assert cookie["httponly"] and cookie["samesite"] == "strict"
+    assert cookie["path"] == "/dashboard" and int(cookie["max-age"]) > 0
+    assert TOKEN not in header and TOKEN not in cookie.value
+    assert browser.get("/dashboard/batches").status_code == 200
+
+
+def test_sign_in_only_goes_back_to_dashboard_pages(browser: httpx.Client) -> None:
+    for target in ["https://evil.example.com/", "//evil.example.com/x", "/v1/jobs", "/\\evil"]:
+        reply = sign_in(browser, next_page=target)
+        assert reply.headers["location"] == "/dashboard/", target
+
+
+def test_sign_out_needs_the_csrf_token_then_ends_the_session(signed_in: httpx.Client) -> None:
+    page = signed_in.get("/dashboard/")
+    assert signed_in.post("/dashboard/logout", data={}).status_code == 403
+    reply = signed_in.post("/dashboard/logout", data={"csrf": csrf_of(page.text)},
+                           follow_redirects=False)
+    assert reply.status_code == 303 and reply.headers["location"] == "/dashboard/login"
+    assert 'imagegen_session=""' in reply.headers["set-cookie"]
+    assert signed_in.get("/dashboard/", follow_redirects=False).status_code == 303
+
+
+def test_a_tampered_cookie_or_changed_tokens_end_the_session(
+        signed_in: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    value = signed_in.cookies["imagegen_session"]
+    signed_in.cookies.set("imagegen_session", value[:-2] + ("AA" if value[-2:] != "AA" else "BB"),
+                          path="/dashboard")
+    assert signed_in.get("/dashboard/", follow_redirects=False).status_code == 303
+    signed_in.cookies.set("imagegen_session", value, path="/dashboard")
+    assert signed_in.get("/dashboard/").status_code == 200
+    configure(monkeypatch, IMAGEGEN_API_TOKENS=TOKEN)  # a token was revoked
+    assert signed_in.get("/dashboard/", follow_redirects=False).status_code == 303
+
+
+def test_a_bearer_token_works_without_cookie_or_csrf(browser: httpx.Client) -> None:
+    assert browser.get("/dashboard/", headers=AUTH).status_code == 200
+    reply = browser.post("/dashboard/fleet/pause", headers=AUTH, follow_redirects=False,
+                         data={"reason": "scripted", "confirmed": "yes"})
+    assert reply.status_code == 303 and read_fleet_state().paused is True
+    wrong = {"Authorization": "Bearer nope"}
+    assert browser.get("/dashboard/", headers=wrong, follow_redirects=False).status_code == 303
+
+
+# --- actions ------------------------------------------------------------------------------------
+
+
+def test_actions_refuse_missing_wrong_or_cross_site_csrf(signed_in: httpx.Client) -> None:
+    job_id = _queued_job()
+    csrf = csrf_of(signed_in.get(f"/dashboard/jobs/{job_id}").text)
+    path = f"/dashboard/jobs/{job_id}/cancel"
+    assert signed_in.post(path, data={"confirmed": "yes"}).status_code == 403
+    assert signed_in.post(path, data={"confirmed": "yes", "csrf": csrf + "x"}).status_code == 403
+    assert signed_in.post(path, json={"confirmed": "yes", "csrf": csrf}).status_code == 403
+    cross = signed_in.post(path, data={"confirmed": "yes", "csrf": csrf},
+                           headers={"Origin": "https://evil.example.com"})
+    assert cross.status_code == 403
+    assert jobs.status(job_id)["status"] == "queued"
+
+
+def test_cancel_asks_for_confirmation_then_cancels_like_the_cli(signed_in: httpx.Client) -> None:
+    job_id = _queued_job()
+    csrf = csrf_of(signed_in.get(f"/dashboard/jobs/{job_id}").text)
+    path = f"/dashboard/jobs/{job_id}/cancel"
+    asked = signed_in.post(path, data={"csrf": csrf})
+    assert asked.status_code == 200 and "Cancel this job?" in asked.text
+    assert 'name="confirmed" value="yes"' in asked.text
+    assert jobs.status(job_id)["status"] == "queued"
+    done = signed_in.post(path, data={"csrf": csrf, "confirmed": "yes"}, follow_redirects=False)
+    assert done.status_code == 303
+    assert done.headers["location"] == f"/dashboard/jobs/{job_id}?notice=cancelled"
+    view = jobs.status(job_id)
+    assert view["status"] == "cancelled" and view["error_code"] == "cancelled"
+    page = signed_in.get(done.headers["location"])
+    assert "The job was cancelled." in page.text and "/cancel" not in page.text
+
+
+def test_retry_sends_a_failed_job_back_to_the_queue(signed_in: httpx.Client) -> None:
+    job_id = _queued_job()
+    finish(job_id, "failed", error_code="provider_failed")
+    page = signed_in.get(f"/dashboard/jobs/{job_id}")
+    assert f"/dashboard/jobs/{job_id}/retry" in page.text
+    reply = signed_in.post(f"/dashboard/jobs/{job_id}/retry", follow_redirects=False,
+                           data={"csrf": csrf_of(page.text), "confirmed": "yes"})
+    assert reply.headers["location"].endswith("?notice=retried")
+    view = jobs.status(job_id)
+    assert view["status"] == "queued" and view["error_code"] is None
+    assert view["events"][-1]["event"] == "retried"
+    again = signed_in.post(f"/dashboard/jobs/{job_id}/retry", follow_redirects=False,
+                           data={"csrf": csrf_of(page.text), "confirmed": "yes"})
+    assert again.headers["location"].endswith("?notice=not_retryable")
+
+
+def test_pause_and_resume_from_the_overview(signed_in: httpx.Client) -> None:
+    csrf = csrf_of(signed_in.get("/dashboard/").text)
+    asked = signed_in.post("/dashboard/fleet/pause", data={"csrf": csrf, "reason": "maintenance"})
+    assert "Pause submissions?" in asked.text and read_fleet_state().paused is False
+    signed_in.post("/dashboard/fleet/pause",
+                   data={"csrf": csrf, "reason": "  provider  maintenance ", "confirmed": "yes"})
+    state = read_fleet_state()
+    assert (state.paused, state.reason, state.paused_by) == (True, "provider maintenance",
+                                                             "dashboard")
+    page = signed_in.get("/dashboard/")
+    assert 'data-fleet-paused="yes"' in page.text and "provider maintenance" in page.text
+    assert "/dashboard/fleet/resume" in page.text
+    signed_in.post("/dashboard/fleet/resume", data={"csrf": csrf, "confirmed": "yes"})
+    assert read_fleet_state().paused is False
+    assert 'data-fleet-paused="no"' in signed_in.get("/dashboard/").text
+
+
+# --- the fleet over /v1 -------------------------------------------------------------------------
+
+
+def test_fleet_endpoints_read_pause_and_resume(browser: httpx.Client) -> None:
+    assert browser.get("/v1/fleet").status_code == 401
+    assert browser.post("/v1/fleet/pause", json={"reason": "x"}).status_code == 401
+    state = browser.get("/v1/fleet", headers=AUTH).json()
+    assert state["paused"] is False and state["breaker"] == "closed"
+    paused = browser.post("/v1/fleet/pause", headers=AUTH, json={"reason": "balance check"})
+    assert paused.status_code == 200
+    assert paused.json()["paused"] is True and paused.json()["reason"] == "balance check"
+    assert paused.json()["paused_by"] == "api"
+    bad = browser.post("/v1/fleet/pause", headers=AUTH, json={"reason": ""})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "reason"
+    resumed = browser.post("/v1/fleet/resume", headers=AUTH)
+    assert resumed.status_code == 200 and resumed.json()["paused"] is False
+    paths = browser.get("/openapi.json").json()["paths"]
+    assert {"/v1/fleet", "/v1/fleet/pause", "/v1/fleet/resume"} <= set(paths)
+    assert not any(path.startswith("/dashboard") for path in paths)
+
+
+# --- secrets ------------------------------------------------------------------------------------
+
+
+def test_the_api_token_never_appears_in_a_page_or_a_header(signed_in: httpx.Client) -> None:
+    job_id = _queued_job()
+    receipt = batches.enqueue_batch([{"prompt": "one"}, {"prompt": "two"}], name="night",
+                                    dispatch=False)
+    finish(receipt.job_ids[0], "failed", error_code="content_policy")
+    paths = ["/dashboard/", "/dashboard/fragments/overview", "/dashboard/batches",
+             f"/dashboard/batches/{receipt.batch_id}", f"/dashboard/jobs/{job_id}",
+             f"/dashboard/jobs/{receipt.job_ids[0]}", f"/dashboard/batches/{receipt.batch_id}"
+             "/manifest", "/dashboard/login", f"/dashboard/fragments/jobs/{job_id}"]
+    for path in paths:
+        reply = signed_in.get(path, follow_redirects=True)
+        assert reply.status_code == 200, path
+        assert TOKEN not in reply.text and TOKEN not in str(reply.headers), path
+    assert TOKEN not in str(signed_in.cookies.jar)
