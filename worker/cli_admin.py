@@ -78,6 +78,11 @@ def print_fleet(fleet: dict[str, Any]) -> None:
     line += f"   submit rate: {'unlimited' if not rate else f'{rate:.2f}/s'}"
     line += f"   in flight: {fleet['in_flight']}/{fleet['max_in_flight']}"
     out.print(line, highlight=False, soft_wrap=True, markup=False)
+    if fleet["dispatcher_stale"]:
+        last = ("never" if fleet["dispatcher_age_s"] is None
+                else _ago(fleet["dispatcher_age_s"]))
+        out.print(f"[yellow]warning:[/] the dispatcher last ran {last}: queued jobs move only "
+                  "while `imagegen beat` (or `imagegen worker --beat`) runs", soft_wrap=True)
 
 
 # --- pause / resume -----------------------------------------------------------------------------

@@ -69,6 +69,7 @@ class Dispatcher:
                 cycle.skipped = True  # another cycle is running right now
                 return cycle
             now = self.clock()
+            fleet.dispatcher_ran(session)
             outstanding = repo.count_outstanding(
                 session, since=now - timedelta(seconds=self.settings.dispatch_lost_after_s))
             bucket = fleet.read_bucket(session)

@@ -130,6 +130,12 @@ def take(session: Session, admission: Admission) -> None:
         log.info("breaker_probe")
 
 
+def dispatcher_ran(session: Session) -> None:
+    """Record that a dispatch cycle ran (``status`` warns when none did for a while)."""
+    session.execute(update(FleetControl).where(FleetControl.name == SUBMIT)
+                    .values(dispatcher_seen_at=utcnow()))
+
+
 def read_bucket(session: Session, name: str = SUBMIT) -> Bucket:
     """The bucket's state without locking it (the dispatcher's view)."""
     return _bucket(_row(session, name, lock=False))
@@ -141,9 +147,8 @@ def take_poll_token(session: Session, limits: Limits) -> float:
         return 0.0
     before = _bucket(_row(session, POLL, lock=True))
     now = db_now(session)
-    if before.cooldown_until is not None and before.cooldown_until > now:
-        return (before.cooldown_until - now).total_seconds()
-    after, wait = rules.take_token(before, now, limits.poll_rate, limits.poll_burst)
+    after, wait = rules.take_token(before, now, rules.poll_rate(limits, before, now),
+                                   limits.poll_burst)
     _store(session, POLL, before, after)
     return wait
 
@@ -173,13 +178,21 @@ def submit_answered(session: Session) -> None:
 
 
 def rate_limited(session: Session, limits: Limits, error: ProviderError, *,
-                 bucket: str = SUBMIT, rng: random.Random | None = None) -> Bucket:
-    """A 429: the whole fleet cools down (``Retry-After`` or exponential) and slows down."""
-    _, after = _update(session, bucket, lambda state, now: rules.rate_limited(
+                 rng: random.Random | None = None) -> Bucket:
+    """A 429 on a submission: the whole fleet cools down (``Retry-After`` or exponential) and
+    slows down."""
+    _, after = _update(session, SUBMIT, lambda state, now: rules.rate_limited(
         limits, state, now, error.retry_after_s, rng))
-    log.warning("fleet_cooldown", extra={"bucket": bucket, "until": str(after.cooldown_until),
+    log.warning("fleet_cooldown", extra={"until": str(after.cooldown_until),
                                          "strikes": after.strikes,
                                          "rate_factor": round(after.rate_factor, 3)})
+    return after
+
+
+def polls_rate_limited(session: Session, limits: Limits) -> Bucket:
+    """A 429 on a poll: the fleet polls slower for a while (that job waits its backoff)."""
+    _, after = _update(session, POLL, lambda state, now: rules.slowed_down(limits, state, now))
+    log.warning("fleet_polls_slowed", extra={"rate_factor": round(after.rate_factor, 3)})
     return after
 
 
@@ -280,6 +293,10 @@ class FleetState:
     submit_rate: float | None = None
     in_flight: int | None = None
     max_in_flight: int | None = None
+    #: Seconds since the last dispatch cycle (None: never); see ``dispatcher_stale``.
+    dispatcher_age_s: float | None = None
+    #: No dispatch cycle for a while: queued jobs only move when ``imagegen beat`` runs.
+    dispatcher_stale: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         view = asdict(self)
@@ -301,7 +318,11 @@ def read_fleet_state(session: Session | None = None) -> FleetState:
     breaker = rules.breaker_state(limits, bucket, now)
     cooldown = bucket.cooldown_until if bucket.cooldown_until and \
         bucket.cooldown_until > now else None
+    age = (now - row.dispatcher_seen_at).total_seconds() if row.dispatcher_seen_at else None
+    stale_after = max(10 * get_settings().dispatch_interval_s, 30.0)
     return FleetState(
+        dispatcher_age_s=None if age is None else round(max(age, 0.0), 1),
+        dispatcher_stale=age is None or age > stale_after,
         paused=bucket.paused, breaker=breaker.value, reason=bucket.pause_reason,
         pause_code=bucket.pause_code, paused_at=row.paused_at, paused_by=row.paused_by,
         breaker_reason=bucket.breaker_reason if breaker is not Breaker.CLOSED else None,

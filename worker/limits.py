@@ -208,6 +208,18 @@ def rate_limited(limits: Limits, bucket: Bucket, now: datetime, retry_after_s: f
                    rate_changed_at=now, tokens=0.0, tokens_at=until)
 
 
+def slowed_down(limits: Limits, bucket: Bucket, now: datetime) -> Bucket:
+    """A 429 on a poll: the fleet polls slower (the rate halves, then climbs back), without a
+    cool-down: one prediction polled too often must not stop the polls of every other one."""
+    factor = max(limits.rate_min_fraction, rate_factor(limits, bucket, now) / 2)
+    return replace(bucket, rate_factor=factor, rate_changed_at=now)
+
+
+def poll_rate(limits: Limits, bucket: Bucket, now: datetime) -> float:
+    """Polls per second the fleet may make now (0: unlimited)."""
+    return limits.poll_rate * rate_factor(limits, bucket, now)
+
+
 def submit_failed(limits: Limits, bucket: Bucket, now: datetime, reason: str) -> Bucket:
     """A 5xx, timeout or unreachable provider: count it; enough in a row open the breaker."""
     failures = bucket.breaker_failures + 1

@@ -204,10 +204,7 @@ class Pipeline:
             if error.fleet_wide:  # the key is refused: stop submitting, keep polling
                 fleet.provider_refused_key(session, error)
             elif isinstance(error, RateLimited):
-                cooldown = fleet.rate_limited(session, self.limits, error, bucket=fleet.POLL,
-                                              rng=self.rng)
-                if cooldown.cooldown_until is not None:
-                    delay = max(delay, (cooldown.cooldown_until - self.clock()).total_seconds())
+                fleet.polls_rate_limited(session, self.limits)
             recorded = repo.record_poll(session, job_id=job.id, error=error.message,
                                         counts=not decision.refund,
                                         provider_status=job.provider_status or "unknown",

@@ -16,8 +16,7 @@ down_revision: str | None = '0002'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-QUEUED = sa.text("status = 'queued'")
-BATCH_QUEUE = sa.text("status = 'queued' AND batch_id IS NOT NULL")
+QUEUED = sa.text("status = 'queued' AND batch_id IS NULL")
 DISPATCHED = sa.text("status = 'queued' AND dispatched_at IS NOT NULL")
 
 
@@ -41,6 +40,7 @@ def upgrade() -> None:
         sa.Column('breaker_opened_at', sa.DateTime(timezone=True), nullable=True),
         sa.Column('breaker_reason', sa.Text(), nullable=True),
         sa.Column('probe_until', sa.DateTime(timezone=True), nullable=True),
+        sa.Column('dispatcher_seen_at', sa.DateTime(timezone=True), nullable=True),
         sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint("breaker IN ('closed', 'open')", name=op.f('ck_fleet_controls_breaker')),
         sa.CheckConstraint('rate_factor > 0 AND rate_factor <= 1',
@@ -54,17 +54,14 @@ def upgrade() -> None:
         for name in ("submit", "poll")])
     with op.batch_alter_table('jobs') as batch:
         batch.add_column(sa.Column('dispatched_at', sa.DateTime(timezone=True), nullable=True))
-    op.create_index('ix_jobs_queued', 'jobs', ['priority', 'batch_id', 'next_action_at'],
+    op.create_index('ix_jobs_queued', 'jobs', ['priority', 'next_action_at'],
                     postgresql_where=QUEUED, sqlite_where=QUEUED)
-    op.create_index('ix_jobs_batch_queue', 'jobs', ['batch_id', 'batch_index'],
-                    postgresql_where=BATCH_QUEUE, sqlite_where=BATCH_QUEUE)
     op.create_index('ix_jobs_dispatched', 'jobs', ['dispatched_at'],
                     postgresql_where=DISPATCHED, sqlite_where=DISPATCHED)
 
 
 def downgrade() -> None:
     op.drop_index('ix_jobs_dispatched', table_name='jobs')
-    op.drop_index('ix_jobs_batch_queue', table_name='jobs')
     op.drop_index('ix_jobs_queued', table_name='jobs')
     with op.batch_alter_table('jobs') as batch:
         batch.drop_column('dispatched_at')

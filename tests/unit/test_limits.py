@@ -193,3 +193,11 @@ def test_token_etas_spread_the_messages_over_the_interval() -> None:
     assert etas == pytest.approx([0.5, 1.0, 1.5])
     assert rules.token_eta(LIMITS, empty, T0, 0, "batch") == pytest.approx(1.0)
     assert rules.token_eta(LIMITS, full(), T0, 2) == 0.0
+
+
+def test_a_429_on_a_poll_slows_polls_down_without_stopping_them() -> None:
+    limits = replace(LIMITS, poll_rate=10.0)
+    slowed = rules.slowed_down(limits, full(), T0)
+    assert slowed.cooldown_until is None and slowed.rate_factor == 0.5
+    assert rules.poll_rate(limits, slowed, T0) == pytest.approx(5.0)
+    assert rules.poll_rate(limits, slowed, at(90)) == pytest.approx(10.0)
