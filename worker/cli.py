@@ -142,9 +142,10 @@ def worker(
     pool: str = typer.Option("threads", help="Celery pool: threads (I/O bound) or prefork."),
     hostname: str | None = typer.Option(None, "--hostname", "-n", help="Worker node name."),
     loglevel: str | None = typer.Option(None, help="Log level (IMAGEGEN_LOG_LEVEL)."),
-    beat: bool = typer.Option(False, "--beat", "-B",
-                              help="Also run the beat (dispatcher and reconciler) here "
-                                   "(single-host setups)."),
+    beat: bool | None = typer.Option(
+        None, "--beat/--no-beat", "-B",
+        help="Also run the beat (dispatcher and reconciler) here; the default in the embedded "
+             "single-machine mode, where no separate `imagegen beat` runs."),
 ) -> None:
     """Run a Celery worker that takes jobs through submit, poll and transfer."""
     from worker import metrics
@@ -162,7 +163,7 @@ def worker(
             "-c", str(concurrency or settings.worker_concurrency),
             "--loglevel", (loglevel or settings.log_level).upper(),
             "--without-gossip", "--without-mingle"]
-    if beat:
+    if settings.embedded if beat is None else beat:
         argv += ["--beat", "--schedule", _beat_schedule_file(settings)]
     celery.worker_main(["--quiet", *argv] if json_lines else argv)  # no banner in JSON logs
 
