@@ -11,17 +11,23 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from models import Job, WebhookAttempt, WebhookDelivery
+from models import Job, JobEvent, WebhookAttempt, WebhookDelivery
 
 
 def job_reporting(session: Session, job_id: uuid.UUID) -> tuple[uuid.UUID | None, str | None]:
     """(batch id, callback URL) of a job: what its terminal state must report to."""
     row = session.execute(select(Job.batch_id, Job.callback_url).where(Job.id == job_id)).first()
     return (row[0], row[1]) if row else (None, None)
+
+
+def retries_of(session: Session, job_id: uuid.UUID) -> int:
+    """How many times an operator sent the job back to the queue (each run ends anew)."""
+    query = select(func.count()).where(JobEvent.job_id == job_id, JobEvent.event == "retried")
+    return int(session.scalar(query) or 0)
 
 
 def record_delivery(session: Session, *, dedup_key: str, event: str, url: str, now: datetime,

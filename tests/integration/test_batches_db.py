@@ -116,7 +116,7 @@ def test_a_batch_wakes_the_dispatcher_once_and_sends_no_job_message(
 
 def _deliveries(**where: object) -> list[WebhookDelivery]:
     with session_scope() as session:
-        query = select(WebhookDelivery).filter_by(**where)
+        query = select(WebhookDelivery).filter_by(**where).order_by(WebhookDelivery.created_at)
         return list(session.scalars(query))
 
 
@@ -162,6 +162,27 @@ def test_a_job_with_a_callback_records_its_event_only_if_its_end_commits(
     jobs.cancel(job_id)
     jobs.cancel(job_id)  # already ended: no second event
     assert [e.event for e in _deliveries(job_id=job_id)] == ["job.cancelled"]
+
+
+def test_a_retried_job_and_its_batch_report_their_new_ending_too(
+        producer: list[list[uuid.UUID]]) -> None:
+    from worker import admin
+
+    # Given a one-job batch whose job failed, with callbacks on the job and the batch
+    receipt = batches.enqueue_batch([{"prompt": "x"}], callback_url="https://hooks.example.com/b")
+    (job_id,) = receipt.job_ids
+    with session_scope() as session:
+        session.execute(update(Job).where(Job.id == job_id)
+                        .values(callback_url="https://hooks.example.com/j"))
+        repo.fail(session, job_id=job_id, sources=[JobStatus.QUEUED], code="provider_failed",
+                  message="boom")
+    # When an operator retries it and it ends again
+    admin.retry_job(job_id)
+    assert not batches.batch_status(receipt.batch_id)["completed"]  # open again
+    jobs.cancel(job_id)
+    # Then each ending was reported, and the batch's second completion too
+    assert [e.event for e in _deliveries(job_id=job_id)] == ["job.failed", "job.cancelled"]
+    assert [e.event for e in _deliveries(batch_id=receipt.batch_id)] == ["batch.completed"] * 2
 
 
 def test_the_sweep_completes_a_batch_a_crash_left_open(producer: list[list[uuid.UUID]]) -> None:
