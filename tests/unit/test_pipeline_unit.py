@@ -18,7 +18,6 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import FleetControl
-
 from worker import errors as e
 from worker import fleet
 from worker import repository as repo
