@@ -56,16 +56,30 @@ def _ensure_rows(session: Session) -> None:
     session.execute(insert(FleetControl).values(rows).on_conflict_do_nothing())
 
 
-def _row(session: Session, name: str, *, lock: bool) -> FleetControl:
-    """The bucket's row; ``lock`` serialises every claim behind it (an UPDATE locks on every
-    backend, SQLite included, before the row is read)."""
+def _row(session: Session, name: str) -> FleetControl:
+    """The bucket's row, unlocked (what operators and the dispatcher read)."""
     for _ in range(2):
-        if lock:
-            session.execute(update(FleetControl).where(FleetControl.name == name)
-                            .values(updated_at=utcnow()))
         row = session.get(FleetControl, name, populate_existing=True)
         if row is not None:
             return row
+        _ensure_rows(session)
+    raise RuntimeError(f"fleet control row {name!r} is missing")  # pragma: no cover
+
+
+def _locked(session: Session, name: str) -> tuple[FleetControl, datetime]:
+    """Lock the bucket's row until the transaction ends and read it, in one statement, with
+    the database's clock at that moment: every host measures the buckets with the same clock
+    (host clocks drift apart; one ahead of the others would refill extra tokens). An UPDATE
+    locks on every backend, SQLite included, before the row is read."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    statement = (update(FleetControl).where(FleetControl.name == name)
+                 .values(updated_at=func.clock_timestamp() if postgres else utcnow())
+                 .returning(FleetControl)
+                 .execution_options(populate_existing=True, synchronize_session=False))
+    for _ in range(2):
+        row = session.scalars(statement).first()
+        if row is not None:
+            return row, row.updated_at
         _ensure_rows(session)
     raise RuntimeError(f"fleet control row {name!r} is missing")  # pragma: no cover
 
@@ -87,16 +101,6 @@ def _store(session: Session, name: str, before: Bucket, after: Bucket) -> None:
                     .values(updated_at=utcnow(), **changed))
 
 
-def db_now(session: Session) -> datetime:
-    """The database's clock: every host measures the buckets with the same one (host clocks
-    drift apart; a bucket refilled by a clock ahead of the others would hand out extra tokens)."""
-    if session.get_bind().dialect.name == "postgresql":
-        value = session.scalar(select(func.clock_timestamp()))
-        if isinstance(value, datetime):
-            return value
-    return utcnow()
-
-
 def current_limits() -> Limits:
     return Limits.from_settings(get_settings())
 
@@ -115,9 +119,9 @@ def admit_submission(session: Session, *, priority: str, limits: Limits) -> Admi
 
     The lock is held until the caller's transaction ends: it moves the job to ``submitting``
     and then calls :func:`take` (or writes nothing to the bucket when the job moved on)."""
-    before = _bucket(_row(session, SUBMIT, lock=True))
+    row, now = _locked(session, SUBMIT)
     in_flight = count_in_flight(session, limits.max_in_flight)
-    return rules.admit(limits, before, db_now(session), priority=priority, in_flight=in_flight)
+    return rules.admit(limits, _bucket(row), now, priority=priority, in_flight=in_flight)
 
 
 def take(session: Session, admission: Admission) -> None:
@@ -138,15 +142,15 @@ def dispatcher_ran(session: Session) -> None:
 
 def read_bucket(session: Session, name: str = SUBMIT) -> Bucket:
     """The bucket's state without locking it (the dispatcher's view)."""
-    return _bucket(_row(session, name, lock=False))
+    return _bucket(_row(session, name))
 
 
 def take_poll_token(session: Session, limits: Limits) -> float:
     """Take a token from the fleet's poll bucket: 0, or the seconds to wait for one."""
     if limits.poll_rate <= 0:
         return 0.0
-    before = _bucket(_row(session, POLL, lock=True))
-    now = db_now(session)
+    row, now = _locked(session, POLL)
+    before = _bucket(row)
     after, wait = rules.take_token(before, now, rules.poll_rate(limits, before, now),
                                    limits.poll_burst)
     _store(session, POLL, before, after)
@@ -159,8 +163,9 @@ def take_poll_token(session: Session, limits: Limits) -> float:
 def _update(session: Session, name: str,
             change: Callable[[Bucket, datetime], Bucket]) -> tuple[Bucket, Bucket]:
     """Apply ``change(bucket, now)`` to one bucket under its lock; (before, after)."""
-    before = _bucket(_row(session, name, lock=True))
-    after = change(before, db_now(session))
+    row, now = _locked(session, name)
+    before = _bucket(row)
+    after = change(before, now)
     _store(session, name, before, after)
     return before, after
 
@@ -231,7 +236,7 @@ def provider_refused_key(session: Session, error: ProviderError) -> bool:
 def set_paused(session: Session, *, reason: str, by: str, code: str = "manual") -> bool:
     """Pause every submission fleet-wide (polls and transfers go on); False if it already
     was (the first reason stays: a 401 followed by many more)."""
-    before = _bucket(_row(session, SUBMIT, lock=True))
+    before = _bucket(_locked(session, SUBMIT)[0])
     if before.paused:
         return False
     session.execute(update(FleetControl).where(FleetControl.name == SUBMIT).values(
@@ -251,7 +256,7 @@ def pause(reason: str, *, by: str, code: str = "manual") -> FleetState:
 
 def clear_pause(session: Session, *, by: str) -> bool:
     """End a pause (and a cool-down); False if submissions were not paused."""
-    before = _bucket(_row(session, SUBMIT, lock=True))
+    before = _bucket(_locked(session, SUBMIT)[0])
     session.execute(update(FleetControl).where(FleetControl.name == SUBMIT).values(
         paused=False, pause_code=None, pause_reason=None, paused_at=None, paused_by=None,
         cooldown_until=None, updated_at=utcnow()))
@@ -313,7 +318,7 @@ def read_fleet_state(session: Session | None = None) -> FleetState:
             return read_fleet_state(own)
     limits = current_limits()
     now = utcnow()
-    row = _row(session, SUBMIT, lock=False)
+    row = _row(session, SUBMIT)
     bucket = _bucket(row)
     breaker = rules.breaker_state(limits, bucket, now)
     cooldown = bucket.cooldown_until if bucket.cooldown_until and \
