@@ -12,10 +12,10 @@ import hashlib
 import hmac
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from urllib.parse import urlencode
 
+from cachetools import LRUCache
 from fastapi.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -67,39 +67,39 @@ class UrlSigner:
 
 
 class OutputCache:
-    """Least-recently-used picture bytes, bounded by their total size."""
+    """Least-recently-used picture bytes, bounded by their total size (thread-safe)."""
 
     def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._items: OrderedDict[Hashable, bytes] = OrderedDict()
-        self._size = 0
+        self._items: LRUCache[Hashable, bytes] = LRUCache(max_bytes, getsizeof=len)
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self._items.maxsize)
+
+    @max_bytes.setter
+    def max_bytes(self, value: int) -> None:
+        """A new bound (a config change) starts an empty cache."""
+        with self._lock:
+            if value != self._items.maxsize:
+                self._items = LRUCache(value, getsizeof=len)
 
     def get_or_render(self, key: Hashable, render: Callable[[], bytes]) -> bytes:
         """The cached bytes for ``key``, rendering them (outside the lock) on a miss."""
         with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
+            cached = self._items.get(key)
+        if cached is not None:
+            return cached
         data = render()
-        self._put(key, data)
+        with self._lock:
+            if len(data) <= self._items.maxsize:
+                self._items[key] = data
         return data
 
     def clear(self) -> None:
         """Drop every picture."""
         with self._lock:
             self._items.clear()
-            self._size = 0
-
-    def _put(self, key: Hashable, data: bytes) -> None:
-        with self._lock:
-            if key in self._items or len(data) > self.max_bytes:
-                return
-            self._items[key] = data
-            self._size += len(data)
-            while self._size > self.max_bytes:
-                _, evicted = self._items.popitem(last=False)
-                self._size -= len(evicted)
 
 
 def download_faults(faults: FaultSet, attempt: int) -> list[str]:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import io
 import logging
 import threading
-from collections import OrderedDict
 
+from cachetools import LRUCache
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from PIL import Image
@@ -42,30 +42,20 @@ _decoding = threading.BoundedSemaphore(DECODERS)
 
 
 class ThumbnailCache:
-    """A least-recently-used cache of encoded thumbnails, bounded in bytes; thread-safe."""
+    """Encoded thumbnails, least recently used first out, bounded in bytes; thread-safe."""
 
     def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()
-        self._size = 0
+        self._items: LRUCache[tuple[str, str, int], bytes] = LRUCache(max_bytes, getsizeof=len)
         self._lock = threading.Lock()
 
     def get(self, key: tuple[str, str, int]) -> bytes | None:
         with self._lock:
-            found = self._items.get(key)
-            if found is not None:
-                self._items.move_to_end(key)
-            return found
+            return self._items.get(key)
 
     def put(self, key: tuple[str, str, int], data: bytes) -> None:
         with self._lock:
-            if key in self._items or len(data) > self.max_bytes:
-                return
-            self._items[key] = data
-            self._size += len(data)
-            while self._size > self.max_bytes:
-                _, dropped = self._items.popitem(last=False)
-                self._size -= len(dropped)
+            if len(data) <= self._items.maxsize:
+                self._items[key] = data
 
 
 cache = ThumbnailCache(CACHE_BYTES)
