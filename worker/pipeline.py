@@ -195,6 +195,9 @@ class Pipeline:
 
     def _poll_failed(self, job: Job, error: ProviderError) -> Next | None:
         decision = self.policy.decide("poll", error, job.poll_errors + 1, self.rng)
+        log.warning("poll_failed", extra={"job_id": str(job.id), "error": error.code,
+                                          "prediction_id": job.prediction_id,
+                                          "poll_errors": job.poll_errors + 1})
         if isinstance(decision, Stop):
             self._end(job.id, JobStatus.RUNNING, error, code=decision.code,
                       message=decision.message)
@@ -269,6 +272,7 @@ class Pipeline:
                 "sha256": stored.sha256, "width": stored.width, "height": stored.height,
                 "source_url": url, "nsfw": nsfw})
         log.info("output_stored", extra={"job_id": str(job.id), "index": index,
+                                         "prediction_id": job.prediction_id,
                                          "bytes": stored.bytes})
 
     def _drop_if_ended(self, job_id: uuid.UUID, key: str) -> None:
@@ -294,6 +298,7 @@ class Pipeline:
             return None
         decision = self.policy.decide("transfer", error, job.transfer_attempts, self.rng)
         log.warning("transfer_failed", extra={"job_id": str(job.id), "error": error.code,
+                                              "prediction_id": job.prediction_id,
                                               "attempt": job.transfer_attempts})
         with self.sessions() as session:
             if isinstance(decision, Stop):
