@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit chaos lint fmt typecheck venv clean up
+.PHONY: demo test unit chaos lint fmt typecheck venv clean up bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,13 @@ test: $(STAMP)
 chaos: $(STAMP)
 	./scripts/ensure-services.sh
 	$(BIN)/python -m tests.chaos --jobs 500
+
+## Benchmarks, each against a baseline measured in the same run (about 9 minutes on 2
+## cores): prints the table, writes bench/results/ and the table in docs/benchmarks.md.
+## BENCH_ARGS="--quick" for small sizes, BENCH_ARGS="transfer" for one benchmark.
+bench: $(STAMP)
+	./scripts/ensure-services.sh
+	$(BIN)/python -m bench run $(BENCH_ARGS)
 
 ## Only the fast tests that need no servers.
 unit: $(STAMP)

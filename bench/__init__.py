@@ -1,1 +1,2 @@
-"""Benchmarks: measured by hand (``python -m bench.<name>``), never asserted in tests."""
+"""Benchmarks: ``make bench`` (``python -m bench run``), each figure a ratio to a baseline
+measured in the same run; never asserted in tests. See docs/benchmarks.md."""

@@ -3,19 +3,30 @@
 Each job is a generation request (``worker.schemas``) plus an optional client-side ``ref``
 (unique within the batch). Every problem of every line is collected with its line number, the
 field and the rule, and raised together, so a pipeline fixes its file in one round.
+
+A JSONL line is first tried on a fast path: pydantic validates it straight from its JSON, ref
+included, in one call (about half the cost of decoding it and then validating the fields).
+Only a line that passes every rule the full path applies is taken that way; anything else
+(a problem, an unusual ref, a body that might be near the size limit) goes through the full
+path, which decides and words the problems.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import Field, ValidationError
+
 from worker.errors import BadInput, BadLines
-from worker.schemas import GenerationRequest, parse_request
+from worker.gcpause import cyclic_gc_paused
+from worker.schemas import MAX_BODY_BYTES, GenerationRequest, parse_request
 
 MAX_REF_CHARS = 200
+#: JSON escapes turn one character into at most 12 bytes (a surrogate pair as two \\uXXXX).
+_JSON_BYTES_PER_CHAR = 12
 
 
 @dataclass(frozen=True)
@@ -26,6 +37,13 @@ class BatchItem:
     ref: str | None = None
 
 
+class _Line(GenerationRequest):
+    """A whole JSONL line validated at once: the request, and the ref it carried (left out of
+    dumps; the item keeps the ref, see :class:`BatchItem`)."""
+
+    ref: Any = Field(default=None, exclude=True, repr=False)
+
+
 class _NotJson:
     def __init__(self, error: json.JSONDecodeError) -> None:
         self.rule = f"is not valid JSON ({error.msg} at column {error.colno})"
@@ -33,16 +51,15 @@ class _NotJson:
 
 def parse_jsonl(lines: Iterable[bytes | str], *, max_jobs: int) -> list[BatchItem]:
     """Validate a JSONL document (blank lines skipped, still counted for line numbers)."""
-    numbered = ((number, _decode(line)) for number, line in enumerate(lines, 1)
-                if line.strip())
-    return _validate(numbered, max_jobs)
+    numbered = ((number, line) for number, line in enumerate(lines, 1) if line.strip())
+    return _validate(numbered, max_jobs, _line_item)
 
 
 def parse_list(items: Any, *, max_jobs: int) -> list[BatchItem]:
     """Validate a JSON list of job objects; "line" numbers are 1-based list positions."""
     if not isinstance(items, list):
         raise BadInput([("jobs", "must be a list of job objects")])
-    return _validate(enumerate(items, 1), max_jobs)
+    return _validate(enumerate(items, 1), max_jobs, _item)
 
 
 def check_items(items: list[BatchItem], *, max_jobs: int) -> list[BatchItem]:
@@ -68,17 +85,21 @@ def _decode(line: bytes | str) -> Any:
         return _NotJson(json.JSONDecodeError("not UTF-8", "", 0))
 
 
-def _validate(numbered: Iterable[tuple[int, Any]], max_jobs: int) -> list[BatchItem]:
+def _validate(numbered: Iterable[tuple[int, Any]], max_jobs: int,
+              to_item: Callable[[Any], tuple[BatchItem | None, list[tuple[str, str]]]]
+              ) -> list[BatchItem]:
     items: list[BatchItem] = []
     problems: list[tuple[int, str, str]] = []
     first_line_of: dict[str, int] = {}
-    for number, data in _capped(numbered, max_jobs):
-        item, found = _item(data)
-        if item is not None and item.ref is not None:
-            found += _duplicate(first_line_of, item.ref, number)
-        problems += [(number, field, rule) for field, rule in found]
-        if item is not None:
-            items.append(item)
+    with cyclic_gc_paused():
+        for number, data in _capped(numbered, max_jobs):
+            item, found = to_item(data)
+            if item is not None and item.ref is not None:
+                found += _duplicate(first_line_of, item.ref, number)
+            if found:
+                problems += [(number, field, rule) for field, rule in found]
+            if item is not None:
+                items.append(item)
     if problems:
         raise BadLines(problems)
     if not items:
@@ -91,6 +112,34 @@ def _capped(numbered: Iterable[tuple[int, Any]], max_jobs: int) -> Iterator[tupl
         if count > max_jobs:
             raise BadInput([("body", f"must contain at most {max_jobs} jobs")])
         yield pair
+
+
+def _line_item(line: bytes | str) -> tuple[BatchItem | None, list[tuple[str, str]]]:
+    item = _quick(line)
+    return (item, []) if item is not None else _item(_decode(line))
+
+
+def _quick(line: bytes | str) -> BatchItem | None:
+    """The line as an item if it passes every rule at first sight, else None (the full path
+    then decides: same rules, its own wording of the problems)."""
+    try:
+        parsed = _Line.model_validate_json(line)
+    except ValidationError:
+        return None
+    ref = parsed.ref
+    if ref is not None and (not isinstance(ref, str) or text_problem(ref, MAX_REF_CHARS)):
+        return None
+    if not _surely_small(parsed):
+        return None  # the full path measures the body exactly
+    return BatchItem(parsed, ref)
+
+
+def _surely_small(request: GenerationRequest) -> bool:
+    """Whether the provider body cannot exceed ``MAX_BODY_BYTES``, judged from its text alone
+    (a bound: keys, punctuation and the short fields fit in the constant)."""
+    images = request.images or []
+    chars = len(request.prompt) + sum(len(image) for image in images) + 16 * len(images)
+    return chars * _JSON_BYTES_PER_CHAR + 1024 <= MAX_BODY_BYTES
 
 
 def _item(data: Any) -> tuple[BatchItem | None, list[tuple[str, str]]]:

@@ -19,6 +19,7 @@ from sqlalchemy import Table, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from models import ACTIVE_STATUSES, Batch, Job, JobImage
+from worker.gcpause import cyclic_gc_paused
 
 #: Columns written for each batch job, in the order of ``_copy_line`` (the rest stay NULL).
 JOB_COLUMNS = ("id", "status", "priority", "prompt", "images", "aspect_ratio", "resolution",
@@ -71,10 +72,11 @@ def insert_jobs(session: Session, *, batch_id: uuid.UUID, priority: str, now: da
              "poll_count": 0, "poll_errors": 0, "transfer_attempts": 0, "ambiguous_submits": 0,
              "next_action_at": now, "deadline_at": deadline, "created_at": now,
              "updated_at": now}
-    if session.get_bind().dialect.name == "postgresql":
-        _copy(session, jobs, fixed)
-    else:
-        _insert_many(session, jobs, fixed)
+    with cyclic_gc_paused():
+        if session.get_bind().dialect.name == "postgresql":
+            _copy(session, jobs, fixed)
+        else:
+            _insert_many(session, jobs, fixed)
 
 
 def _copy(session: Session, jobs: Iterable[NewJob], fixed: dict[str, Any]) -> None:

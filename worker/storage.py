@@ -1,23 +1,25 @@
 """Object stores: S3-compatible (boto3) for service mode, a local folder for the embedded mode.
 
-Both take a file object and stream it: S3 through a multipart upload of bounded chunks (one in
-memory at a time), the folder through a temporary file renamed into place. If reading the
-stream raises (a truncated or corrupt download), no object is left behind.
+Both take a file object and stream it: S3 through one PutObject when the object fits in one
+part, else a multipart upload of parts read one after the other into the same buffer (one part
+in memory per upload); the folder through a temporary file renamed into place. Nothing is
+committed before the stream has been read to its end (where a verifying reader raises on a
+truncated or corrupt download), and if reading raises, no object is left behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
 from urllib.parse import urlsplit
 
 import boto3
-from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -25,7 +27,7 @@ from worker.errors import StorageError
 from worker.settings import Settings
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, ObjectIdentifierTypeDef
 
 
 class ObjectStore(Protocol):
@@ -34,7 +36,10 @@ class ObjectStore(Protocol):
     bucket: str
     prefix: str
 
-    def put(self, key: str, stream: BinaryIO, *, content_type: str) -> None: ...
+    def put(self, key: str, stream: BinaryIO, *, content_type: str,
+            size: int | None = None) -> None:
+        """Store everything ``stream`` yields at ``key``; ``size``, when the source announced
+        it, lets a small object go up without a part-sized buffer."""
 
     def get(self, key: str) -> bytes: ...
 
@@ -61,14 +66,58 @@ class S3Store:
                             connect_timeout=5, read_timeout=60)
         self._client = boto3.session.Session().client("s3", endpoint_url=endpoint_url,
                                                       config=config)
-        # no threads and one chunk size: memory per transfer stays near one chunk
-        self._transfer = TransferConfig(multipart_threshold=chunk_bytes,
-                                        multipart_chunksize=chunk_bytes, use_threads=False)
+        self._part_bytes = chunk_bytes
 
-    def put(self, key: str, stream: BinaryIO, *, content_type: str) -> None:
+    def put(self, key: str, stream: BinaryIO, *, content_type: str,
+            size: int | None = None) -> None:
+        """One PutObject when the object fits in a part, else a multipart upload; either is
+        sent only once the stream has ended (see the module's docstring)."""
+        small = size is not None and size < self._part_bytes
+        part = bytearray(size + 1 if small and size is not None else self._part_bytes)
+        filled, more = _fill(stream, part)  # one spare byte: a small object's EOF shows here
+        if more and len(part) < self._part_bytes:  # more than announced: a whole part then
+            part.extend(bytearray(self._part_bytes - len(part)))
+            filled, more = _fill(stream, part, filled)
+        if not more:
+            del part[filled:]
+            with self._errors(key):
+                self._client.put_object(Bucket=self.bucket, Key=key, Body=_body(part),
+                                        ContentType=content_type)
+            return
+        self._put_parts(key, stream, part, content_type)
+
+    def _put_parts(self, key: str, stream: BinaryIO, part: bytearray,
+                   content_type: str) -> None:
+        """A multipart upload whose parts are read into ``part`` (already full) one by one;
+        aborted if anything fails, the stream's error raised as it came."""
+        with self._errors(key):
+            upload_id = self._client.create_multipart_upload(
+                Bucket=self.bucket, Key=key, ContentType=content_type)["UploadId"]
         try:
-            self._client.upload_fileobj(stream, self.bucket, key, Config=self._transfer,
-                                        ExtraArgs={"ContentType": content_type})
+            parts: list[CompletedPartTypeDef] = []
+            more = True
+            while part:
+                with self._errors(key):
+                    answer = self._client.upload_part(Bucket=self.bucket, Key=key,
+                                                      UploadId=upload_id, Body=_body(part),
+                                                      PartNumber=len(parts) + 1)
+                parts.append({"ETag": answer["ETag"], "PartNumber": len(parts) + 1})
+                filled, more = _fill(stream, part) if more else (0, False)
+                del part[filled:]  # the last part is shorter (or empty: the end)
+            with self._errors(key):
+                self._client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id,
+                    MultipartUpload={"Parts": parts})
+        except BaseException:
+            with contextlib.suppress(BotoCoreError, ClientError):
+                self._client.abort_multipart_upload(Bucket=self.bucket, Key=key,
+                                                    UploadId=upload_id)
+            raise
+
+    @contextlib.contextmanager
+    def _errors(self, key: str) -> Iterator[None]:
+        try:
+            yield
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"upload to s3://{self.bucket}/{key} failed: {exc}") from None
 
@@ -120,7 +169,8 @@ class LocalStore:
             raise StorageError(f"key {key!r} escapes the storage folder")
         return path
 
-    def put(self, key: str, stream: BinaryIO, *, content_type: str) -> None:
+    def put(self, key: str, stream: BinaryIO, *, content_type: str,
+            size: int | None = None) -> None:
         target = self.path(key)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -154,6 +204,32 @@ class LocalStore:
                 self.path(key).unlink(missing_ok=True)
             except OSError as exc:
                 raise StorageError(f"deleting {key} failed: {exc.strerror}") from None
+
+
+def _fill(stream: BinaryIO, buffer: bytearray, filled: int = 0) -> tuple[int, bool]:
+    """Read into ``buffer`` (from ``filled`` on) until it is full or the stream ends: (bytes
+    in it, whether it is full, i.e. there may be more)."""
+    readinto = getattr(stream, "readinto", None) or _readinto_by_read(stream)
+    with memoryview(buffer) as view:
+        while filled < len(buffer):
+            count = readinto(view[filled:])
+            if not count:
+                return filled, False
+            filled += count
+    return filled, True
+
+
+def _readinto_by_read(stream: BinaryIO) -> Callable[[memoryview], int]:
+    def readinto(view: memoryview) -> int:
+        data = stream.read(len(view))
+        view[:len(data)] = data
+        return len(data)
+    return readinto
+
+
+def _body(part: bytearray) -> bytes:
+    """The part as a request body: botocore sends any bytes-like object as it is (no copy)."""
+    return cast(bytes, part)
 
 
 def store_from_settings(settings: Settings) -> S3Store | LocalStore:

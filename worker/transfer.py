@@ -33,9 +33,11 @@ def copy_output(http: httpx.Client, url: str, store: ObjectStore, key: str, *,
     try:
         with http.stream("GET", url) as response:
             _check_response(response, max_bytes)
+            length = _content_length(response)
             reader = VerifyingReader(response.iter_bytes(), max_bytes=max_bytes,
-                                     expected_bytes=_content_length(response))
-            store.put(key, reader, content_type=PNG_CONTENT_TYPE)  # type: ignore[arg-type]
+                                     expected_bytes=length)
+            store.put(key, reader, content_type=PNG_CONTENT_TYPE,  # type: ignore[arg-type]
+                      size=length)
     except httpx.TimeoutException:
         raise OutputUnavailable("the output download timed out") from None
     except httpx.HTTPError as exc:  # connection reset, short body against Content-Length ...

@@ -21,43 +21,67 @@ from worker.errors import OutputCorrupt
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _HEADER_BYTES = 64 * 1024  # Pillow finds the size in the first few bytes; stop feeding after
+_MAX_CHUNK = 2**31 - 1  # the PNG specification's limit on a chunk's length
 
 
 class PngChecker:
-    """Incremental PNG structure check: signature, every chunk's CRC, and a final IEND."""
+    """Incremental PNG structure check: signature, every chunk's CRC, and a final IEND.
+
+    Streams: a chunk's body is checked as it passes (the CRC is carried from piece to piece),
+    so memory stays at a few bytes whatever the size of the chunks (some encoders write the
+    whole picture as one IDAT)."""
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
+        self._head = bytearray()  # a signature, chunk header or CRC being gathered
         self._signed = False
+        self._kind = b""
+        self._left = -1  # body bytes still to come in the current chunk; -1: in no chunk
+        self._crc = 0
         self.complete = False
 
-    def feed(self, data: bytes) -> None:
-        self._buffer += data
-        if not self._signed:
-            if len(self._buffer) < len(PNG_SIGNATURE):
-                return
-            if bytes(self._buffer[:8]) != PNG_SIGNATURE:
-                raise OutputCorrupt("the output is not a PNG image (bad signature)")
-            del self._buffer[:8]
-            self._signed = True
-        self._consume_chunks()
-
-    def _consume_chunks(self) -> None:
-        while len(self._buffer) >= 12:
+    def feed(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while view:
             if self.complete:
                 raise OutputCorrupt("the output has data after the PNG end marker")
-            length, kind = struct.unpack(">I4s", self._buffer[:8])
-            if len(self._buffer) < 12 + length:
-                return
-            body = bytes(self._buffer[4:8 + length])
-            (crc,) = struct.unpack(">I", self._buffer[8 + length:12 + length])
-            if zlib.crc32(body) != crc:
-                raise OutputCorrupt(f"the PNG chunk {kind!r} is corrupt (CRC mismatch)")
-            del self._buffer[:12 + length]
-            self.complete = kind == b"IEND"
+            view = self._body(view) if self._left > 0 else self._gather(view)
+
+    def _body(self, view: memoryview) -> memoryview:
+        piece = view[:self._left]
+        self._crc = zlib.crc32(piece, self._crc)
+        self._left -= len(piece)
+        return view[len(piece):]
+
+    def _gather(self, view: memoryview) -> memoryview:
+        """Collect the next fixed-size field (signature, chunk header or CRC); act on it once
+        it is whole."""
+        need = (len(PNG_SIGNATURE) if not self._signed else 4 if self._left == 0 else 8)
+        take = need - len(self._head)
+        self._head += view[:take]
+        if len(self._head) == need:
+            field, self._head = bytes(self._head), bytearray()
+            self._field(field)
+        return view[take:]
+
+    def _field(self, field: bytes) -> None:
+        if not self._signed:
+            if field != PNG_SIGNATURE:
+                raise OutputCorrupt("the output is not a PNG image (bad signature)")
+            self._signed = True
+        elif self._left == 0:  # the CRC closing the current chunk
+            if struct.unpack(">I", field)[0] != self._crc:
+                raise OutputCorrupt(f"the PNG chunk {self._kind!r} is corrupt (CRC mismatch)")
+            self._left = -1
+            self.complete = self._kind == b"IEND"
+        else:  # a chunk header: length and type
+            length, self._kind = struct.unpack(">I4s", field)
+            if length > _MAX_CHUNK:
+                raise OutputCorrupt(f"the PNG chunk {self._kind!r} is corrupt (bad length)")
+            self._crc = zlib.crc32(self._kind)
+            self._left = length
 
     def finish(self) -> None:
-        if self.complete and self._buffer:
+        if self._head and self.complete:
             raise OutputCorrupt("the output has data after the PNG end marker")
         if not self.complete:
             raise OutputCorrupt("the PNG image is incomplete (no end marker): truncated download")
@@ -70,7 +94,8 @@ class VerifyingReader(io.RawIOBase):
                  max_bytes: int) -> None:
         super().__init__()
         self._chunks = chunks
-        self._pending = b""
+        self._pending = memoryview(b"")  # the current chunk; read from ``_offset`` on
+        self._offset = 0
         self._expected = expected_bytes
         self._max = max_bytes
         self._png = PngChecker()
@@ -85,11 +110,11 @@ class VerifyingReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        while not self._pending and not self.finished:
+        while self._offset == len(self._pending) and not self.finished:
             self._next_chunk()
-        count = min(len(buffer), len(self._pending))
-        buffer[:count] = self._pending[:count]
-        self._pending = self._pending[count:]
+        count = min(len(buffer), len(self._pending) - self._offset)
+        buffer[:count] = self._pending[self._offset:self._offset + count]
+        self._offset += count
         return count
 
     def _next_chunk(self) -> None:
@@ -103,7 +128,7 @@ class VerifyingReader(io.RawIOBase):
         self.sha256.update(chunk)
         self._png.feed(chunk)
         self._read_dimensions(chunk)
-        self._pending = chunk
+        self._pending, self._offset = memoryview(chunk), 0
 
     def _read_dimensions(self, chunk: bytes) -> None:
         if self._header is None:

@@ -1,11 +1,14 @@
 import hashlib
 import io
+import os
+import struct
+import zlib
 
 import pytest
 from PIL import Image
 
 from worker.errors import OutputCorrupt
-from worker.verify import VerifyingReader
+from worker.verify import PngChecker, VerifyingReader
 
 
 def png(width: int = 64, height: int = 48) -> bytes:
@@ -53,3 +56,42 @@ def test_size_limit() -> None:
     reader = VerifyingReader(chunked(data, 1000), expected_bytes=None, max_bytes=len(data) - 1)
     with pytest.raises(OutputCorrupt, match="limit"):
         drain(reader)
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return (struct.pack(">I", len(body)) + kind + body
+            + struct.pack(">I", zlib.crc32(kind + body)))
+
+
+def one_idat_png(width: int, height: int) -> bytes:
+    """A PNG whose whole picture is one IDAT chunk (some encoders write it so)."""
+    rows = b"".join(b"\x00" + os.urandom(width * 3) for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
+            + png_chunk(b"IDAT", zlib.compress(rows, 0)) + png_chunk(b"IEND", b""))
+
+
+def test_one_big_chunk_is_checked_as_it_streams() -> None:
+    data = one_idat_png(400, 300)
+    checker = PngChecker()
+    for piece in chunked(data, 4096):
+        checker.feed(piece)
+        assert len(checker._head) <= 8  # never more than a header is held back
+    checker.finish()
+    reader = VerifyingReader(chunked(data, 4096), expected_bytes=len(data), max_bytes=10**7)
+    assert drain(reader) == data and (reader.width, reader.height) == (400, 300)
+
+
+def test_a_flipped_byte_deep_in_a_big_chunk_is_found() -> None:
+    data = bytearray(one_idat_png(400, 300))
+    data[len(data) // 2] ^= 0xFF
+    reader = VerifyingReader(chunked(bytes(data), 4096), expected_bytes=None, max_bytes=10**7)
+    with pytest.raises(OutputCorrupt, match="CRC mismatch"):
+        drain(reader)
+
+
+def test_an_impossible_chunk_length_is_refused_at_once() -> None:
+    data = png()[:33] + struct.pack(">I", 2**31) + b"IDAT" + b"\x00" * 100
+    checker = PngChecker()
+    with pytest.raises(OutputCorrupt, match="bad length"):
+        checker.feed(data)
