@@ -170,6 +170,12 @@ def _update(session: Session, name: str,
     return before, after
 
 
+def after_success_needed(session: Session) -> bool:
+    """Whether an accepted submission has anything to change (a breaker to close, a run of
+    429s to end): a plain read, so the common case writes nothing."""
+    return rules.needs_success_write(read_bucket(session))
+
+
 def submit_answered(session: Session) -> None:
     """The provider answered a submission (accepted it, or refused the request itself): it is
     up, so the breaker closes and the run of 429s ends. Writes only when that changes

@@ -109,13 +109,15 @@ class Pipeline:
         except ProviderError as error:
             self._submit_failed(claim, job, error)
             return None
-        first_poll = self._poll_delay(0)
+        first_poll = first_poll_delay(self.settings, job.resolution)
         with self.sessions() as session:
-            fleet.submit_answered(session)
-        with self.sessions() as session:
+            breaker_or_strikes = fleet.after_success_needed(session)
             moved = repo.mark_running(session, claim=claim, prediction_id=prediction.id,
                                       provider_status=prediction.raw_status,
                                       next_poll_at=self.clock() + timedelta(seconds=first_poll))
+        if breaker_or_strikes:  # the provider answered: close the breaker, end the 429 run
+            with self.sessions() as session:
+                fleet.submit_answered(session)
         if not moved:
             # cancelled (or the lease expired) while the call was out: the prediction runs on
             # at the provider but nothing will copy its outputs
@@ -161,13 +163,13 @@ class Pipeline:
         """Ask the provider once; re-queue, or move to transferring, or fail."""
         with self.sessions() as session:
             job = repo.get_job(session, job_id)
-        if job is None or job.status != JobStatus.RUNNING or not job.prediction_id:
+            running = job is not None and job.status == JobStatus.RUNNING and job.prediction_id
+            wait = fleet.take_poll_token(session, self.limits) if running else 0.0
+        if job is None or not running or not job.prediction_id:
             return None
         if self._past_deadline(job):
             self._expire(job_id, JobStatus.RUNNING)
             return None
-        with self.sessions() as session:
-            wait = fleet.take_poll_token(session, self.limits)
         if wait > 0:  # the fleet polls at its rate: ask again when a token is there
             return Next("poll", wait * self.rng.uniform(1.0, 1.2))
         try:
@@ -187,7 +189,7 @@ class Pipeline:
         return Next("transfer") if moved else None
 
     def _still_running(self, job: Job, provider_status: str) -> Next | None:
-        delay = self._poll_delay(job.poll_count + 1)
+        delay = self._poll_delay(job)
         with self.sessions() as session:
             recorded = repo.record_poll(session, job_id=job.id, provider_status=provider_status,
                                         next_poll_at=self.clock() + timedelta(seconds=delay))
@@ -202,7 +204,7 @@ class Pipeline:
             self._end(job.id, JobStatus.RUNNING, error, code=decision.code,
                       message=decision.message)
             return None
-        delay = max(decision.delay_s, self._poll_delay(job.poll_count + 1))
+        delay = max(decision.delay_s, self._poll_delay(job))
         with self.sessions() as session:
             if error.fleet_wide:  # the key is refused: stop submitting, keep polling
                 fleet.provider_refused_key(session, error)
@@ -214,13 +216,9 @@ class Pipeline:
                                         next_poll_at=self.clock() + timedelta(seconds=delay))
         return Next("poll", delay) if recorded else None
 
-    def _poll_delay(self, polls_done: int) -> float:
-        """Seconds until the next poll: a first wait, then a growing, capped interval."""
-        settings = self.settings
-        if polls_done == 0:
-            return settings.poll_initial_delay_s
-        interval = settings.poll_interval_s * settings.poll_backoff ** (polls_done - 1)
-        return min(interval, settings.poll_max_interval_s) * self.rng.uniform(0.9, 1.1)
+    def _poll_delay(self, job: Job) -> float:
+        elapsed = (self.clock() - job.submitted_at).total_seconds() if job.submitted_at else 0.0
+        return next_poll_delay(self.settings, elapsed, self.rng)
 
     # --- transfer -------------------------------------------------------------------------------
 
@@ -240,20 +238,24 @@ class Pipeline:
             self._exhausted(job_id, JobStatus.TRANSFERRING, "transfer", job.transfer_attempts - 1)
             return None
         try:
+            fresh = True  # the claim has just taken the lease: no need to renew it yet
             for index, url in enumerate(job.outputs or []):
                 if index not in done:
-                    self._copy_one(claim, job, index, url)
+                    self._copy_one(claim, job, index, url, renew=not fresh)
+                    fresh = False
         except TransferError as error:
             return self._transfer_failed(claim, job, error)
         with self.sessions() as session:
             repo.mark_succeeded(session, claim=claim)
         return None
 
-    def _copy_one(self, claim: repo.Claim, job: Job, index: int, url: str) -> None:
-        with self.sessions() as session:  # cancelled meanwhile: copy nothing more
-            if not repo.renew_transfer_lease(session, claim=claim,
-                                             lease_s=self.settings.transfer_lease_s):
-                raise _Abandoned()
+    def _copy_one(self, claim: repo.Claim, job: Job, index: int, url: str, *,
+                  renew: bool) -> None:
+        if renew:
+            with self.sessions() as session:  # cancelled meanwhile: copy nothing more
+                if not repo.renew_transfer_lease(session, claim=claim,
+                                                 lease_s=self.settings.transfer_lease_s):
+                    raise _Abandoned()
         key = object_key(self.store.prefix, job.id, job.created_at, index)
         started = time.perf_counter()
         stored = copy_output(self.http, url, self.store, key,
@@ -342,6 +344,28 @@ class Pipeline:
             repo.fail(session, job_id=job_id, sources=[status], code=code or error.code,
                       message=message or error.message)
         log.info("job_failed", extra={"job_id": str(job_id), "error": code or error.code})
+
+
+#: When the first poll is worth making, relative to a 1080p picture: the contract's generation
+#: times are 15-60 s at 1080p and longer at higher resolutions (about 20-80 s, 30-120 s).
+FIRST_POLL_SCALE = {"1080p": 1.0, "2K": 4 / 3, "4K": 2.0}
+
+
+def first_poll_delay(settings: Settings, resolution: str) -> float:
+    """Seconds from the submit to the first poll: about when the fastest prediction of that
+    resolution can be done (polls before then only cost requests)."""
+    return settings.poll_initial_delay_s * FIRST_POLL_SCALE.get(resolution, 1.0)
+
+
+def next_poll_delay(settings: Settings, elapsed_s: float, rng: random.Random) -> float:
+    """Seconds until the next poll of a prediction submitted ``elapsed_s`` ago.
+
+    A fixed part plus a fraction of the time already spent, capped: a prediction that finishes
+    between two polls is seen at most ``poll_interval_s + poll_elapsed_fraction x its
+    generation time`` late, with few polls for the long ones. The jitter (down to 90%) only
+    shortens the wait, so the bound holds."""
+    interval = settings.poll_interval_s + settings.poll_elapsed_fraction * max(elapsed_s, 0.0)
+    return min(interval, settings.poll_max_interval_s) * rng.uniform(0.9, 1.0)
 
 
 class _Abandoned(TransferError):

@@ -108,8 +108,10 @@ def _move(session: Session, *, job_id: uuid.UUID, sources: Iterable[JobStatus],
     if current is None:
         return None
     statement = (update(Job).where(condition)
-                 .values(status=target.value, updated_at=utcnow(), **(values or {})))
-    if session.execute(statement).rowcount != 1:  # type: ignore[attr-defined]
+                 .values(status=target.value, updated_at=utcnow(), **(values or {}))
+                 .returning(Job.poll_count))
+    moved = session.execute(statement).first()
+    if moved is None:
         return None
     source = JobStatus(current)
     add_event(session, job_id=job_id, event=event, from_status=source, to_status=target,
@@ -119,7 +121,8 @@ def _move(session: Session, *, job_id: uuid.UUID, sources: Iterable[JobStatus],
     if source is JobStatus.TRANSFERRING and target is not JobStatus.SUCCEEDED:
         # outputs copied (or half copied) before the job ended belong to nobody now
         call_after_commit(session, _send_discard, job_id)
-    _count_transition(session, job_id, source, target)
+    metrics.transition(session, source, target,
+                       polls=moved.poll_count if source is JobStatus.RUNNING else None)
     if source.value in fleet.IN_FLIGHT and target.value not in fleet.IN_FLIGHT:
         call_after_commit(session, _capacity_freed)  # a slot at the provider is free
     return source
@@ -135,16 +138,6 @@ def _send_discard(job_id: uuid.UUID) -> None:
     from worker.tasks import send_step
 
     send_step("discard", job_id)
-
-
-def _count_transition(session: Session, job_id: uuid.UUID, source: JobStatus,
-                      target: JobStatus) -> None:
-    """Count the move once the transaction commits (and the job's polls when it leaves
-    running: one primary-key read per job)."""
-    polls = None
-    if source is JobStatus.RUNNING:
-        polls = session.scalar(select(Job.poll_count).where(Job.id == job_id))
-    metrics.transition(session, source, target, polls=polls)
 
 
 def _lease_values(lease_s: float) -> tuple[uuid.UUID, dict[str, Any]]:

@@ -42,10 +42,13 @@ class Settings(BaseSettings):
     poll_timeout_s: float = Field(default=15.0, gt=0)
 
     # --- polling -------------------------------------------------------------------------------
-    poll_initial_delay_s: float = Field(default=5.0, ge=0)
+    #: First poll after a 1080p submit (x4/3 at 2K, x2 at 4K): the fastest generation time.
+    poll_initial_delay_s: float = Field(default=15.0, ge=0)
+    #: Later polls come every ``poll_interval_s + poll_elapsed_fraction x time since the
+    #: submit``, at most ``poll_max_interval_s`` apart.
     poll_interval_s: float = Field(default=2.0, gt=0)
-    poll_max_interval_s: float = Field(default=10.0, gt=0)
-    poll_backoff: float = Field(default=1.5, ge=1)
+    poll_elapsed_fraction: float = Field(default=0.1, ge=0, le=1)
+    poll_max_interval_s: float = Field(default=20.0, gt=0)
 
     # --- retries, leases, deadlines ------------------------------------------------------------
     max_submit_attempts: int = Field(default=6, ge=1)

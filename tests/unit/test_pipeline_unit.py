@@ -331,3 +331,27 @@ def test_reconciler_redrives_expires_and_fails_overdue_jobs(world) -> None:
     assert dispatcher.run_once().sent == 2
     assert set(dispatched) == {lost_message, dead_submitter}  # its message was lost long ago
     assert dispatcher.run_once().sent == 0  # just sent: not again until it counts as lost
+
+
+@pytest.mark.parametrize("resolution, fastest, slowest", [("1080p", 15, 60), ("2K", 20, 80),
+                                                          ("4K", 30, 120)])
+def test_the_poll_schedule_sees_every_prediction_soon_after_it_is_done(
+        resolution: str, fastest: float, slowest: float) -> None:
+    from worker.pipeline import first_poll_delay, next_poll_delay
+
+    # Given the contract's spread of generation times, and the default poll settings
+    settings, rng = Settings(), random.Random(5)
+    lags, polls = [], []
+    for step in range(200):
+        generation = fastest + (slowest - fastest) * step / 199
+        # When a prediction is polled on the schedule until it is seen done
+        at, count = first_poll_delay(settings, resolution), 1
+        while at < generation:
+            at += next_poll_delay(settings, at, rng)
+            count += 1
+        lags.append((at - generation) / (2 + 0.1 * generation))
+        polls.append(count)
+    # Then each is seen within 2 s + 10% of its generation time, with few polls
+    assert max(lags) <= 1.0
+    assert sorted(polls)[len(polls) // 2] <= 9 and max(polls) <= 13
+    assert first_poll_delay(settings, resolution) == fastest
