@@ -131,6 +131,17 @@ def take_token(bucket: Bucket, now: datetime, rate: float, burst: int,
     return bucket, (1 + keep - tokens) / rate
 
 
+def take_up_to(bucket: Bucket, now: datetime, rate: float, burst: int,
+               wanted: int) -> tuple[Bucket, int, float]:
+    """Take up to ``wanted`` tokens at once: (new state, tokens taken, 0), or (state, 0, the
+    seconds until one is there)."""
+    tokens = refill(bucket, now, rate, burst)
+    taken = min(wanted, int(tokens))
+    if taken < 1:
+        return bucket, 0, (1 - tokens) / rate
+    return replace(bucket, tokens=tokens - taken, tokens_at=max(now, bucket.tokens_at)), taken, 0.0
+
+
 # --- admission ----------------------------------------------------------------------------------
 
 

@@ -201,3 +201,11 @@ def test_a_429_on_a_poll_slows_polls_down_without_stopping_them() -> None:
     assert slowed.cooldown_until is None and slowed.rate_factor == 0.5
     assert rules.poll_rate(limits, slowed, T0) == pytest.approx(5.0)
     assert rules.poll_rate(limits, slowed, at(90)) == pytest.approx(10.0)
+
+
+def test_a_block_of_tokens_takes_what_is_there_up_to_the_block() -> None:
+    bucket = Bucket(tokens=3.5, tokens_at=T0)
+    after, taken, wait = rules.take_up_to(bucket, T0, 10.0, 50, 5)
+    assert (taken, wait) == (3, 0.0) and after.tokens == pytest.approx(0.5)
+    _, taken, wait = rules.take_up_to(after, T0, 10.0, 50, 5)
+    assert taken == 0 and wait == pytest.approx(0.05)
