@@ -19,8 +19,12 @@ from worker.settings import get_settings
 MIGRATIONS_DIR = Path(migrations.__file__).parent
 
 
-def make_engine(url: str) -> Engine:
-    """An engine tuned for the backend: pooled Postgres, or a WAL-mode SQLite file."""
+def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+    """An engine tuned for the backend: pooled Postgres, or a WAL-mode SQLite file.
+
+    The pool keeps ``pool_size`` connections open: a worker's thread count and a few more, so
+    a busy worker does not open and close connections all the time (overflow connections are
+    closed when handed back)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -29,7 +33,7 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # pre-ping: workers reconnect transparently after a Postgres restart
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=20)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -42,7 +46,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 @lru_cache(maxsize=1)
 def get_engine() -> Engine:
-    return make_engine(get_settings().effective_database_url)
+    settings = get_settings()
+    return make_engine(settings.effective_database_url,
+                       pool_size=max(10, settings.worker_concurrency + 4))
 
 
 @lru_cache(maxsize=1)

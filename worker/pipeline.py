@@ -90,7 +90,7 @@ class Pipeline:
         with self.sessions() as session:
             claim = repo.claim_for_submit(session, job_id=job_id, limits=self.limits,
                                           lease_s=self.settings.submit_lease_s)
-            job = repo.get_job(session, job_id) if isinstance(claim, repo.Claim) else None
+        job = claim.job if isinstance(claim, repo.Claim) else None
         if isinstance(claim, Admission):  # the fleet's limits say not now: the dispatcher
             reason = claim.refused.value if claim.refused else "unknown"  # sends it again
             log.debug("submit_deferred", extra={"job_id": str(job_id), "reason": reason})
@@ -101,8 +101,8 @@ class Pipeline:
         if self._past_deadline(job):
             self._expire(job_id, JobStatus.SUBMITTING)
             return None
-        if job.attempts > self.settings.max_submit_attempts:  # workers died mid-submit
-            self._exhausted(job_id, JobStatus.SUBMITTING, "submit", job.attempts - 1)
+        if claim.attempt > self.settings.max_submit_attempts:  # workers died mid-submit
+            self._exhausted(job_id, JobStatus.SUBMITTING, "submit", claim.attempt - 1)
             return None
         try:
             prediction = self.provider.submit(job.request_fields())
@@ -125,14 +125,14 @@ class Pipeline:
                                                          "prediction_id": prediction.id})
             return None
         log.info("submitted", extra={"job_id": str(job_id), "prediction_id": prediction.id,
-                                     "attempt": job.attempts})
+                                     "attempt": claim.attempt})
         return Next("poll", first_poll)
 
     def _submit_failed(self, claim: repo.Claim, job: Job, error: ProviderError) -> None:
         """Tell the fleet what the provider said, then fail the job or queue it again (the
         dispatcher sends it when it is due and the fleet may submit)."""
-        decision = self.policy.decide("submit", error, job.attempts, self.rng)
-        log.warning("submit_failed", extra={"job_id": str(job.id), "attempt": job.attempts,
+        decision = self.policy.decide("submit", error, claim.attempt, self.rng)
+        log.warning("submit_failed", extra={"job_id": str(job.id), "attempt": claim.attempt,
                                             "error": error.code})
         not_before = self.clock() + timedelta(seconds=decision.delay_s
                                               if isinstance(decision, Retry) else 0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,6 +32,9 @@ class Claim:
 
     job_id: uuid.UUID
     token: uuid.UUID
+    #: For a submit claim: the attempt it counts, and the job as it was read (detached).
+    attempt: int = 0
+    job: Job | None = field(default=None, compare=False, repr=False)
 
 
 # --- reads --------------------------------------------------------------------------------------
@@ -153,10 +156,12 @@ def claim_for_submit(session: Session, *, job_id: uuid.UUID, lease_s: float,
     Returns the claim; the refusal (the job stays queued for the dispatcher, nothing counted);
     or None when the job is not due, already moved on or cancelled."""
     now = utcnow()
-    priority = _queued_priority(session, job_id, now)
-    if priority is None:
+    job = get_job(session, job_id)  # read before the fleet's lock is taken, not while held
+    if job is None or job.status != JobStatus.QUEUED or \
+            (job.next_action_at is not None and job.next_action_at > now):
         return None
-    admission = fleet.admit_submission(session, priority=priority,
+    session.expunge(job)  # the request as it was read; the claim below counts the attempt
+    admission = fleet.admit_submission(session, priority=job.priority,
                                        limits=limits or fleet.current_limits())
     if not admission.admitted:  # back to the dispatcher's queue; nothing counted
         session.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
@@ -171,14 +176,7 @@ def claim_for_submit(session: Session, *, job_id: uuid.UUID, lease_s: float,
     if not moved:
         return None  # the token stays in the bucket
     fleet.take(session, admission)
-    return Claim(job_id, token)
-
-
-def _queued_priority(session: Session, job_id: uuid.UUID, now: datetime) -> str | None:
-    """The priority of the job if it is queued and due (a cheap read before taking the lock)."""
-    due = or_(Job.next_action_at.is_(None), Job.next_action_at <= now)
-    return session.scalar(select(Job.priority).where(
-        Job.id == job_id, Job.status == JobStatus.QUEUED.value, due))
+    return Claim(job_id, token, attempt=job.attempts + 1, job=job)
 
 
 def _holds(claim: Claim) -> ColumnElement[bool]:
