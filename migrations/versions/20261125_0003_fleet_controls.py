@@ -1,4 +1,6 @@
-"""Fleet-wide controls (token buckets, pause, breaker) and the dispatcher's columns and indexes.
+"""Fleet-wide controls (token buckets, pause, breaker) and the dispatcher's column.
+
+The dispatcher's indexes are built by 0004, without blocking writes to ``jobs``.
 
 Revision ID: 0003
 Revises: 0002
@@ -15,10 +17,6 @@ revision: str = '0003'
 down_revision: str | None = '0002'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-QUEUED = sa.text("status = 'queued' AND batch_id IS NULL")
-DISPATCHED = sa.text("status = 'queued' AND dispatched_at IS NOT NULL")
-
 
 def upgrade() -> None:
     controls = op.create_table(
@@ -54,15 +52,9 @@ def upgrade() -> None:
         for name in ("submit", "poll")])
     with op.batch_alter_table('jobs') as batch:
         batch.add_column(sa.Column('dispatched_at', sa.DateTime(timezone=True), nullable=True))
-    op.create_index('ix_jobs_queued', 'jobs', ['priority', 'next_action_at'],
-                    postgresql_where=QUEUED, sqlite_where=QUEUED)
-    op.create_index('ix_jobs_dispatched', 'jobs', ['dispatched_at'],
-                    postgresql_where=DISPATCHED, sqlite_where=DISPATCHED)
 
 
 def downgrade() -> None:
-    op.drop_index('ix_jobs_dispatched', table_name='jobs')
-    op.drop_index('ix_jobs_queued', table_name='jobs')
     with op.batch_alter_table('jobs') as batch:
         batch.drop_column('dispatched_at')
     op.drop_table('fleet_controls')
