@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -90,8 +90,11 @@ def insert_job(session: Session, *, fields: dict[str, Any], priority: str,
 def add_event(session: Session, *, job_id: uuid.UUID, event: str,
               from_status: JobStatus | None = None, to_status: JobStatus | None = None,
               detail: dict[str, Any] | None = None) -> None:
-    session.add(JobEvent(job_id=job_id, at=utcnow(), event=event, detail=detail,
-                         from_status=from_status, to_status=to_status))
+    # one INSERT now, not an object for the unit of work to flush (pending rows flush first)
+    session.execute(insert(JobEvent).values(
+        job_id=job_id, at=utcnow(), event=event, detail=detail,
+        from_status=from_status.value if from_status else None,
+        to_status=to_status.value if to_status else None))
 
 
 def _move(session: Session, *, job_id: uuid.UUID, sources: Iterable[JobStatus],
