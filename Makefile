@@ -41,8 +41,10 @@ bench: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
+## ruff: the lint rules, and the formatting `make fmt` applies.
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .

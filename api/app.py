@@ -81,8 +81,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's schema, plus the batch body models (the route reads its body itself)."""
     if app.openapi_schema:
         return app.openapi_schema
-    schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                         routes=app.routes)
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for model in (BatchCreate, BatchLine):
         found = model.model_json_schema(ref_template="#/components/schemas/{model}")

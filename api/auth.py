@@ -29,5 +29,9 @@ def require_token(credentials: HTTPAuthorizationCredentials | None = Depends(bea
     """FastAPI dependency: 401 unless the request carries a valid bearer token."""
     given = credentials.credentials.encode() if credentials else b""
     if not given or not token_matches(given, get_settings().api_token_list):
-        raise ApiError(401, "unauthorized", "a valid bearer token is required",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "unauthorized",
+            "a valid bearer token is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )

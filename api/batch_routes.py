@@ -23,26 +23,55 @@ from worker.settings import get_settings
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"], dependencies=[Depends(require_token)])
 
-JSONL_TYPES = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines",
-               "application/json-lines", "text/plain")
+JSONL_TYPES = (
+    "application/x-ndjson",
+    "application/jsonl",
+    "application/x-jsonlines",
+    "application/json-lines",
+    "text/plain",
+)
 JSONL_BODY = {"type": "string", "description": "One job object (BatchLine) per line."}
-REQUEST_BODY = {"required": True, "content": {
-    "application/json": {"schema": {"oneOf": [
-        {"$ref": "#/components/schemas/BatchCreate"},
-        {"type": "array", "items": {"$ref": "#/components/schemas/BatchLine"}}]}},
-    "application/x-ndjson": {"schema": JSONL_BODY}}}
-IdempotencyKey = Annotated[str | None, Header(
-    alias="Idempotency-Key", min_length=1, max_length=200,
-    description="Same key and jobs: the same batch (200). Same key, other jobs: 409.")]
+REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    {"$ref": "#/components/schemas/BatchCreate"},
+                    {"type": "array", "items": {"$ref": "#/components/schemas/BatchLine"}},
+                ]
+            }
+        },
+        "application/x-ndjson": {"schema": JSONL_BODY},
+    },
+}
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="Same key and jobs: the same batch (200). Same key, other jobs: 409.",
+    ),
+]
 
 
-@router.post("", status_code=202, response_model=BatchOut, summary="Submit a batch of jobs",
-             openapi_extra={"requestBody": REQUEST_BODY},
-             responses={200: {"model": BatchOut, "description": "Replay of an idempotency key"},
-                        202: {"description": "Accepted: every job is queued"},
-                        **responses(401, 409, 413, 415, 422)})
+@router.post(
+    "",
+    status_code=202,
+    response_model=BatchOut,
+    summary="Submit a batch of jobs",
+    openapi_extra={"requestBody": REQUEST_BODY},
+    responses={
+        200: {"model": BatchOut, "description": "Replay of an idempotency key"},
+        202: {"description": "Accepted: every job is queued"},
+        **responses(401, 409, 413, 415, 422),
+    },
+)
 async def create_batch(
-    request: Request, response: Response, background: BackgroundTasks,
+    request: Request,
+    response: Response,
+    background: BackgroundTasks,
     name: Annotated[str | None, Query(max_length=200)] = None,
     callback_url: Annotated[str | None, Query(max_length=2048)] = None,
     deadline_s: Annotated[float | None, Query(gt=0)] = None,
@@ -66,23 +95,30 @@ async def create_batch(
     return await run_in_threadpool(batches.batch_status, receipt.batch_id)
 
 
-def _submit(body: bytes, media: str, options: dict[str, Any],
-            idempotency_key: str | None) -> batches.BatchReceipt:
+def _submit(
+    body: bytes, media: str, options: dict[str, Any], idempotency_key: str | None
+) -> batches.BatchReceipt:
     items, options = _parse(body, media, options)
-    return batches.enqueue_batch(items, idempotency_key=idempotency_key, dispatch=False,
-                                 **options)
+    return batches.enqueue_batch(items, idempotency_key=idempotency_key, dispatch=False, **options)
 
 
-def _parse(body: bytes, media: str, options: dict[str, Any]
-           ) -> tuple[list[BatchItem], dict[str, Any]]:
+def _parse(
+    body: bytes, media: str, options: dict[str, Any]
+) -> tuple[list[BatchItem], dict[str, Any]]:
     max_jobs = get_settings().batch_max_jobs
     if media in JSONL_TYPES:
         return parse_jsonl(body.splitlines(), max_jobs=max_jobs), options
     if media != "application/json":
-        raise ApiError(415, "unsupported_media_type",
-                       "send application/json or application/x-ndjson",
-                       [Problem(field="content-type", rule="must be application/json or "
-                                                          "application/x-ndjson")])
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send application/json or application/x-ndjson",
+            [
+                Problem(
+                    field="content-type", rule="must be application/json or application/x-ndjson"
+                )
+            ],
+        )
     data = _json(body)
     if isinstance(data, dict):
         return _envelope(data, options, max_jobs)
@@ -98,8 +134,9 @@ def _json(body: bytes) -> Any:
         raise BadInput([("body", f"is not valid JSON ({exc})")]) from None
 
 
-def _envelope(data: dict[str, Any], options: dict[str, Any], max_jobs: int
-              ) -> tuple[list[BatchItem], dict[str, Any]]:
+def _envelope(
+    data: dict[str, Any], options: dict[str, Any], max_jobs: int
+) -> tuple[list[BatchItem], dict[str, Any]]:
     jobs = data.get("jobs")
     try:  # the options only: the jobs are validated line by line below
         envelope = BatchCreate.model_validate({**data, "jobs": []})
@@ -111,20 +148,31 @@ def _envelope(data: dict[str, Any], options: dict[str, Any], max_jobs: int
     return parse_list(jobs, max_jobs=max_jobs), {**options, **given}
 
 
-@router.get("/{batch_id}", response_model=BatchOut, summary="A batch: counts, progress, ETA",
-            responses=responses(401, 404, 422))
+@router.get(
+    "/{batch_id}",
+    response_model=BatchOut,
+    summary="A batch: counts, progress, ETA",
+    responses=responses(401, 404, 422),
+)
 def get_batch(batch_id: uuid.UUID) -> dict[str, Any]:
     """Counts by status, progress (0 to 1), recent throughput and an estimate of the time left."""
     return batches.batch_status(batch_id)
 
 
-@router.get("/{batch_id}/manifest", summary="The batch manifest (JSONL)",
-            response_class=StreamingResponse,
-            responses={200: {"content": {"application/x-ndjson": {"schema": JSONL_BODY}},
-                             "description": "One line per job, in submission order: ref, "
-                                            "job_id, status, error, images (bucket, key, "
-                                            "sha256, bytes, width, height)"},
-                       **responses(401, 404, 422)})
+@router.get(
+    "/{batch_id}/manifest",
+    summary="The batch manifest (JSONL)",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"application/x-ndjson": {"schema": JSONL_BODY}},
+            "description": "One line per job, in submission order: ref, "
+            "job_id, status, error, images (bucket, key, "
+            "sha256, bytes, width, height)",
+        },
+        **responses(401, 404, 422),
+    },
+)
 def get_manifest(batch_id: uuid.UUID) -> StreamingResponse:
     """Streamed page by page, so a 100,000-job manifest never sits in memory."""
     lines = batches.manifest(batch_id)  # raises (404) before the first byte is sent

@@ -46,16 +46,27 @@ class ErrorBody(BaseModel):
 class ApiError(Exception):
     """An error answered as-is (authentication, size limits, unsupported media)."""
 
-    def __init__(self, status: int, code: str, message: str,
-                 errors: list[Problem] | None = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        errors: list[Problem] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.errors = errors or []
         self.headers = headers
 
 
-def error_response(status: int, code: str, message: str, errors: list[Problem] | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    errors: list[Problem] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body = ErrorBody(code=code, message=message, errors=errors or [])
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
 
@@ -86,8 +97,10 @@ def _api_error(_: Request, exc: Exception) -> JSONResponse:
 
 def _validation(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [Problem(field="body" if e["type"] == "json_invalid" else _field(e["loc"]),
-                      rule=_rule(e)) for e in exc.errors()]
+    errors = [
+        Problem(field="body" if e["type"] == "json_invalid" else _field(e["loc"]), rule=_rule(e))
+        for e in exc.errors()
+    ]
     message = "; ".join(f"{p.field}: {p.rule}" for p in errors)
     return error_response(422, "invalid_request", message, errors)
 
@@ -112,10 +125,12 @@ def _rule(error: dict[str, Any]) -> str:
 def _http(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
-        exc.status_code, "http_error")
+        exc.status_code, "http_error"
+    )
     errors = [Problem(field="body", rule=str(exc.detail))] if exc.status_code == 413 else []
-    return error_response(exc.status_code, code, str(exc.detail), errors,
-                          headers=getattr(exc, "headers", None))
+    return error_response(
+        exc.status_code, code, str(exc.detail), errors, headers=getattr(exc, "headers", None)
+    )
 
 
 def _configuration(_: Request, exc: Exception) -> JSONResponse:
@@ -143,9 +158,12 @@ def install(app: FastAPI) -> None:
 
 #: Documented error responses, for the OpenAPI description of each route.
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    described = {401: "Missing or invalid bearer token", 404: "Unknown id",
-                 409: "Idempotency key reused with a different request",
-                 413: "Body too large", 415: "Unsupported content type",
-                 422: "Invalid input: every field and rule"}
-    return {status: {"model": ErrorBody, "description": described[status]}
-            for status in statuses}
+    described = {
+        401: "Missing or invalid bearer token",
+        404: "Unknown id",
+        409: "Idempotency key reused with a different request",
+        413: "Body too large",
+        415: "Unsupported content type",
+        422: "Invalid input: every field and rule",
+    }
+    return {status: {"model": ErrorBody, "description": described[status]} for status in statuses}

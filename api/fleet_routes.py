@@ -22,12 +22,18 @@ router = APIRouter(prefix="/v1/fleet", tags=["fleet"], dependencies=[Depends(req
 class PauseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=1, max_length=500,
-                        description="Why (shown by `imagegen status` and the dashboard)")
+    reason: str = Field(
+        min_length=1,
+        max_length=500,
+        description="Why (shown by `imagegen status` and the dashboard)",
+    )
 
 
-@router.get("", summary="Submissions paused or not, breaker, cool-down, rate, in flight",
-            responses=responses(401))
+@router.get(
+    "",
+    summary="Submissions paused or not, breaker, cool-down, rate, in flight",
+    responses=responses(401),
+)
 def get_fleet() -> dict[str, Any]:
     """`paused` (and `reason`, `pause_code`, `paused_at`, `paused_by`), `breaker` (`closed`,
     `open` or `half_open`), `cooldown_until`, `submit_rate`, `in_flight`, `max_in_flight`."""

@@ -75,6 +75,10 @@ def _counting(receive: Receive, limit: int) -> Receive:
 
 
 async def _refuse(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
-    response = error_response(413, "too_large", f"the body must be at most {limit} bytes",
-                              [Problem(field="body", rule=f"must be at most {limit} bytes")])
+    response = error_response(
+        413,
+        "too_large",
+        f"the body must be at most {limit} bytes",
+        [Problem(field="body", rule=f"must be at most {limit} bytes")],
+    )
     await response(scope, receive, send)

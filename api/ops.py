@@ -28,8 +28,11 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Database, broker and storage are reachable",
-            responses={503: {"description": "A dependency is unreachable (see checks)"}})
+@router.get(
+    "/readyz",
+    summary="Database, broker and storage are reachable",
+    responses={503: {"description": "A dependency is unreachable (see checks)"}},
+)
 def readyz() -> JSONResponse:
     report = health.readiness(get_settings())
     return JSONResponse(report.as_dict(), status_code=200 if report.ok else 503)

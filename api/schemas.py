@@ -19,12 +19,22 @@ class JobCreate(GenerationRequest):
     """A generation request (the provider contract's fields) and what to do with the result."""
 
     callback_url: str | None = Field(
-        default=None, max_length=2048,
-        description="Receives a signed webhook when the job ends (https, public host).")
-    ref: str | None = Field(default=None, min_length=1, max_length=MAX_REF_CHARS,
-                            description="Your own reference, echoed back.")
-    deadline_s: float | None = Field(default=None, gt=0, le=MAX_DEADLINE_S,
-                                     description="Fail the job if not done in this many s.")
+        default=None,
+        max_length=2048,
+        description="Receives a signed webhook when the job ends (https, public host).",
+    )
+    ref: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_REF_CHARS,
+        description="Your own reference, echoed back.",
+    )
+    deadline_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_DEADLINE_S,
+        description="Fail the job if not done in this many s.",
+    )
 
     def request_fields(self) -> dict[str, Any]:
         return self.model_dump(include=_REQUEST_FIELDS, exclude_none=True, mode="json")
@@ -44,8 +54,10 @@ class BatchCreate(BaseModel):
     jobs: list[BatchLine] = Field(description="The jobs, in order (at least one).")
     name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS)
     callback_url: str | None = Field(
-        default=None, max_length=2048,
-        description="Receives one signed batch.completed event when every job has ended.")
+        default=None,
+        max_length=2048,
+        description="Receives one signed batch.completed event when every job has ended.",
+    )
     deadline_s: float | None = Field(default=None, gt=0, le=MAX_DEADLINE_S)
 
 
@@ -81,8 +93,9 @@ class ImageOut(BaseModel):
 
 class JobOut(BaseModel):
     id: str
-    status: str = Field(description="queued, submitting, running, transferring, succeeded, "
-                                    "failed or cancelled")
+    status: str = Field(
+        description="queued, submitting, running, transferring, succeeded, failed or cancelled"
+    )
     ref: str | None
     batch_id: str | None
     priority: str

@@ -13,9 +13,19 @@ def serve(*, host: str, port: int, workers: int = 1) -> None:
     """Run the API until interrupted; refuse to start without any API token configured."""
     settings = get_settings()
     if not settings.api_token_list:
-        raise ConfigurationError("IMAGEGEN_API_TOKENS must list at least one token "
-                                 "(comma-separated); without one every call would be refused")
+        raise ConfigurationError(
+            "IMAGEGEN_API_TOKENS must list at least one token "
+            "(comma-separated); without one every call would be refused"
+        )
     configure_from_settings(settings)  # IMAGEGEN_LOG_FORMAT; every secret setting blanked
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_config=None, access_log=False, proxy_headers=True,
-                timeout_graceful_shutdown=30)
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        timeout_graceful_shutdown=30,
+    )

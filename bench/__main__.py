@@ -38,19 +38,35 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run benchmarks and print the table")
-    run.add_argument("names", nargs="*", metavar="NAME",
-                     help=f"benchmarks to run (default: all): {', '.join(names)}")
+    run.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"benchmarks to run (default: all): {', '.join(names)}",
+    )
     run.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
     run.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-    run.add_argument("--concurrency", type=int, default=16,
-                     help="threads per worker process (default 16)")
-    run.add_argument("--redis-url", default=DEFAULT_REDIS_URL,
-                     help="the broker; its database is flushed (default: %(default)s)")
-    run.add_argument("--profile", action="store_true",
-                     help="record py-spy profiles of the workers (needs py-spy installed)")
-    run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                     help="a setting for every process started (what-if runs; the results "
-                          "record it), e.g. --set IMAGEGEN_POLL_RATE=0")
+    run.add_argument(
+        "--concurrency", type=int, default=16, help="threads per worker process (default 16)"
+    )
+    run.add_argument(
+        "--redis-url",
+        default=DEFAULT_REDIS_URL,
+        help="the broker; its database is flushed (default: %(default)s)",
+    )
+    run.add_argument(
+        "--profile",
+        action="store_true",
+        help="record py-spy profiles of the workers (needs py-spy installed)",
+    )
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for every process started (what-if runs; the results "
+        "record it), e.g. --set IMAGEGEN_POLL_RATE=0",
+    )
     run.add_argument("--keep", type=Path, help="keep scratch files and logs in this folder")
     show = commands.add_parser("show", help="print the table of a results file")
     show.add_argument("file", nargs="?", default=str(results.RESULTS_DIR / "latest.json"))
@@ -61,20 +77,33 @@ def _run(args: argparse.Namespace) -> int:
     names = args.names or list(runner.registry())
     unknown = sorted(set(names) - set(runner.registry()))
     if unknown:
-        print(f"unknown benchmark(s): {', '.join(unknown)}; choose from "
-              f"{', '.join(runner.registry())}", file=sys.stderr)
+        print(
+            f"unknown benchmark(s): {', '.join(unknown)}; choose from "
+            f"{', '.join(runner.registry())}",
+            file=sys.stderr,
+        )
         return 2
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="imagegen-bench-"))
     started_at, started = datetime.now(UTC), time.monotonic()
-    context = runner.Context(workdir=workdir.resolve(), redis_url=args.redis_url,
-                             quick=args.quick, workers=args.workers,
-                             concurrency=args.concurrency, profile=args.profile,
-                             overrides=dict(item.split("=", 1) for item in args.set))
-    document: dict[str, Any] = {"version": 1, "started_at": started_at.isoformat(),
-                                "quick": args.quick, "workers": args.workers,
-                                "concurrency": args.concurrency,
-                                "overrides": context.overrides,
-                                "machine": _machine(args.redis_url), "benchmarks": {}}
+    context = runner.Context(
+        workdir=workdir.resolve(),
+        redis_url=args.redis_url,
+        quick=args.quick,
+        workers=args.workers,
+        concurrency=args.concurrency,
+        profile=args.profile,
+        overrides=dict(item.split("=", 1) for item in args.set),
+    )
+    document: dict[str, Any] = {
+        "version": 1,
+        "started_at": started_at.isoformat(),
+        "quick": args.quick,
+        "workers": args.workers,
+        "concurrency": args.concurrency,
+        "overrides": context.overrides,
+        "machine": _machine(args.redis_url),
+        "benchmarks": {},
+    }
     try:
         found = runner.run(names, context)
     finally:
@@ -86,8 +115,10 @@ def _run(args: argparse.Namespace) -> int:
     print()
     print(results.render(document))
     path = results.save(document, complete=complete)
-    print(f"\nresults: {path}" + ("" if complete else " (latest.json and docs left as they "
-                                                        "were: not a full run)"))
+    print(
+        f"\nresults: {path}"
+        + ("" if complete else " (latest.json and docs left as they were: not a full run)")
+    )
     return 1 if any(result.error for result in found.values()) else 0
 
 
@@ -104,8 +135,9 @@ def _machine(redis_url: str) -> dict[str, object]:
     finally:
         engine.dispose()
     info = redis.Redis.from_url(redis_url).info("server")
-    return machine.describe(postgres_version=postgres.split()[0],
-                            redis_version=str(info.get("redis_version")))
+    return machine.describe(
+        postgres_version=postgres.split()[0], redis_version=str(info.get("redis_version"))
+    )
 
 
 if __name__ == "__main__":

@@ -44,16 +44,24 @@ def main() -> None:
     url = create_database("imagegen_bench")
     data_dir = tempfile.mkdtemp(prefix="imagegen-bench-")
     try:
-        os.environ.update({"IMAGEGEN_DATABASE_URL": url, "IMAGEGEN_API_TOKENS": TOKEN,
-                           "IMAGEGEN_DATA_DIR": data_dir, "IMAGEGEN_BATCH_MAX_JOBS":
-                           str(max(args.jobs, 100_000)), "IMAGEGEN_LOG_LEVEL": "WARNING"})
+        os.environ.update(
+            {
+                "IMAGEGEN_DATABASE_URL": url,
+                "IMAGEGEN_API_TOKENS": TOKEN,
+                "IMAGEGEN_DATA_DIR": data_dir,
+                "IMAGEGEN_BATCH_MAX_JOBS": str(max(args.jobs, 100_000)),
+                "IMAGEGEN_LOG_LEVEL": "WARNING",
+            }
+        )
         from worker.db import upgrade
 
         upgrade(url)
         started = time.perf_counter()
         batch_id, sample = fill(args.jobs)
-        print(f"{args.jobs:,} jobs in one batch (+600 in 60 small batches) written in "
-              f"{time.perf_counter() - started:.1f} s")
+        print(
+            f"{args.jobs:,} jobs in one batch (+600 in 60 small batches) written in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
         measure(batch_id, sample, args.jobs, args.runs)
     finally:
         from worker.db import reset_engine
@@ -67,29 +75,43 @@ def fill(count: int) -> tuple[uuid.UUID, uuid.UUID]:
     from worker.batches import enqueue_batch
     from worker.db import get_engine, session_scope
 
-    items = [{"prompt": f"product photo number {n}, studio light", "ref": f"sku-{n}"}
-             for n in range(count)]
+    items = [
+        {"prompt": f"product photo number {n}, studio light", "ref": f"sku-{n}"}
+        for n in range(count)
+    ]
     batch = enqueue_batch(items, name="bench-100k", dispatch=False)
     for n in range(60):
-        enqueue_batch([{"prompt": f"small {n}-{i}"} for i in range(10)], name=f"small-{n}",
-                      dispatch=False)
+        enqueue_batch(
+            [{"prompt": f"small {n}-{i}"} for i in range(10)], name=f"small-{n}", dispatch=False
+        )
     with session_scope() as session:
         for low, high, status, code in MIX:
-            session.execute(text(
-                "UPDATE jobs SET status = :status, error_code = :code, attempts = 1, "
-                "submitted_at = now() - interval '2 hours', prediction_id = 'p-' || id, "
-                "finished_at = CASE WHEN :ended THEN now() - "
-                "(batch_index % 7200) * interval '1 second' END "
-                "WHERE batch_id = :batch AND batch_index >= :low AND batch_index < :high"),
-                {"status": status, "code": code, "batch": batch.batch_id,
-                 "ended": status in ("succeeded", "failed"),
-                 "low": int(low * count), "high": int(high * count)})
-        session.execute(text(
-            "INSERT INTO job_images (job_id, idx, bucket, key, content_type, bytes, sha256, "
-            "width, height, source_url, created_at) SELECT id, 0, 'bench', "
-            "'images/' || id || '/0.png', 'image/png', 2315021, md5(id::text) || md5(prompt), "
-            "3840, 2160, 'https://cdn.example.com/x.png', now() FROM jobs "
-            "WHERE status = 'succeeded'"))
+            session.execute(
+                text(
+                    "UPDATE jobs SET status = :status, error_code = :code, attempts = 1, "
+                    "submitted_at = now() - interval '2 hours', prediction_id = 'p-' || id, "
+                    "finished_at = CASE WHEN :ended THEN now() - "
+                    "(batch_index % 7200) * interval '1 second' END "
+                    "WHERE batch_id = :batch AND batch_index >= :low AND batch_index < :high"
+                ),
+                {
+                    "status": status,
+                    "code": code,
+                    "batch": batch.batch_id,
+                    "ended": status in ("succeeded", "failed"),
+                    "low": int(low * count),
+                    "high": int(high * count),
+                },
+            )
+        session.execute(
+            text(
+                "INSERT INTO job_images (job_id, idx, bucket, key, content_type, bytes, sha256, "
+                "width, height, source_url, created_at) SELECT id, 0, 'bench', "
+                "'images/' || id || '/0.png', 'image/png', 2315021, md5(id::text) || md5(prompt), "
+                "3840, 2160, 'https://cdn.example.com/x.png', now() FROM jobs "
+                "WHERE status = 'succeeded'"
+            )
+        )
     with get_engine().connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
     return batch.batch_id, batch.job_ids[count // 2]
@@ -106,20 +128,26 @@ def measure(batch_id: uuid.UUID, job_id: uuid.UUID, count: int, runs: int) -> No
         "batch page (gallery, middle)": f"/dashboard/batches/{batch_id}?after={count // 2}",
         "batch page (gallery, last page)": f"/dashboard/batches/{batch_id}?before={count}",
         "batch page (state = failed)": f"/dashboard/batches/{batch_id}?status=failed",
-        "batch page (code = content_policy)":
-            f"/dashboard/batches/{batch_id}?code=content_policy",
-        "batch page (state = queued, page 2)":
-            f"/dashboard/batches/{batch_id}?status=queued&after={int(0.96 * count)}",
+        "batch page (code = content_policy)": f"/dashboard/batches/{batch_id}?code=content_policy",
+        "batch page (state = queued, page 2)": (
+            f"/dashboard/batches/{batch_id}?status=queued&after={int(0.96 * count)}"
+        ),
         "job page": f"/dashboard/jobs/{job_id}",
         "GET /v1/batches/{id} (for comparison)": f"/v1/batches/{batch_id}",
     }
-    with running_api() as url, httpx.Client(base_url=url, timeout=60, headers={
-            "Authorization": f"Bearer {TOKEN}"}) as client:
+    with (
+        running_api() as url,
+        httpx.Client(
+            base_url=url, timeout=60, headers={"Authorization": f"Bearer {TOKEN}"}
+        ) as client,
+    ):
         print(f"{'page':<40} {'median':>9} {'p95':>9} {'worst':>9}")
         for name, path in pages.items():
             times = _times(client, path, runs)
-            print(f"{name:<40} {statistics.median(times):>7.1f}ms "
-                  f"{_p95(times):>7.1f}ms {max(times):>7.1f}ms")
+            print(
+                f"{name:<40} {statistics.median(times):>7.1f}ms "
+                f"{_p95(times):>7.1f}ms {max(times):>7.1f}ms"
+            )
 
 
 def _times(client: httpx.Client, path: str, runs: int) -> list[float]:

@@ -55,16 +55,30 @@ def run(context: Context) -> Result:
     chosen = median_of(results, key=lambda r: r.total_s)
     indexed = median(r.copy_indexed_s for r in results)
     bare = median(r.copy_bare_s for r in results)
-    note = (f"{count:,} lines: read+validate {chosen.validate_s:.2f} s, insert (COPY, commit) "
-            f"{chosen.insert_s:.2f} s, nudge {chosen.nudge_s * 1000:.0f} ms; median of "
-            f"{repeats}")
+    note = (
+        f"{count:,} lines: read+validate {chosen.validate_s:.2f} s, insert (COPY, commit) "
+        f"{chosen.insert_s:.2f} s, nudge {chosen.nudge_s * 1000:.0f} ms; median of "
+        f"{repeats}"
+    )
     figures = [
-        Figure("1 enqueue", "batch path, JSONL to committed rows", rate(count, chosen.total_s),
-               "rows/s", rate(count, indexed), "raw COPY, a copy of jobs", Target(">=", 0.5),
-               note),
-        Figure("1 enqueue", "raw COPY into a bare table", rate(count, bare), "rows/s",
-               note=f"no index, no key: what the {indexes} indexes and the foreign key of jobs "
-                    "cost Postgres"),
+        Figure(
+            "1 enqueue",
+            "batch path, JSONL to committed rows",
+            rate(count, chosen.total_s),
+            "rows/s",
+            rate(count, indexed),
+            "raw COPY, a copy of jobs",
+            Target(">=", 0.5),
+            note,
+        ),
+        Figure(
+            "1 enqueue",
+            "raw COPY into a bare table",
+            rate(count, bare),
+            "rows/s",
+            note=f"no index, no key: what the {indexes} indexes and the foreign key of jobs "
+            "cost Postgres",
+        ),
     ]
     return Result(figures, {"jobs": count, "repeats": [asdict(r) for r in results]})
 
@@ -73,11 +87,19 @@ def write_jsonl(path: Path, count: int) -> Path:
     """A batch file like a nightly pipeline's: a ref and a prompt per line, some options."""
     with path.open("w") as out:
         for n in range(count):
-            out.write(json.dumps({"ref": f"sku-{n}",
-                                  "prompt": f"product photo number {n}, studio light, "
-                                            "white background, soft shadows",
-                                  "aspect_ratio": "16:9", "resolution": "2K",
-                                  "seed": n + 1}) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "ref": f"sku-{n}",
+                        "prompt": f"product photo number {n}, studio light, "
+                        "white background, soft shadows",
+                        "aspect_ratio": "16:9",
+                        "resolution": "2K",
+                        "seed": n + 1,
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
@@ -96,9 +118,13 @@ def measure(source: Path, count: int) -> Repeat:
     nudge(receipt.job_ids)  # what enqueue_batch runs after its commit
     nudged = time.perf_counter()
     rows = _export(receipt.batch_id)
-    return Repeat(validate_s=validated - started, insert_s=inserted - validated,
-                  nudge_s=nudged - inserted, copy_indexed_s=_raw_copy(rows, like_jobs=True),
-                  copy_bare_s=_raw_copy(rows, like_jobs=False))
+    return Repeat(
+        validate_s=validated - started,
+        insert_s=inserted - validated,
+        nudge_s=nudged - inserted,
+        copy_indexed_s=_raw_copy(rows, like_jobs=True),
+        copy_bare_s=_raw_copy(rows, like_jobs=False),
+    )
 
 
 def _columns() -> str:
@@ -111,8 +137,9 @@ def _index_count() -> int:
     from worker.db import get_engine
 
     with get_engine().connect() as conn:
-        return int(conn.scalar(text("SELECT count(*) FROM pg_indexes WHERE tablename = 'jobs'"))
-                   or 0)
+        return int(
+            conn.scalar(text("SELECT count(*) FROM pg_indexes WHERE tablename = 'jobs'")) or 0
+        )
 
 
 def _empty_job_tables() -> None:
@@ -124,8 +151,10 @@ def _empty_job_tables() -> None:
 
 def _export(batch_id: uuid.UUID) -> bytes:
     """The batch's rows as COPY text, in line order."""
-    query = (f"COPY (SELECT {_columns()} FROM jobs WHERE batch_id = '{batch_id}' "
-             "ORDER BY batch_index) TO STDOUT")
+    query = (
+        f"COPY (SELECT {_columns()} FROM jobs WHERE batch_id = '{batch_id}' "
+        "ORDER BY batch_index) TO STDOUT"
+    )
     with _driver_connection() as conn, conn.cursor() as cursor, cursor.copy(query) as copy:
         return b"".join(bytes(block) for block in copy)
 
@@ -133,16 +162,20 @@ def _export(batch_id: uuid.UUID) -> bytes:
 def _raw_copy(rows: bytes, *, like_jobs: bool) -> float:
     """Seconds to COPY ``rows`` into a fresh scratch table and commit: a copy of ``jobs``
     (indexes, constraints, foreign key), or a bare table with its columns only."""
-    shape = ("INCLUDING ALL, FOREIGN KEY (batch_id) REFERENCES batches (id)" if like_jobs
-             else "INCLUDING DEFAULTS")
+    shape = (
+        "INCLUDING ALL, FOREIGN KEY (batch_id) REFERENCES batches (id)"
+        if like_jobs
+        else "INCLUDING DEFAULTS"
+    )
     with _driver_connection() as conn, conn.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS bench_copy; CREATE TABLE bench_copy "
-                       f"(LIKE jobs {shape})")
+        cursor.execute(
+            f"DROP TABLE IF EXISTS bench_copy; CREATE TABLE bench_copy (LIKE jobs {shape})"
+        )
         conn.commit()
         started = time.perf_counter()
         with cursor.copy(f"COPY bench_copy ({_columns()}) FROM STDIN") as copy:
             for offset in range(0, len(rows), _COPY_WRITE_BYTES):
-                copy.write(rows[offset:offset + _COPY_WRITE_BYTES])
+                copy.write(rows[offset : offset + _COPY_WRITE_BYTES])
         conn.commit()
         elapsed = time.perf_counter() - started
         cursor.execute("DROP TABLE bench_copy")

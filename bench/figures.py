@@ -66,10 +66,16 @@ class Figure:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Figure:
         target = data.get("target")
-        return cls(benchmark=data["benchmark"], name=data["name"], value=data["value"],
-                   unit=data.get("unit", ""), baseline=data.get("baseline"),
-                   baseline_name=data.get("baseline_name", ""),
-                   target=Target(**target) if target else None, note=data.get("note", ""))
+        return cls(
+            benchmark=data["benchmark"],
+            name=data["name"],
+            value=data["value"],
+            unit=data.get("unit", ""),
+            baseline=data.get("baseline"),
+            baseline_name=data.get("baseline_name", ""),
+            target=Target(**target) if target else None,
+            note=data.get("note", ""),
+        )
 
 
 HEADER = ("benchmark", "figure", "value", "baseline (same run)", "ratio", "target", "holds")
@@ -77,18 +83,28 @@ HEADER = ("benchmark", "figure", "value", "baseline (same run)", "ratio", "targe
 
 def rows(figures: list[Figure]) -> list[tuple[str, ...]]:
     """The table's cells, one tuple per figure."""
-    return [(f.benchmark, f.name, _quantity(f.value, f.unit),
-             _baseline(f), "" if f.ratio is None else f"{_number(f.ratio)}x",
-             f.target.describe(f.unit) if f.target else "", _verdict(f))
-            for f in figures]
+    return [
+        (
+            f.benchmark,
+            f.name,
+            _quantity(f.value, f.unit),
+            _baseline(f),
+            "" if f.ratio is None else f"{_number(f.ratio)}x",
+            f.target.describe(f.unit) if f.target else "",
+            _verdict(f),
+        )
+        for f in figures
+    ]
 
 
 def markdown_table(figures: list[Figure]) -> str:
     """The figures as a Markdown table (readable as plain text too)."""
     cells = [HEADER, *rows(figures)]
     widths = [max(len(row[column]) for row in cells) for column in range(len(HEADER))]
-    lines = ["| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-             + " |" for row in cells]
+    lines = [
+        "| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + " |"
+        for row in cells
+    ]
     lines.insert(1, "|" + "|".join("-" * (width + 2) for width in widths) + "|")
     return "\n".join(lines)
 

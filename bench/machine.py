@@ -19,12 +19,17 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 
 def describe(*, postgres_version: str, redis_version: str) -> dict[str, object]:
     """CPU count and model, memory, kernel, Python, Postgres and Redis versions, load."""
-    return {"cpus": os.cpu_count(), "cpu_model": _cpu_model(),
-            "memory_gib": round(_meminfo_kib("MemTotal") / 1024 / 1024, 1),
-            "kernel": platform.release(), "python": platform.python_version(),
-            "postgres": postgres_version, "redis": redis_version,
-            "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
-            "executable": sys.executable}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_gib": round(_meminfo_kib("MemTotal") / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "postgres": postgres_version,
+        "redis": redis_version,
+        "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
+        "executable": sys.executable,
+    }
 
 
 def cpu_seconds(pid: int) -> float:
@@ -93,8 +98,10 @@ class CpuMeter:
 
     def stop(self) -> dict[str, float]:
         """Seconds per group, per named command, ``others`` and the machine's busy share."""
-        used = {label: round(sum(map(cpu_seconds, pids)) - self._start[label], 2)
-                for label, pids in self.groups.items()}
+        used = {
+            label: round(sum(map(cpu_seconds, pids)) - self._start[label], 2)
+            for label, pids in self.groups.items()
+        }
         for pid, comm in pids_named(self.by_name).items():
             spent = cpu_seconds(pid) - self._named_start.get(pid, 0.0)
             used[comm] = round(used.get(comm, 0.0) + spent, 2)
@@ -102,8 +109,9 @@ class CpuMeter:
         machine_busy = busy - self._machine_start[0]
         used["others"] = round(max(machine_busy - sum(used.values()), 0.0), 2)
         used["machine_busy"] = round(machine_busy, 2)
-        used["machine_busy_share"] = round(machine_busy / max(total - self._machine_start[1],
-                                                                1e-9), 3)
+        used["machine_busy_share"] = round(
+            machine_busy / max(total - self._machine_start[1], 1e-9), 3
+        )
         return used
 
 

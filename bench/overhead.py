@@ -32,8 +32,9 @@ _TOP_STATEMENTS = 12
 
 def run(context: Context) -> Result:
     count = context.size(2000, 300)
-    with context.stack("overhead", simulator_args=ZERO_LATENCY,
-                       settings=FIRST_POLL_AT_ONCE) as stack:
+    with context.stack(
+        "overhead", simulator_args=ZERO_LATENCY, settings=FIRST_POLL_AT_ONCE
+    ) as stack:
         pids = stack.start_workers(context.workers, context.concurrency, probe=True)
         warm_up(context)
         before = observe(stack)
@@ -48,44 +49,68 @@ def run(context: Context) -> Result:
         stack.stop_all("worker")
         hops = max(1, round(sum(per_job["tasks"].get(name, 0) for name in PIPELINE_TASKS)))
         baseline, baseline_cpu = bare_celery(stack, context, count, hops)
-    details = {"pipeline": pipeline.as_dict(), "baseline": baseline.as_dict(),
-               "hops_per_job": hops, "per_job": per_job,
-               "cpu_seconds": {"pipeline": cpu, "baseline": baseline_cpu},
-               "profile": profiler.summary() if profiler else None}
+    details = {
+        "pipeline": pipeline.as_dict(),
+        "baseline": baseline.as_dict(),
+        "hops_per_job": hops,
+        "per_job": per_job,
+        "cpu_seconds": {"pipeline": cpu, "baseline": baseline_cpu},
+        "profile": profiler.summary() if profiler else None,
+    }
     return Result(figures(count, pipeline, baseline, hops, per_job), details)
 
 
-def figures(count: int, pipeline: Round, baseline: Round, hops: int,
-            per_job: dict[str, Any]) -> list[Figure]:
+def figures(
+    count: int, pipeline: Round, baseline: Round, hops: int, per_job: dict[str, Any]
+) -> list[Figure]:
     http = per_job["http"]
     described = ", ".join(f"{kind} {value:.2f}" for kind, value in http.items() if value)
     return [
-        Figure("2 overhead", f"{count:,} jobs end to end, zero-latency provider",
-               pipeline.jobs_per_s, "jobs/s", baseline.jobs_per_s,
-               f"bare Celery, {hops} no-op hops/job", Target(">=", 0.5),
-               f"{pipeline.states()}; first job done after {pipeline.first_end_s:.1f} s"),
-        Figure("2 overhead", "database statements per job", per_job["statements"], "",
-               note=f"{per_job['transactions']:.1f} transactions and "
-                    f"{per_job['checkouts']:.1f} pool checkouts (pre-ping) per job; "
-                    f"{per_job['connections_opened']} connections opened during the run"),
+        Figure(
+            "2 overhead",
+            f"{count:,} jobs end to end, zero-latency provider",
+            pipeline.jobs_per_s,
+            "jobs/s",
+            baseline.jobs_per_s,
+            f"bare Celery, {hops} no-op hops/job",
+            Target(">=", 0.5),
+            f"{pipeline.states()}; first job done after {pipeline.first_end_s:.1f} s",
+        ),
+        Figure(
+            "2 overhead",
+            "database statements per job",
+            per_job["statements"],
+            "",
+            note=f"{per_job['transactions']:.1f} transactions and "
+            f"{per_job['checkouts']:.1f} pool checkouts (pre-ping) per job; "
+            f"{per_job['connections_opened']} connections opened during the run",
+        ),
         Figure("2 overhead", "HTTP requests per job", sum(http.values()), "", note=described),
     ]
 
 
 def warm_up(context: Context) -> None:
     """A first round that opens every pool and client in the workers; not measured."""
-    workload.run(workload.requests(context.workers * context.concurrency * 2, prompts=8,
-                                   tag="warm-up", **SMALL_PICTURE),
-                 name="warm-up", timeout_s=_TIMEOUT_S)
+    workload.run(
+        workload.requests(
+            context.workers * context.concurrency * 2, prompts=8, tag="warm-up", **SMALL_PICTURE
+        ),
+        name="warm-up",
+        timeout_s=_TIMEOUT_S,
+    )
 
 
 def pipeline_round(count: int, *, tag: str) -> Round:
-    return workload.run(workload.requests(count, prompts=8, tag=tag, **SMALL_PICTURE),
-                        name=tag, timeout_s=_TIMEOUT_S)
+    return workload.run(
+        workload.requests(count, prompts=8, tag=tag, **SMALL_PICTURE),
+        name=tag,
+        timeout_s=_TIMEOUT_S,
+    )
 
 
-def bare_celery(stack: Stack, context: Context, count: int, hops: int
-                ) -> tuple[Round, dict[str, float]]:
+def bare_celery(
+    stack: Stack, context: Context, count: int, hops: int
+) -> tuple[Round, dict[str, float]]:
     """The same number of jobs as chains of ``hops`` no-op tasks (after a warm-up round)."""
     stack.start_baseline_workers(context.workers, context.concurrency)
     chain_round(context.workers * context.concurrency * 2, hops)
@@ -116,29 +141,45 @@ def chain_round(count: int, hops: int) -> Round:
 def observe(stack: Stack) -> dict[str, Any]:
     """Every counter this benchmark reads, at one moment."""
     stats = stack.simulator("/_sim/stats")
-    return {"probe": probe.read_all(stack.probe_dir), "s3": stack.s3_requests(),
-            "provider": {kind: sum(by_status.values())
-                         for kind, by_status in stats["requests_by_kind"].items()}}
+    return {
+        "probe": probe.read_all(stack.probe_dir),
+        "s3": stack.s3_requests(),
+        "provider": {
+            kind: sum(by_status.values()) for kind, by_status in stats["requests_by_kind"].items()
+        },
+    }
 
 
 def costs(after: dict[str, Any], before: dict[str, Any], count: int) -> dict[str, Any]:
     """Per-job statements, transactions, tasks and HTTP requests between two observations."""
     db = probe.difference(after["probe"], before["probe"])
     events = db["events"]
-    http = {f"provider {kind}": (value - before["provider"].get(kind, 0)) / count
-            for kind, value in after["provider"].items()}
-    http.update({f"S3 {method}": (value - before["s3"].get(method, 0)) / count
-                 for method, value in after["s3"].items()})
+    http = {
+        f"provider {kind}": (value - before["provider"].get(kind, 0)) / count
+        for kind, value in after["provider"].items()
+    }
+    http.update(
+        {
+            f"S3 {method}": (value - before["s3"].get(method, 0)) / count
+            for method, value in after["s3"].items()
+        }
+    )
     top = sorted(db["statements"].items(), key=lambda item: -item[1][0])[:_TOP_STATEMENTS]
     return {
         "statements": sum(count_ for count_, _ in db["statements"].values()) / count,
         "transactions": (events.get("commit", 0) + events.get("rollback", 0)) / count,
         "checkouts": events.get("checkout", 0) / count,
         "connections_opened": events.get("connect", 0),
-        "tasks": {name[5:]: value / count for name, value in events.items()
-                  if name.startswith("task:")},
+        "tasks": {
+            name[5:]: value / count for name, value in events.items() if name.startswith("task:")
+        },
         "http": http,
-        "top_statements": [{"statement": key, "per_job": round(n / count, 3),
-                            "mean_ms": round(seconds / n * 1000, 3)}
-                           for key, (n, seconds) in top],
+        "top_statements": [
+            {
+                "statement": key,
+                "per_job": round(n / count, 3),
+                "mean_ms": round(seconds / n * 1000, 3),
+            }
+            for key, (n, seconds) in top
+        ],
     }

@@ -27,12 +27,19 @@ _TIMEOUT_S = 600.0
 def run(context: Context) -> Result:
     count = context.size(300, 60)
     mix = MIX if not context.quick else ("1080p",)
-    latency = [arg for resolution in sorted(set(mix))
-               for arg in ("--latency", f"{resolution}={CONTRACT_LATENCY[resolution]}")]
+    latency = [
+        arg
+        for resolution in sorted(set(mix))
+        for arg in ("--latency", f"{resolution}={CONTRACT_LATENCY[resolution]}")
+    ]
     with context.stack("polling", simulator_args=[*latency, "--queue-s", "0"]) as stack:
         stack.start_workers(context.workers, context.concurrency)
-        items = [{**request, "resolution": resolution} for request, resolution in zip(
-            workload.requests(count, prompts=30, tag="polling"), cycle(mix), strict=False)]
+        items = [
+            {**request, "resolution": resolution}
+            for request, resolution in zip(
+                workload.requests(count, prompts=30, tag="polling"), cycle(mix), strict=False
+            )
+        ]
         measured = workload.run(items, name="polling", timeout_s=_TIMEOUT_S)
         predictions = stack.simulator("/_sim/predictions")["predictions"]
     seen = observations(predictions)
@@ -40,19 +47,37 @@ def run(context: Context) -> Result:
     lags = [item["lag_s"] for item in seen]
     budget = [item["lag_s"] / item["allowance_s"] for item in seen]
     figures = [
-        Figure("4 polling", "polls per job, p95", stats.percentile(polls, 95), "polls",
-               target=Target("<=", MAX_POLLS, on="value"),
-               note=f"median {stats.percentile(polls, 50):g}, max {max(polls)}; "
-                    f"{len(seen)} jobs, {measured.states()}"),
-        Figure("4 polling", "detection lag, p95", stats.percentile(lags, 95), "s",
-               note=f"median {stats.percentile(lags, 50):.2f} s"),
-        Figure("4 polling", "lag / (2 s + 10% of generation time), p95",
-               stats.percentile(budget, 95), "", target=Target("<=", 1.0, on="value"),
-               note=f"median {stats.percentile(budget, 50):.2f}; over 1 for "
-                    f"{sum(1 for value in budget if value > 1)} of {len(budget)} jobs"),
+        Figure(
+            "4 polling",
+            "polls per job, p95",
+            stats.percentile(polls, 95),
+            "polls",
+            target=Target("<=", MAX_POLLS, on="value"),
+            note=f"median {stats.percentile(polls, 50):g}, max {max(polls)}; "
+            f"{len(seen)} jobs, {measured.states()}",
+        ),
+        Figure(
+            "4 polling",
+            "detection lag, p95",
+            stats.percentile(lags, 95),
+            "s",
+            note=f"median {stats.percentile(lags, 50):.2f} s",
+        ),
+        Figure(
+            "4 polling",
+            "lag / (2 s + 10% of generation time), p95",
+            stats.percentile(budget, 95),
+            "",
+            target=Target("<=", 1.0, on="value"),
+            note=f"median {stats.percentile(budget, 50):.2f}; over 1 for "
+            f"{sum(1 for value in budget if value > 1)} of {len(budget)} jobs",
+        ),
     ]
-    details = {"jobs": measured.as_dict(), "latency": {r: CONTRACT_LATENCY[r] for r in mix},
-               "by_resolution": by_resolution(seen)}
+    details = {
+        "jobs": measured.as_dict(),
+        "latency": {r: CONTRACT_LATENCY[r] for r in mix},
+        "by_resolution": by_resolution(seen),
+    }
     return Result(figures, details)
 
 
@@ -64,17 +89,28 @@ def observations(predictions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if done is None or seen is None:
             continue
         generation = done - item["created_at"]
-        found.append({"resolution": item["params"]["resolution"], "polls": item["polls"],
-                      "generation_s": generation, "lag_s": max(seen - done, 0.0),
-                      "allowance_s": 2.0 + 0.1 * generation})
+        found.append(
+            {
+                "resolution": item["params"]["resolution"],
+                "polls": item["polls"],
+                "generation_s": generation,
+                "lag_s": max(seen - done, 0.0),
+                "allowance_s": 2.0 + 0.1 * generation,
+            }
+        )
     return found
 
 
 def by_resolution(seen: list[dict[str, Any]]) -> dict[str, Any]:
     resolutions = sorted({item["resolution"] for item in seen})
-    return {resolution: {
-        "polls": stats.summary([item["polls"] for item in seen
-                                if item["resolution"] == resolution]),
-        "lag_s": stats.summary([item["lag_s"] for item in seen
-                                if item["resolution"] == resolution])}
-        for resolution in resolutions}
+    return {
+        resolution: {
+            "polls": stats.summary(
+                [item["polls"] for item in seen if item["resolution"] == resolution]
+            ),
+            "lag_s": stats.summary(
+                [item["lag_s"] for item in seen if item["resolution"] == resolution]
+            ),
+        }
+        for resolution in resolutions
+    }

@@ -52,10 +52,15 @@ class Probe:
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {"pid": os.getpid(), "argv": sys.argv[1:3],
-                    "statements": {key: [count, round(self.seconds[key], 6)]
-                                   for key, count in self.statements.items()},
-                    "events": dict(self.events)}
+            return {
+                "pid": os.getpid(),
+                "argv": sys.argv[1:3],
+                "statements": {
+                    key: [count, round(self.seconds[key], 6)]
+                    for key, count in self.statements.items()
+                },
+                "events": dict(self.events),
+            }
 
 
 @lru_cache(maxsize=4096)  # a process sends the same few dozen texts again and again
@@ -63,7 +68,7 @@ def statement_key(sql: str) -> str:
     """A statement without its parameters, whitespace or list lengths, cut to a readable
     length: the same query always gets the same key."""
     text = _LIST.sub("?…", _PARAM.sub("?", " ".join(sql.split())))
-    return text if len(text) <= _KEY_CHARS else text[:_KEY_CHARS - 1] + "…"
+    return text if len(text) <= _KEY_CHARS else text[: _KEY_CHARS - 1] + "…"
 
 
 def install(folder: Path) -> Probe:
@@ -89,8 +94,9 @@ def install(folder: Path) -> Probe:
     _count_tasks(probe)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{os.getpid()}.json"
-    threading.Thread(target=_dump_forever, args=(probe, target), name="bench-probe",
-                     daemon=True).start()
+    threading.Thread(
+        target=_dump_forever, args=(probe, target), name="bench-probe", daemon=True
+    ).start()
     atexit.register(_dump, probe, target)
     return probe
 
@@ -140,6 +146,7 @@ def difference(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
         was_count, was_seconds = before["statements"].get(key, (0, 0.0))
         if count - was_count:
             statements[key] = [count - was_count, seconds - was_seconds]
-    events = {name: count - before["events"].get(name, 0)
-              for name, count in after["events"].items()}
+    events = {
+        name: count - before["events"].get(name, 0) for name, count in after["events"].items()
+    }
     return {"statements": statements, "events": events}

@@ -44,14 +44,34 @@ class Profiler:
 
     def __enter__(self) -> Profiler:
         for name, pid in self._pids.items() if self._binary else ():
-            self._procs.append(subprocess.Popen(
-                [str(self._binary), "record", "--pid", str(pid), "--rate", str(self._rate),
-                 "--format", "raw", "--output", str(self.files[name]), "--nonblocking", "--gil"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            self._procs.append(
+                subprocess.Popen(
+                    [
+                        str(self._binary),
+                        "record",
+                        "--pid",
+                        str(pid),
+                        "--rate",
+                        str(self._rate),
+                        "--format",
+                        "raw",
+                        "--output",
+                        str(self.files[name]),
+                        "--nonblocking",
+                        "--gil",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         for proc in self._procs:
             proc.send_signal(signal.SIGINT)  # py-spy writes its output when interrupted
         for proc in self._procs:
@@ -85,9 +105,11 @@ def summarize(lines: Iterable[str], top: int) -> dict[str, Any]:
         for frame in set(frames):
             inclusive[frame] += count
     share = (lambda n: round(100 * n / total, 1)) if total else (lambda n: 0.0)
-    return {"samples": total,
-            "own_percent": [(name, share(n)) for name, n in own.most_common(top)],
-            "inclusive_percent": [(name, share(n)) for name, n in inclusive.most_common(top)]}
+    return {
+        "samples": total,
+        "own_percent": [(name, share(n)) for name, n in own.most_common(top)],
+        "inclusive_percent": [(name, share(n)) for name, n in inclusive.most_common(top)],
+    }
 
 
 def function_of(frame: str) -> str:

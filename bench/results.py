@@ -22,17 +22,29 @@ START, END = "<!-- bench:latest:start -->", "<!-- bench:latest:end -->"
 
 def figures_of(results: dict[str, Any]) -> list[Figure]:
     """Every figure of a results document, in benchmark order."""
-    return [Figure.from_dict(data) for benchmark in results["benchmarks"].values()
-            for data in benchmark["figures"]]
+    return [
+        Figure.from_dict(data)
+        for benchmark in results["benchmarks"].values()
+        for data in benchmark["figures"]
+    ]
 
 
 def render(results: dict[str, Any]) -> str:
     """The table, the figures' notes and the machine, as Markdown."""
     figures = figures_of(results)
-    failed = [f"- {name} did not finish: {data['error']}"
-              for name, data in results["benchmarks"].items() if data.get("error")]
-    lines = [markdown_table(figures), "", *(f"- {line}" for line in notes(figures)), *failed,
-             "", machine_line(results)]
+    failed = [
+        f"- {name} did not finish: {data['error']}"
+        for name, data in results["benchmarks"].items()
+        if data.get("error")
+    ]
+    lines = [
+        markdown_table(figures),
+        "",
+        *(f"- {line}" for line in notes(figures)),
+        *failed,
+        "",
+        machine_line(results),
+    ]
     return "\n".join(lines)
 
 
@@ -42,16 +54,19 @@ def machine_line(results: dict[str, Any]) -> str:
     size = "quick sizes" if results["quick"] else "full sizes"
     if results.get("overrides"):
         size += ", with " + " ".join(f"{k}={v}" for k, v in results["overrides"].items())
-    return (f"Measured {results['started_at'][:16].replace('T', ' ')} UTC ({size}, "
-            f"{results['duration_s'] / 60:.1f} min) on {machine['cpus']} CPUs "
-            f"({machine['cpu_model']}), {machine['memory_gib']} GiB RAM, Linux "
-            f"{machine['kernel']}, Python {machine['python']}, PostgreSQL "
-            f"{machine['postgres']}, Redis {machine['redis']}; load average at start {load}; "
-            f"{results['workers']} worker processes x {results['concurrency']} threads.")
+    return (
+        f"Measured {results['started_at'][:16].replace('T', ' ')} UTC ({size}, "
+        f"{results['duration_s'] / 60:.1f} min) on {machine['cpus']} CPUs "
+        f"({machine['cpu_model']}), {machine['memory_gib']} GiB RAM, Linux "
+        f"{machine['kernel']}, Python {machine['python']}, PostgreSQL "
+        f"{machine['postgres']}, Redis {machine['redis']}; load average at start {load}; "
+        f"{results['workers']} worker processes x {results['concurrency']} threads."
+    )
 
 
-def save(results: dict[str, Any], *, complete: bool, directory: Path = RESULTS_DIR,
-         docs: Path = DOCS) -> Path:
+def save(
+    results: dict[str, Any], *, complete: bool, directory: Path = RESULTS_DIR, docs: Path = DOCS
+) -> Path:
     """Write the timestamped file; for a complete run also ``latest.json`` and the docs."""
     directory.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -29,9 +29,12 @@ class Result:
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"figures": [figure.as_dict() for figure in self.figures],
-                "details": self.details, "seconds": round(self.seconds, 1),
-                "error": self.error}
+        return {
+            "figures": [figure.as_dict() for figure in self.figures],
+            "details": self.details,
+            "seconds": round(self.seconds, 1),
+            "error": self.error,
+        }
 
 
 @dataclass
@@ -56,15 +59,24 @@ class Context:
         """A profiler of ``pids`` when ``--profile`` was asked for, else None."""
         if not self.profile:
             return None
-        return Profiler(stack.workdir, {f"worker-{index}": pid
-                                        for index, pid in enumerate(pids)})
+        return Profiler(stack.workdir, {f"worker-{index}": pid for index, pid in enumerate(pids)})
 
-    def stack(self, name: str, *, simulator_args: list[str] | None = None,
-              settings: dict[str, str] | None = None, services: bool = True) -> Stack:
+    def stack(
+        self,
+        name: str,
+        *,
+        simulator_args: list[str] | None = None,
+        settings: dict[str, str] | None = None,
+        services: bool = True,
+    ) -> Stack:
         """Fresh services for the benchmark ``name`` (see :class:`Stack`)."""
-        return Stack(self.workdir / name, redis_url=self.redis_url,
-                     simulator_args=simulator_args or [],
-                     settings={**(settings or {}), **self.overrides}, services=services)
+        return Stack(
+            self.workdir / name,
+            redis_url=self.redis_url,
+            simulator_args=simulator_args or [],
+            settings={**(settings or {}), **self.overrides},
+            services=services,
+        )
 
 
 Benchmark = Callable[[Context], Result]
@@ -74,12 +86,19 @@ def registry() -> dict[str, Benchmark]:
     """The benchmarks in the order they run (later ones may use earlier results)."""
     from bench import enqueue, overhead, polling, scale, transfer, waiting
 
-    return {"enqueue": enqueue.run, "overhead": overhead.run, "waiting": waiting.run,
-            "polling": polling.run, "transfer": transfer.run, "scale": scale.run}
+    return {
+        "enqueue": enqueue.run,
+        "overhead": overhead.run,
+        "waiting": waiting.run,
+        "polling": polling.run,
+        "transfer": transfer.run,
+        "scale": scale.run,
+    }
 
 
-def run(names: list[str], context: Context,
-        progress: Callable[[str], None] = print) -> dict[str, Result]:
+def run(
+    names: list[str], context: Context, progress: Callable[[str], None] = print
+) -> dict[str, Result]:
     """Run the named benchmarks; a failing one is reported and the others still run."""
     benchmarks = registry()
     for name in names:
@@ -92,6 +111,8 @@ def run(names: list[str], context: Context,
             result = Result([], error="".join(traceback.format_exception_only(exc)).strip())
         result.seconds = time.monotonic() - started
         context.results[name] = result
-        progress(f"    {name} took {result.seconds:.0f} s" +
-                 (f" and FAILED: {result.error}" if result.error else ""))
+        progress(
+            f"    {name} took {result.seconds:.0f} s"
+            + (f" and FAILED: {result.error}" if result.error else "")
+        )
     return context.results

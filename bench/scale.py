@@ -20,22 +20,34 @@ FLAT = 1.25
 
 def run(context: Context) -> Result:
     base = context.size(200, 50)
-    with context.stack("scale", simulator_args=overhead.ZERO_LATENCY,
-                       settings=overhead.FIRST_POLL_AT_ONCE) as stack:
+    with context.stack(
+        "scale", simulator_args=overhead.ZERO_LATENCY, settings=overhead.FIRST_POLL_AT_ONCE
+    ) as stack:
         stack.start_workers(context.workers, context.concurrency)
         overhead.warm_up(context)
-        rounds = {factor: overhead.pipeline_round(base * factor, tag=f"scale-{factor}x")
-                  for factor in FACTORS}
-    per_job_ms = {factor: 1000 / measured.jobs_per_s if measured.jobs_per_s else None
-                  for factor, measured in rounds.items()}
+        rounds = {
+            factor: overhead.pipeline_round(base * factor, tag=f"scale-{factor}x")
+            for factor in FACTORS
+        }
+    per_job_ms = {
+        factor: 1000 / measured.jobs_per_s if measured.jobs_per_s else None
+        for factor, measured in rounds.items()
+    }
     one = per_job_ms[1]
     figures = [
-        Figure("6 scale", f"time per job at {factor}x ({base * factor:,} jobs)",
-               per_job_ms[factor], "ms", one if factor > 1 else None,
-               f"1x ({base:,} jobs)" if factor > 1 else "",
-               Target("<=", FLAT) if factor > 1 else None,
-               f"{rounds[factor].states()}; makespan {rounds[factor].elapsed_s:.1f} s, first "
-               f"job done after {rounds[factor].first_end_s:.1f} s")
-        for factor in FACTORS]
-    return Result(figures, {f"{factor}x": measured.as_dict()
-                            for factor, measured in rounds.items()})
+        Figure(
+            "6 scale",
+            f"time per job at {factor}x ({base * factor:,} jobs)",
+            per_job_ms[factor],
+            "ms",
+            one if factor > 1 else None,
+            f"1x ({base:,} jobs)" if factor > 1 else "",
+            Target("<=", FLAT) if factor > 1 else None,
+            f"{rounds[factor].states()}; makespan {rounds[factor].elapsed_s:.1f} s, first "
+            f"job done after {rounds[factor].first_end_s:.1f} s",
+        )
+        for factor in FACTORS
+    ]
+    return Result(
+        figures, {f"{factor}x": measured.as_dict() for factor, measured in rounds.items()}
+    )

@@ -32,17 +32,29 @@ BUCKET = "imagegen-bench"
 DEFAULT_REDIS_URL = os.environ.get("IMAGEGEN_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 #: Limits that never bind in a benchmark (issue 4's fleet-wide limits and dispatcher; the
 #: dispatch interval stays at its default: a new batch wakes the dispatcher at once).
-UNLIMITED = {"IMAGEGEN_MAX_IN_FLIGHT": "5000", "IMAGEGEN_SUBMIT_RATE": "10000",
-             "IMAGEGEN_SUBMIT_BURST": "10000", "IMAGEGEN_POLL_RATE": "10000",
-             "IMAGEGEN_POLL_BURST": "10000", "IMAGEGEN_DISPATCH_MAX_PER_CYCLE": "10000"}
+UNLIMITED = {
+    "IMAGEGEN_MAX_IN_FLIGHT": "5000",
+    "IMAGEGEN_SUBMIT_RATE": "10000",
+    "IMAGEGEN_SUBMIT_BURST": "10000",
+    "IMAGEGEN_POLL_RATE": "10000",
+    "IMAGEGEN_POLL_BURST": "10000",
+    "IMAGEGEN_DISPATCH_MAX_PER_CYCLE": "10000",
+}
 _READY_TIMEOUT_S = 60.0
 
 
 class Stack:
     """Scratch services for one benchmark; a context manager that removes them on exit."""
 
-    def __init__(self, workdir: Path, *, redis_url: str, simulator_args: list[str],
-                 settings: dict[str, str] | None = None, services: bool = True) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        redis_url: str,
+        simulator_args: list[str],
+        settings: dict[str, str] | None = None,
+        services: bool = True,
+    ) -> None:
         """``services=False``: the database and the broker only (no S3, no simulator)."""
         self.workdir = workdir
         self.services = services
@@ -70,29 +82,44 @@ class Stack:
             self._teardown()
             raise
         redis.Redis.from_url(self.redis_url).flushdb()
-        self.env = {**self._connections(), **UNLIMITED, "IMAGEGEN_METRICS_PORT": "0",
-                    "IMAGEGEN_LOG_FORMAT": "json", "IMAGEGEN_DATA_DIR": str(self._folder("data")),
-                    "PYTHONPATH": os.pathsep.join([str(ROOT / "bench" / "hooks"), str(ROOT)]),
-                    **self.settings}
+        self.env = {
+            **self._connections(),
+            **UNLIMITED,
+            "IMAGEGEN_METRICS_PORT": "0",
+            "IMAGEGEN_LOG_FORMAT": "json",
+            "IMAGEGEN_DATA_DIR": str(self._folder("data")),
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "bench" / "hooks"), str(ROOT)]),
+            **self.settings,
+        }
         harness.use_env(self.env)
         return self
 
     def _start_services(self) -> None:
         self._services["moto (S3)"], self.s3_url = harness.start_moto(
-            self._folder("moto-tmp"), log=self.workdir / "moto.log")
+            self._folder("moto-tmp"), log=self.workdir / "moto.log"
+        )
         harness.create_bucket(self.s3_url, BUCKET)
         self._services["simulator"], self.simulator_url = harness.start_simulator(
-            self.workdir / "simulator.log", *self.simulator_args)
+            self.workdir / "simulator.log", *self.simulator_args
+        )
 
     def _connections(self) -> dict[str, str]:
         if not self.services:
             return {"IMAGEGEN_DATABASE_URL": self.pg_url, "IMAGEGEN_BROKER_URL": self.redis_url}
-        return harness.connection_env(pg_url=self.pg_url, redis_url=self.redis_url,
-                                      s3_endpoint=self.s3_url, simulator_url=self.simulator_url,
-                                      bucket=BUCKET)
+        return harness.connection_env(
+            pg_url=self.pg_url,
+            redis_url=self.redis_url,
+            s3_endpoint=self.s3_url,
+            simulator_url=self.simulator_url,
+            bucket=BUCKET,
+        )
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self._teardown()
 
     def _teardown(self) -> None:
@@ -114,8 +141,14 @@ class Stack:
 
     # --- processes ------------------------------------------------------------------------------
 
-    def start_workers(self, count: int, concurrency: int, *, probe: bool = False,
-                      settings: dict[str, str] | None = None) -> list[int]:
+    def start_workers(
+        self,
+        count: int,
+        concurrency: int,
+        *,
+        probe: bool = False,
+        settings: dict[str, str] | None = None,
+    ) -> list[int]:
         """``count`` real ``imagegen worker`` processes and one ``imagegen beat`` (with
         ``settings`` on top of the stack's), once they answer a ping; the workers' pids."""
         env = {**self.env, **(settings or {})}
@@ -125,7 +158,8 @@ class Stack:
         for index in range(count):
             name = f"bench-worker-{index}-{uuid.uuid4().hex[:4]}@%h"
             self.processes[f"worker-{index}"] = harness.start_worker(
-                env, self.workdir / f"worker-{index}.log", concurrency=concurrency, name=name)
+                env, self.workdir / f"worker-{index}.log", concurrency=concurrency, name=name
+            )
             names.append(name)
         self.stop("beat")  # one beat per stack, with the settings of the latest workers
         self.processes["beat"] = harness.start_imagegen(env, self.workdir / "beat.log", "beat")
@@ -144,10 +178,28 @@ class Stack:
             log = self.workdir / f"baseline-{index}.log"
             with log.open("ab") as sink:
                 self.processes[f"baseline-{index}"] = subprocess.Popen(
-                    [str(harness.BIN / "celery"), "-A", "bench.celery_baseline", "worker",
-                     "-Q", QUEUE, "-P", "threads", "-c", str(concurrency), "-n", name,
-                     "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
-                    env={**os.environ, **self.env}, stdout=sink, stderr=subprocess.STDOUT)
+                    [
+                        str(harness.BIN / "celery"),
+                        "-A",
+                        "bench.celery_baseline",
+                        "worker",
+                        "-Q",
+                        QUEUE,
+                        "-P",
+                        "threads",
+                        "-c",
+                        str(concurrency),
+                        "-n",
+                        name,
+                        "--without-gossip",
+                        "--without-mingle",
+                        "--loglevel",
+                        "WARNING",
+                    ],
+                    env={**os.environ, **self.env},
+                    stdout=sink,
+                    stderr=subprocess.STDOUT,
+                )
             names.append(name)
         self._wait_ready(app, names)
         return [self.processes[f"baseline-{index}"].pid for index in range(count)]
@@ -170,10 +222,13 @@ class Stack:
                 return
             for name, proc in self.processes.items():
                 if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {proc.returncode}; see its log "
-                                       f"in {self.workdir}")
-        raise RuntimeError(f"workers {sorted(wanted)} did not answer within "
-                           f"{_READY_TIMEOUT_S:.0f} s; see the logs in {self.workdir}")
+                    raise RuntimeError(
+                        f"{name} exited with {proc.returncode}; see its log in {self.workdir}"
+                    )
+        raise RuntimeError(
+            f"workers {sorted(wanted)} did not answer within "
+            f"{_READY_TIMEOUT_S:.0f} s; see the logs in {self.workdir}"
+        )
 
     # --- observing ------------------------------------------------------------------------------
 
@@ -196,8 +251,7 @@ class Stack:
         return response.json()
 
     def configure_simulator(self, **changes: Any) -> None:
-        httpx.post(self.simulator_url + "/_sim/config", json=changes,
-                   timeout=30).raise_for_status()
+        httpx.post(self.simulator_url + "/_sim/config", json=changes, timeout=30).raise_for_status()
 
     def s3_requests(self) -> dict[str, int]:
         """Requests moto served so far, by HTTP method (its log has one line per request)."""
@@ -206,6 +260,6 @@ class Stack:
             for line in log:
                 start = line.find('] "')
                 if start >= 0:
-                    method = line[start + 3:].split(" ", 1)[0]
+                    method = line[start + 3 :].split(" ", 1)[0]
                     counts[method] = counts.get(method, 0) + 1
         return counts

@@ -79,5 +79,9 @@ def summary(values: Sequence[float]) -> dict[str, float]:
     """Count, median, p95 and max of ``values`` (empty: only the count)."""
     if not values:
         return {"count": 0}
-    return {"count": len(values), "median": median(values), "p95": percentile(values, 95),
-            "max": max(values)}
+    return {
+        "count": len(values),
+        "median": median(values),
+        "p95": percentile(values, 95),
+        "max": max(values),
+    }

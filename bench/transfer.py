@@ -57,10 +57,12 @@ class Measured:
 def run(context: Context) -> Result:
     concurrent = context.size(4, 2)
     rounds = context.size(2, 1)
-    with context.stack("transfer", simulator_args=NOISY_4K,
-                       settings=overhead.FIRST_POLL_AT_ONCE) as stack:
-        items = workload.requests(1 + rounds * concurrent, prompts=1 + rounds * concurrent,
-                                  tag="transfer", **PICTURE)
+    with context.stack(
+        "transfer", simulator_args=NOISY_4K, settings=overhead.FIRST_POLL_AT_ONCE
+    ) as stack:
+        items = workload.requests(
+            1 + rounds * concurrent, prompts=1 + rounds * concurrent, tag="transfer", **PICTURE
+        )
         pictures = [prefetch(stack, item) for item in items]
         pid = stack.start_workers(1, concurrent)[0]
         workload.run(items[:1], name="warm-up", timeout_s=_TIMEOUT_S)
@@ -68,36 +70,56 @@ def run(context: Context) -> Result:
         profiler = context.profiler(stack, [pid])
         meter.start()
         with profiler or nullcontext():
-            worker = [worker_round(pid, items[start:start + concurrent])
-                      for start in range(1, len(items), concurrent)]
+            worker = [
+                worker_round(pid, items[start : start + concurrent])
+                for start in range(1, len(items), concurrent)
+            ]
         worker_cpu = meter.stop()
         stack.stop_all("worker")
         meter.start()
-        plain = [plain_round(stack, pictures[start:start + concurrent])
-                 for start in range(1, len(items), concurrent)]
+        plain = [
+            plain_round(stack, pictures[start : start + concurrent])
+            for start in range(1, len(items), concurrent)
+        ]
         plain_cpu = meter.stop()
-    details = {"worker": [vars(r) for r in worker], "plain": [vars(r) for r in plain],
-               "cpu_seconds": {"worker": worker_cpu, "plain": plain_cpu},
-               "profile": profiler.summary() if profiler else None}
+    details = {
+        "worker": [vars(r) for r in worker],
+        "plain": [vars(r) for r in plain],
+        "cpu_seconds": {"worker": worker_cpu, "plain": plain_cpu},
+        "profile": profiler.summary() if profiler else None,
+    }
     return Result(figures(worker, plain, concurrent, pictures), details)
 
 
-def figures(worker: list[Measured], plain: list[Measured], concurrent: int,
-            pictures: list[bytes]) -> list[Figure]:
+def figures(
+    worker: list[Measured], plain: list[Measured], concurrent: int, pictures: list[bytes]
+) -> list[Figure]:
     rate = stats.percentile([r.mib_per_s for r in worker], 50)
     plain_rate = stats.percentile([r.mib_per_s for r in plain], 50)
     rss = max(r.rss_mib_per_transfer for r in worker)
     plain_rss = max(r.rss_mib_per_transfer for r in plain)
     size = sum(map(len, pictures)) / len(pictures) / MIB
     return [
-        Figure("5 transfer", f"4K outputs to S3, {concurrent} at once", rate, "MiB/s",
-               plain_rate, "plain boto3 upload_fileobj, same bytes", Target(">=", 0.8),
-               f"{len(worker)} rounds of {concurrent} x {size:.1f} MiB; median round; "
-               f"download, checks and upload each"),
-        Figure("5 transfer", "worker peak RSS growth per concurrent transfer", rss, "MiB",
-               target=Target("<=", MAX_RSS_PER_TRANSFER_MIB, on="value"),
-               note=f"worst round, {max(r.overlap for r in worker)} transfers overlapping; "
-                    f"plain upload_fileobj: {plain_rss:.1f} MiB per upload"),
+        Figure(
+            "5 transfer",
+            f"4K outputs to S3, {concurrent} at once",
+            rate,
+            "MiB/s",
+            plain_rate,
+            "plain boto3 upload_fileobj, same bytes",
+            Target(">=", 0.8),
+            f"{len(worker)} rounds of {concurrent} x {size:.1f} MiB; median round; "
+            f"download, checks and upload each",
+        ),
+        Figure(
+            "5 transfer",
+            "worker peak RSS growth per concurrent transfer",
+            rss,
+            "MiB",
+            target=Target("<=", MAX_RSS_PER_TRANSFER_MIB, on="value"),
+            note=f"worst round, {max(r.overlap for r in worker)} transfers overlapping; "
+            f"plain upload_fileobj: {plain_rss:.1f} MiB per upload",
+        ),
     ]
 
 
@@ -123,8 +145,12 @@ def worker_round(pid: int, items: list[dict[str, Any]]) -> Measured:
     assert measured.batch_id is not None
     spans = workload.transfer_spans(measured.batch_id)
     seconds = max(end for _, end in spans) - min(start for start, _ in spans) if spans else 0
-    return Measured(bytes=_stored_bytes(measured.batch_id), seconds=seconds,
-                    overlap=stats.peak_overlap(spans), rss_growth=growth)
+    return Measured(
+        bytes=_stored_bytes(measured.batch_id),
+        seconds=seconds,
+        overlap=stats.peak_overlap(spans),
+        rss_growth=growth,
+    )
 
 
 def plain_round(stack: Stack, pictures: list[bytes]) -> Measured:
@@ -136,16 +162,19 @@ def plain_round(stack: Stack, pictures: list[bytes]) -> Measured:
 
     def upload(index: int) -> tuple[float, float]:
         started = time.time()
-        clients[index].upload_fileobj(io.BytesIO(pictures[index]), BUCKET,
-                                      f"plain/{index}.png")
+        clients[index].upload_fileobj(io.BytesIO(pictures[index]), BUCKET, f"plain/{index}.png")
         return started, time.time()
 
     with ThreadPoolExecutor(len(pictures)) as pool:
         spans = list(pool.map(upload, range(len(pictures))))
     growth = machine.peak_rss_bytes(me) - before
     seconds = max(end for _, end in spans) - min(start for start, _ in spans)
-    return Measured(bytes=sum(map(len, pictures)), seconds=seconds,
-                    overlap=stats.peak_overlap(spans), rss_growth=growth)
+    return Measured(
+        bytes=sum(map(len, pictures)),
+        seconds=seconds,
+        overlap=stats.peak_overlap(spans),
+        rss_growth=growth,
+    )
 
 
 def _stored_bytes(batch_id: Any) -> int:
@@ -153,6 +182,9 @@ def _stored_bytes(batch_id: Any) -> int:
     from worker.db import session_scope
 
     with session_scope() as session:
-        total = session.scalar(select(func.sum(JobImage.bytes)).join(
-            Job, Job.id == JobImage.job_id).where(Job.batch_id == batch_id))
+        total = session.scalar(
+            select(func.sum(JobImage.bytes))
+            .join(Job, Job.id == JobImage.job_id)
+            .where(Job.batch_id == batch_id)
+        )
     return int(total or 0)

@@ -34,9 +34,11 @@ def run(context: Context) -> Result:
         stack.start_workers(context.workers, context.concurrency)
         meter = stack.cpu_meter()
         meter.start()
-        measured = workload.run(workload.requests(count, prompts=8, tag="waiting",
-                                                  **overhead.SMALL_PICTURE),
-                                name="waiting", timeout_s=_TIMEOUT_S)
+        measured = workload.run(
+            workload.requests(count, prompts=8, tag="waiting", **overhead.SMALL_PICTURE),
+            name="waiting",
+            timeout_s=_TIMEOUT_S,
+        )
         cpu = meter.stop()
         in_flight = peak_in_flight(stack, "waiting")
         stack.stop_all("worker")
@@ -45,19 +47,37 @@ def run(context: Context) -> Result:
     waves = math.ceil(naive.jobs / slots)
     naive_estimate = math.ceil(count / slots) * naive.elapsed_s / waves
     figures = [
-        Figure("3 waiting", f"makespan of {count:,} jobs, {GENERATION_S:g} s generation",
-               measured.elapsed_s, "s", ideal, f"{GENERATION_S:g} s + jobs / zero-latency rate",
-               Target("<=", 1.3),
-               f"peak {in_flight} predictions in flight on {slots} worker slots; zero-latency "
-               f"rate {zero_rate:.1f} jobs/s ({source}); {measured.states()}"),
-        Figure("3 waiting", "naive: a slot sleeps between polls (extrapolated)", naive_estimate,
-               "s", ideal, f"{GENERATION_S:g} s + jobs / zero-latency rate",
-               note=f"measured {naive.jobs} jobs in {naive.elapsed_s:.1f} s on {slots} slots "
-                    f"({waves} waves), polling every {NAIVE_POLL_EVERY_S:g} s"),
+        Figure(
+            "3 waiting",
+            f"makespan of {count:,} jobs, {GENERATION_S:g} s generation",
+            measured.elapsed_s,
+            "s",
+            ideal,
+            f"{GENERATION_S:g} s + jobs / zero-latency rate",
+            Target("<=", 1.3),
+            f"peak {in_flight} predictions in flight on {slots} worker slots; zero-latency "
+            f"rate {zero_rate:.1f} jobs/s ({source}); {measured.states()}",
+        ),
+        Figure(
+            "3 waiting",
+            "naive: a slot sleeps between polls (extrapolated)",
+            naive_estimate,
+            "s",
+            ideal,
+            f"{GENERATION_S:g} s + jobs / zero-latency rate",
+            note=f"measured {naive.jobs} jobs in {naive.elapsed_s:.1f} s on {slots} slots "
+            f"({waves} waves), polling every {NAIVE_POLL_EVERY_S:g} s",
+        ),
     ]
-    details = {"pipeline": measured.as_dict(), "naive": naive.as_dict(),
-               "zero_latency_jobs_per_s": zero_rate, "zero_latency_source": source,
-               "peak_in_flight": in_flight, "slots": slots, "cpu_seconds": cpu}
+    details = {
+        "pipeline": measured.as_dict(),
+        "naive": naive.as_dict(),
+        "zero_latency_jobs_per_s": zero_rate,
+        "zero_latency_source": source,
+        "peak_in_flight": in_flight,
+        "slots": slots,
+        "cpu_seconds": cpu,
+    }
     return Result(figures, details)
 
 
@@ -67,8 +87,7 @@ def zero_latency_rate(context: Context, stack: Stack, count: int) -> tuple[float
     if earlier is not None and not earlier.error:
         return float(earlier.details["pipeline"]["jobs_per_s"]), "benchmark 2 of this run"
     stack.configure_simulator(latency=["*=0"])
-    stack.start_workers(context.workers, context.concurrency,
-                        settings=overhead.FIRST_POLL_AT_ONCE)
+    stack.start_workers(context.workers, context.concurrency, settings=overhead.FIRST_POLL_AT_ONCE)
     overhead.warm_up(context)
     measured = overhead.pipeline_round(count, tag="zero-latency")
     stack.stop_all("worker")
@@ -81,9 +100,11 @@ def peak_in_flight(stack: Stack, tag: str) -> int:
     """The most predictions of this round (prompts tagged ``tag``) the simulator had created
     and not yet finished at one moment."""
     predictions = stack.simulator("/_sim/predictions")["predictions"]
-    return stats.peak_overlap((item["created_at"], item["completed_at"])
-                              for item in predictions
-                              if item["completed_at"] is not None and f" {tag} " in item["prompt"])
+    return stats.peak_overlap(
+        (item["created_at"], item["completed_at"])
+        for item in predictions
+        if item["completed_at"] is not None and f" {tag} " in item["prompt"]
+    )
 
 
 def naive_round(stack: Stack, context: Context, count: int) -> Round:

@@ -54,11 +54,15 @@ class Round:
         return text + ("; TIMED OUT" if self.timed_out else "")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"jobs": self.jobs, "elapsed_s": round(self.elapsed_s, 3),
-                "jobs_per_s": round(self.jobs_per_s, 2),
-                "steady_jobs_per_s": round(self.steady_jobs_per_s, 2),
-                "by_status": dict(self.by_status), "timed_out": self.timed_out,
-                "ends_per_second": self.timeline()}
+        return {
+            "jobs": self.jobs,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "jobs_per_s": round(self.jobs_per_s, 2),
+            "steady_jobs_per_s": round(self.steady_jobs_per_s, 2),
+            "by_status": dict(self.by_status),
+            "timed_out": self.timed_out,
+            "ends_per_second": self.timeline(),
+        }
 
     def timeline(self) -> list[int]:
         """How many jobs ended in each second after the start (for a look at the run's shape:
@@ -101,8 +105,11 @@ def wait(batch_id: uuid.UUID, *, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with session_scope() as session:
-            active = session.scalar(select(func.count()).select_from(Job).where(
-                Job.batch_id == batch_id, Job.status.in_(ACTIVE_STATUSES)))
+            active = session.scalar(
+                select(func.count())
+                .select_from(Job)
+                .where(Job.batch_id == batch_id, Job.status.in_(ACTIVE_STATUSES))
+            )
         if not active:
             return True
         time.sleep(_WAIT_STEP_S)
@@ -114,8 +121,9 @@ def finished(batch_id: uuid.UUID) -> tuple[Counter[str], list[float]]:
     from worker.db import session_scope
 
     with session_scope() as session:
-        rows = session.execute(select(Job.status, Job.finished_at)
-                               .where(Job.batch_id == batch_id)).all()
+        rows = session.execute(
+            select(Job.status, Job.finished_at).where(Job.batch_id == batch_id)
+        ).all()
     by_status = Counter(status for status, _ in rows)
     return by_status, [at.timestamp() for _, at in rows if at is not None]
 
@@ -125,11 +133,19 @@ def transfer_spans(batch_id: uuid.UUID) -> list[tuple[float, float]]:
     ``finished_at``."""
     from worker.db import session_scope
 
-    query = (select(func.max(JobEvent.at), Job.finished_at)
-             .join(Job, Job.id == JobEvent.job_id)
-             .where(Job.batch_id == batch_id, Job.status == "succeeded",
-                    JobEvent.event == "transfer_started")
-             .group_by(Job.id, Job.finished_at))
+    query = (
+        select(func.max(JobEvent.at), Job.finished_at)
+        .join(Job, Job.id == JobEvent.job_id)
+        .where(
+            Job.batch_id == batch_id,
+            Job.status == "succeeded",
+            JobEvent.event == "transfer_started",
+        )
+        .group_by(Job.id, Job.finished_at)
+    )
     with session_scope() as session:
-        return [(start.timestamp(), end.timestamp())
-                for start, end in session.execute(query).all() if end is not None]
+        return [
+            (start.timestamp(), end.timestamp())
+            for start, end in session.execute(query).all()
+            if end is not None
+        ]

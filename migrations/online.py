@@ -18,15 +18,17 @@ from alembic import op
 from sqlalchemy.sql.elements import TextClause
 
 
-def create_index(name: str, table: str, columns: Sequence[str], *,
-                 where: TextClause | None = None) -> None:
+def create_index(
+    name: str, table: str, columns: Sequence[str], *, where: TextClause | None = None
+) -> None:
     if not _postgres():
         op.create_index(name, table, list(columns), sqlite_where=where)
         return
     with op.get_context().autocommit_block():
         op.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')  # left by an interrupted run
-        op.create_index(name, table, list(columns), postgresql_where=where,
-                        postgresql_concurrently=True)
+        op.create_index(
+            name, table, list(columns), postgresql_where=where, postgresql_concurrently=True
+        )
 
 
 def drop_index(name: str, table: str) -> None:

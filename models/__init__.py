@@ -9,5 +9,17 @@ from models.image import JobImage
 from models.job import ACTIVE_STATUSES, STATUSES, Job
 from models.webhook import DELIVERY_STATUSES, WebhookAttempt, WebhookDelivery
 
-__all__ = ["ACTIVE_STATUSES", "BUCKETS", "DELIVERY_STATUSES", "STATUSES", "Base", "Batch",
-           "FleetControl", "Job", "JobEvent", "JobImage", "WebhookAttempt", "WebhookDelivery"]
+__all__ = [
+    "ACTIVE_STATUSES",
+    "BUCKETS",
+    "DELIVERY_STATUSES",
+    "STATUSES",
+    "Base",
+    "Batch",
+    "FleetControl",
+    "Job",
+    "JobEvent",
+    "JobImage",
+    "WebhookAttempt",
+    "WebhookDelivery",
+]

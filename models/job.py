@@ -35,32 +35,54 @@ class Job(Base):
     __table_args__ = (
         CheckConstraint(_in("status", STATUSES), name="status"),
         CheckConstraint(_in("priority", ("interactive", "batch")), name="priority"),
-        CheckConstraint("attempts >= 0 AND poll_count >= 0 AND ambiguous_submits >= 0",
-                        name="counters"),
+        CheckConstraint(
+            "attempts >= 0 AND poll_count >= 0 AND ambiguous_submits >= 0", name="counters"
+        ),
         # what the reconciler and the dispatcher scan: active jobs by their next-action time
-        Index("ix_jobs_active_next", "status", "next_action_at",
-              postgresql_where=text(_in("status", ACTIVE_STATUSES)),
-              sqlite_where=text(_in("status", ACTIVE_STATUSES))),
+        Index(
+            "ix_jobs_active_next",
+            "status",
+            "next_action_at",
+            postgresql_where=text(_in("status", ACTIVE_STATUSES)),
+            sqlite_where=text(_in("status", ACTIVE_STATUSES)),
+        ),
         Index("ix_jobs_prediction_id", "prediction_id"),
         Index("ix_jobs_created_at", "created_at"),
         # a batch's jobs in submission order (manifest, counts); also indexes batch_id
         UniqueConstraint("batch_id", "batch_index"),
         # the dispatcher: due interactive jobs, loose batch-priority jobs, and the jobs it sent
         # that no worker picked up yet (a batch's queue: ix_jobs_batch_status)
-        Index("ix_jobs_queued", "priority", "next_action_at",
-              postgresql_where=text("status = 'queued' AND batch_id IS NULL"),
-              sqlite_where=text("status = 'queued' AND batch_id IS NULL")),
-        Index("ix_jobs_dispatched", "dispatched_at",
-              postgresql_where=text("status = 'queued' AND dispatched_at IS NOT NULL"),
-              sqlite_where=text("status = 'queued' AND dispatched_at IS NOT NULL")),
+        Index(
+            "ix_jobs_queued",
+            "priority",
+            "next_action_at",
+            postgresql_where=text("status = 'queued' AND batch_id IS NULL"),
+            sqlite_where=text("status = 'queued' AND batch_id IS NULL"),
+        ),
+        Index(
+            "ix_jobs_dispatched",
+            "dispatched_at",
+            postgresql_where=text("status = 'queued' AND dispatched_at IS NOT NULL"),
+            sqlite_where=text("status = 'queued' AND dispatched_at IS NOT NULL"),
+        ),
         # the dashboard: recent finishes by state and code; a batch's jobs by state in order
         # (its counts, its gallery, the dispatcher's next jobs of it, whether it is done)
-        Index("ix_jobs_finished_at", "finished_at", "status", "error_code",
-              postgresql_where=text("finished_at IS NOT NULL"),
-              sqlite_where=text("finished_at IS NOT NULL")),
-        Index("ix_jobs_batch_status", "batch_id", "status", "batch_index",
-              postgresql_where=text("batch_id IS NOT NULL"),
-              sqlite_where=text("batch_id IS NOT NULL")),
+        Index(
+            "ix_jobs_finished_at",
+            "finished_at",
+            "status",
+            "error_code",
+            postgresql_where=text("finished_at IS NOT NULL"),
+            sqlite_where=text("finished_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_jobs_batch_status",
+            "batch_id",
+            "status",
+            "batch_index",
+            postgresql_where=text("batch_id IS NOT NULL"),
+            sqlite_where=text("batch_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -115,8 +137,11 @@ class Job(Base):
 
     def request_fields(self) -> dict[str, Any]:
         """The generation request as it was enqueued (for display and provider calls)."""
-        fields: dict[str, Any] = {"prompt": self.prompt, "aspect_ratio": self.aspect_ratio,
-                                  "resolution": self.resolution}
+        fields: dict[str, Any] = {
+            "prompt": self.prompt,
+            "aspect_ratio": self.aspect_ratio,
+            "resolution": self.resolution,
+        }
         if self.images:
             fields["images"] = self.images
         if self.seed is not None:

@@ -23,9 +23,12 @@ class WebhookDelivery(Base):
     __table_args__ = (
         CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="status"),
         # what the sweep scans: pending deliveries by due time
-        Index("ix_webhook_deliveries_due", "next_attempt_at",
-              postgresql_where=text("status = 'pending'"),
-              sqlite_where=text("status = 'pending'")),
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
         Index("ix_webhook_deliveries_job_id", "job_id"),
         Index("ix_webhook_deliveries_batch_id", "batch_id"),
     )
@@ -36,9 +39,11 @@ class WebhookDelivery(Base):
     dedup_key: Mapped[str] = mapped_column(String(64), unique=True)
     event: Mapped[str] = mapped_column(String(32))
     job_id: Mapped[uuid.UUID | None] = mapped_column(
-        Uuid, ForeignKey("jobs.id", ondelete="CASCADE"))
+        Uuid, ForeignKey("jobs.id", ondelete="CASCADE")
+    )
     batch_id: Mapped[uuid.UUID | None] = mapped_column(
-        Uuid, ForeignKey("batches.id", ondelete="CASCADE"))
+        Uuid, ForeignKey("batches.id", ondelete="CASCADE")
+    )
     url: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -59,7 +64,8 @@ class WebhookAttempt(Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     delivery_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("webhook_deliveries.id", ondelete="CASCADE"))
+        Uuid, ForeignKey("webhook_deliveries.id", ondelete="CASCADE")
+    )
     attempt: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     url: Mapped[str] = mapped_column(Text)

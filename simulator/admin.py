@@ -24,8 +24,7 @@ async def list_requests(
     request: Request, kind: str | None = None, prediction_id: str | None = None, since: int = 0
 ) -> dict[str, Any]:
     """The request log, oldest first; ``kind`` is submit, poll, download or other."""
-    entries = simulator_of(request).log.entries(kind=kind, prediction_id=prediction_id,
-                                                since=since)
+    entries = simulator_of(request).log.entries(kind=kind, prediction_id=prediction_id, since=since)
     return {"requests": entries}
 
 
@@ -86,8 +85,12 @@ async def update_config(
 async def list_faults() -> dict[str, Any]:
     """The fault registry (name, stage, summary, default ARG) and the profile presets."""
     faults = [
-        {"name": fault.name, "stage": fault.stage.value, "summary": fault.summary,
-         "default_arg": fault.default_arg}
+        {
+            "name": fault.name,
+            "stage": fault.stage.value,
+            "summary": fault.summary,
+            "default_arg": fault.default_arg,
+        }
         for fault in FAULTS.values()
     ]
     return {"faults": faults, "presets": PRESETS}

@@ -113,8 +113,11 @@ async def download(request: Request, prediction_id: str, index: int) -> Response
         return expired_response(prediction.faults)
     data = await run_in_threadpool(sim.picture, prediction, index)
     return picture_response(
-        data, applied=applied, faults=prediction.faults,
-        default_rate=sim.config.slow_output_bytes_per_s, pause=sim.pause,
+        data,
+        applied=applied,
+        faults=prediction.faults,
+        default_rate=sim.config.slow_output_bytes_per_s,
+        pause=sim.pause,
     )
 
 
@@ -156,8 +159,9 @@ async def _answer_submit(request: Request, sim: Simulator, prediction: Predictio
         delay = number_arg(faults, "ghost_slow", sim.config.ghost_delay_s)
     await sim.pause(delay)
     status = "processing" if "submit_processing" in faults else "created"
-    data = prediction_data(prediction, status=status, result_url=_result_url(request, prediction),
-                           outputs=[])
+    data = prediction_data(
+        prediction, status=status, result_url=_result_url(request, prediction), outputs=[]
+    )
     return JSONResponse(envelope(data))
 
 
@@ -171,8 +175,9 @@ def _current_data(request: Request, sim: Simulator, prediction: Prediction) -> d
     if prediction.is_done(now):
         sim.store.mark_done_seen(prediction, now)
     outputs = sim.output_urls(prediction, str(request.base_url)) if status == "completed" else []
-    return prediction_data(prediction, status=status, result_url=_result_url(request, prediction),
-                           outputs=outputs)
+    return prediction_data(
+        prediction, status=status, result_url=_result_url(request, prediction), outputs=outputs
+    )
 
 
 def _find_output(
@@ -185,8 +190,9 @@ def _find_output(
     if not 0 <= index < prediction.outcome.output_count:
         return None, None
     query = request.query_params
-    problem = sim.signer.problem(output_path(prediction_id, index), query.get("Expires"),
-                                 query.get("Signature"), now)
+    problem = sim.signer.problem(
+        output_path(prediction_id, index), query.get("Expires"), query.get("Signature"), now
+    )
     if problem is not None:
         return None, s3_error(403, "AccessDenied", problem)
     return prediction, None

@@ -15,37 +15,66 @@ from simulator.server import run
 def simulator(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8090,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    latency: Annotated[list[str] | None, typer.Option(
-        "--latency", metavar="RES=MIN-MAX",
-        help="Generation time in seconds per resolution, e.g. 1080p=1-3, 4K=0, '*=0' for all. "
-             "Repeatable.")] = None,
-    profile: Annotated[str | None, typer.Option(
-        help=f"Fault profile: presets ({', '.join(PRESETS)}) and/or name=probability items, "
-             "comma separated, e.g. 'flaky,stuck=0.01'. See GET /_sim/faults.")] = None,
-    api_key: Annotated[list[str] | None, typer.Option(
-        "--api-key", help="Accepted API key (repeatable); default: any key starting with sk-.",
-    )] = None,
+    latency: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--latency",
+            metavar="RES=MIN-MAX",
+            help="Generation time in seconds per resolution, e.g. 1080p=1-3, 4K=0, '*=0' for all. "
+            "Repeatable.",
+        ),
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Fault profile: presets ({', '.join(PRESETS)}) and/or name=probability items, "
+            "comma separated, e.g. 'flaky,stuck=0.01'. See GET /_sim/faults."
+        ),
+    ] = None,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--api-key",
+            help="Accepted API key (repeatable); default: any key starting with sk-.",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of latency and fault draws.")] = 0,
-    noise: Annotated[bool, typer.Option(
-        help="Incompressible pictures of realistic size (10-25 MB at 4K).")] = False,
-    queue_s: Annotated[float | None, typer.Option(
-        help="Seconds a prediction stays 'created' before 'processing'.")] = None,
-    ghost_delay_s: Annotated[float | None, typer.Option(
-        help="Seconds a ghost_slow submit takes to answer.")] = None,
-    submit_delay_s: Annotated[float | None, typer.Option(
-        help="Extra seconds before every submit is answered.")] = None,
-    poll_delay_s: Annotated[float | None, typer.Option(
-        help="Extra seconds before every poll is answered.")] = None,
-    output_base_url: Annotated[str | None, typer.Option(
-        help="Base of output URLs (another host name); default: the server's own.")] = None,
-    max_concurrency: Annotated[int | None, typer.Option(
-        help="Account concurrency limit: predictions created or processing at once.")] = None,
-    over_concurrency: Annotated[str | None, typer.Option(
-        help="Over the concurrency limit: 'queue' (wait in created) or 'reject' (429).")] = None,
-    submit_rate: Annotated[float | None, typer.Option(
-        help="Account submit rate limit, submits per second (429 over it).")] = None,
-    submit_burst: Annotated[int | None, typer.Option(
-        help="Submits the rate limit lets through at once.")] = None,
+    noise: Annotated[
+        bool, typer.Option(help="Incompressible pictures of realistic size (10-25 MB at 4K).")
+    ] = False,
+    queue_s: Annotated[
+        float | None, typer.Option(help="Seconds a prediction stays 'created' before 'processing'.")
+    ] = None,
+    ghost_delay_s: Annotated[
+        float | None, typer.Option(help="Seconds a ghost_slow submit takes to answer.")
+    ] = None,
+    submit_delay_s: Annotated[
+        float | None, typer.Option(help="Extra seconds before every submit is answered.")
+    ] = None,
+    poll_delay_s: Annotated[
+        float | None, typer.Option(help="Extra seconds before every poll is answered.")
+    ] = None,
+    output_base_url: Annotated[
+        str | None,
+        typer.Option(help="Base of output URLs (another host name); default: the server's own."),
+    ] = None,
+    max_concurrency: Annotated[
+        int | None,
+        typer.Option(help="Account concurrency limit: predictions created or processing at once."),
+    ] = None,
+    over_concurrency: Annotated[
+        str | None,
+        typer.Option(
+            help="Over the concurrency limit: 'queue' (wait in created) or 'reject' (429)."
+        ),
+    ] = None,
+    submit_rate: Annotated[
+        float | None,
+        typer.Option(help="Account submit rate limit, submits per second (429 over it)."),
+    ] = None,
+    submit_burst: Annotated[
+        int | None, typer.Option(help="Submits the rate limit lets through at once.")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Run the GPTProto viduq2 simulator: the provider's API over real HTTP, with fault injection.
@@ -54,11 +83,18 @@ def simulator(
     GET /_sim/faults lists the faults; the admin API under /_sim/ shows what happened.
     """
     options: dict[str, Any] = {
-        "api_keys": api_key or [], "seed": seed, "noise": noise, "queue_s": queue_s,
-        "ghost_delay_s": ghost_delay_s, "submit_delay_s": submit_delay_s,
-        "poll_delay_s": poll_delay_s, "output_base_url": output_base_url,
-        "max_concurrency": max_concurrency, "over_concurrency": over_concurrency,
-        "submit_rate": submit_rate, "submit_burst": submit_burst,
+        "api_keys": api_key or [],
+        "seed": seed,
+        "noise": noise,
+        "queue_s": queue_s,
+        "ghost_delay_s": ghost_delay_s,
+        "submit_delay_s": submit_delay_s,
+        "poll_delay_s": poll_delay_s,
+        "output_base_url": output_base_url,
+        "max_concurrency": max_concurrency,
+        "over_concurrency": over_concurrency,
+        "submit_rate": submit_rate,
+        "submit_burst": submit_burst,
     }
     config = build_config(options, latency=latency or [], profile=profile)
     typer.echo(f"GPTProto simulator on http://{host}:{port} (admin API under /_sim/)")

@@ -87,31 +87,58 @@ _register("error_empty", Stage.WIRE, "error is '' instead of null")
 _register("date_rfc3339", Stage.WIRE, "created_at is RFC 3339 with nanoseconds")
 _register("nsfw_null", Stage.WIRE, "has_nsfw_contents is null")
 _register("nsfw_empty", Stage.WIRE, "has_nsfw_contents is [] even when completed")
-_register("status_alias", Stage.WIRE, "status aliases; ARG a: queueing/in_progress/success/error, "
-          "b: pending/processing/succeeded/failed", "a")
+_register(
+    "status_alias",
+    Stage.WIRE,
+    "status aliases; ARG a: queueing/in_progress/success/error, "
+    "b: pending/processing/succeeded/failed",
+    "a",
+)
 _register("submit_processing", Stage.WIRE, "the submit answer says 'processing', not 'created'")
 _register("output_expired", Stage.OUTPUT, "downloads answer ARG (403 or 404)", "404")
 _register("output_slow", Stage.OUTPUT, "downloads trickle at ARG bytes/s (slow_output_bytes_per_s)")
 _register("output_truncated", Stage.OUTPUT, "the first ARG downloads stop half way", "1")
-_register("recover_after", Stage.CONTROL,
-          "submit and ghost faults apply to the first ARG submits of this prompt only", "1")
+_register(
+    "recover_after",
+    Stage.CONTROL,
+    "submit and ghost faults apply to the first ARG submits of this prompt only",
+    "1",
+)
 _register("output_mislabelled", Stage.OUTPUT, "downloads carry Content-Type ARG", "image/jpeg")
 
 #: Named profiles; a profile string may start from one of these and override single faults.
 PRESETS: dict[str, dict[str, float]] = {
     "clean": {},
     "flaky": {
-        "http_500": 0.03, "http_502": 0.02, "http_429_retry_after": 0.03, "ghost_500": 0.01,
-        "poll_500": 0.03, "poll_429": 0.03, "output_truncated": 0.02,
+        "http_500": 0.03,
+        "http_502": 0.02,
+        "http_429_retry_after": 0.03,
+        "ghost_500": 0.01,
+        "poll_500": 0.03,
+        "poll_429": 0.03,
+        "output_truncated": 0.02,
     },
     "drift": {
-        "urls_list": 0.3, "error_empty": 0.3, "date_rfc3339": 0.3, "nsfw_null": 0.2,
-        "status_alias": 0.2, "submit_processing": 0.2, "output_mislabelled": 0.1,
+        "urls_list": 0.3,
+        "error_empty": 0.3,
+        "date_rfc3339": 0.3,
+        "nsfw_null": 0.2,
+        "status_alias": 0.2,
+        "submit_processing": 0.2,
+        "output_mislabelled": 0.1,
     },
     "hostile": {
-        "http_500": 0.05, "http_503": 0.03, "http_429": 0.05, "ghost_500": 0.02, "ghost_slow": 0.01,
-        "failed": 0.05, "no_output": 0.02, "stuck": 0.01, "poll_500": 0.05,
-        "output_truncated": 0.03, "output_expired": 0.01,
+        "http_500": 0.05,
+        "http_503": 0.03,
+        "http_429": 0.05,
+        "ghost_500": 0.02,
+        "ghost_slow": 0.01,
+        "failed": 0.05,
+        "no_output": 0.02,
+        "stuck": 0.01,
+        "poll_500": 0.05,
+        "output_truncated": 0.03,
+        "output_expired": 0.01,
     },
 }
 
@@ -164,8 +191,9 @@ def choose_faults(prompt: str, profile: dict[str, float], rng: random.Random) ->
 
 def recovered(faults: FaultSet, submits_so_far: int) -> FaultSet:
     """Drop submit and ghost faults once a ``recover_after=N`` prompt was submitted N times."""
-    if "recover_after" not in faults or submits_so_far <= _int_arg(arg_of(faults,
-                                                                          "recover_after"), 1):
+    if "recover_after" not in faults or submits_so_far <= _int_arg(
+        arg_of(faults, "recover_after"), 1
+    ):
         return faults
     transient = (Stage.SUBMIT, Stage.GHOST)
     return {name: arg for name, arg in faults.items() if FAULTS[name].stage not in transient}

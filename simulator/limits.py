@@ -63,8 +63,11 @@ class AccountLimits:
         with self._lock:
             self._forget_done(now)
             limit = config.max_concurrency
-            if limit is not None and config.over_concurrency == "reject" and \
-                    len(self._ends) >= limit:
+            if (
+                limit is not None
+                and config.over_concurrency == "reject"
+                and len(self._ends) >= limit
+            ):
                 self._refused["concurrency"] += 1
                 return Refusal("http_429", None, "concurrency")
             if config.submit_rate is not None:
@@ -100,10 +103,13 @@ class AccountLimits:
         """What the limits saw (``/_sim/stats`` ``limits``)."""
         with self._lock:
             self._forget_done(now)
-            return {"max_in_flight_seen": self._max_in_flight,
-                    "max_submits_per_second_seen": self._max_per_second,
-                    "in_flight": len(self._ends), "admitted": self._admitted,
-                    "refused": dict(self._refused)}
+            return {
+                "max_in_flight_seen": self._max_in_flight,
+                "max_submits_per_second_seen": self._max_per_second,
+                "in_flight": len(self._ends),
+                "admitted": self._admitted,
+                "refused": dict(self._refused),
+            }
 
     def _forget_done(self, now: float) -> None:
         while self._ends and self._ends[0] <= now:
@@ -111,8 +117,11 @@ class AccountLimits:
 
     def _take_token(self, now: float, rate: float, burst: int) -> float:
         """Take one token; 0 when taken, else the seconds until one is there."""
-        tokens = burst if self._tokens is None else min(
-            burst, self._tokens + (now - self._tokens_at) * rate)
+        tokens = (
+            burst
+            if self._tokens is None
+            else min(burst, self._tokens + (now - self._tokens_at) * rate)
+        )
         self._tokens, self._tokens_at = tokens, now
         if tokens >= 1:
             self._tokens = tokens - 1

@@ -29,8 +29,10 @@ _S3_ERROR = (
     '<?xml version="1.0" encoding="UTF-8"?>\n'
     "<Error><Code>{code}</Code><Message>{message}</Message></Error>"
 )
-_EXPIRED = {"403": ("AccessDenied", "Request has expired"),
-            "404": ("NoSuchKey", "The specified key does not exist.")}
+_EXPIRED = {
+    "403": ("AccessDenied", "Request has expired"),
+    "404": ("NoSuchKey", "The specified key does not exist."),
+}
 # Set while a truncated download is being answered, so the log filter below knows the
 # "returned without completing response" error that follows is on purpose.
 _TRUNCATING: contextvars.ContextVar[bool] = contextvars.ContextVar("truncating", default=False)
@@ -53,8 +55,9 @@ class UrlSigner:
         query = urlencode({"Expires": expires, "Signature": self._sign(path, expires)})
         return f"{base_url}{path}?{query}"
 
-    def problem(self, path: str, expires: str | None, signature: str | None,
-                now: float) -> str | None:
+    def problem(
+        self, path: str, expires: str | None, signature: str | None, now: float
+    ) -> str | None:
         """Why a signed link is refused, or None if it is valid."""
         if not expires or not signature or not expires.isdigit():
             return "Query-string authentication requires the Signature and Expires parameters"
@@ -107,8 +110,9 @@ class OutputCache:
 
 def download_faults(faults: FaultSet, attempt: int) -> list[str]:
     """The output faults that act on the ``attempt``-th (1-based) download of one output."""
-    steady = [name for name in ("output_expired", "output_slow", "output_mislabelled")
-              if name in faults]
+    steady = [
+        name for name in ("output_expired", "output_slow", "output_mislabelled") if name in faults
+    ]
     counted = ["output_truncated"] if fires_on(faults, "output_truncated", attempt) else []
     return steady + counted
 
@@ -127,7 +131,11 @@ def expired_response(faults: FaultSet) -> Response:
 
 
 def picture_response(
-    data: bytes, *, applied: list[str], faults: FaultSet, default_rate: int,
+    data: bytes,
+    *,
+    applied: list[str],
+    faults: FaultSet,
+    default_rate: int,
     pause: Callable[[float], Awaitable[None]],
 ) -> Response:
     """The download answer for ``data`` with the output faults in ``applied``."""
@@ -149,7 +157,7 @@ async def _chunks(
     # A slow link sends small chunks at a steady pace rather than big bursts.
     size = FAST_CHUNK_BYTES if rate is None else max(1, min(CHUNK_BYTES, int(rate // 10)))
     for start in range(0, len(data), size):
-        chunk = data[start:start + size]
+        chunk = data[start : start + size]
         yield chunk
         if rate is not None:
             await pause(len(chunk) / rate)
@@ -160,8 +168,9 @@ class TruncatedResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Send the head and half the body, and return without finishing the response."""
-        await send({"type": "http.response.start", "status": self.status_code,
-                    "headers": self.raw_headers})
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
         half = self.body[: len(self.body) // 2]
         await send({"type": "http.response.body", "body": half, "more_body": True})
         # uvicorn closes the connection when the app returns before the last body part.

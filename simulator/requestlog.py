@@ -69,8 +69,15 @@ class RequestLog:
         kind, prediction_id = classify(method, path)
         with self._lock:
             self._counts.total += 1
-            entry = LogEntry(self._counts.total, now, kind, method, path,
-                             prediction_id=prediction_id, epoch=self._epoch)
+            entry = LogEntry(
+                self._counts.total,
+                now,
+                kind,
+                method,
+                path,
+                prediction_id=prediction_id,
+                epoch=self._epoch,
+            )
             self._entries.append(entry)
             self._counts.opened(entry)
             return entry
@@ -83,8 +90,12 @@ class RequestLog:
                 self._counts.by_kind[entry.kind][str(status)] += 1
 
     def note(
-        self, entry: LogEntry | None, *, prompt: str | None = None,
-        prediction_id: str | None = None, faults: Iterable[str] = (),
+        self,
+        entry: LogEntry | None,
+        *,
+        prompt: str | None = None,
+        prediction_id: str | None = None,
+        faults: Iterable[str] = (),
     ) -> None:
         """Add what the handler learned to the entry (no-op when the request is not logged)."""
         if entry is None:
@@ -103,8 +114,10 @@ class RequestLog:
         """Kept entries as JSON, oldest first, filtered by kind, prediction id and seq > since."""
         with self._lock:
             return [
-                entry.as_dict() for entry in self._entries
-                if entry.seq > since and (kind is None or entry.kind == kind)
+                entry.as_dict()
+                for entry in self._entries
+                if entry.seq > since
+                and (kind is None or entry.kind == kind)
                 and (prediction_id is None or entry.prediction_id == prediction_id)
             ]
 
@@ -188,4 +201,3 @@ class RequestLogMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_and_record)
-

@@ -45,7 +45,10 @@ class Simulator:
     """State and behaviour shared by every request of one simulator run."""
 
     def __init__(
-        self, config: SimulatorConfig | None = None, *, clock: Clock | None = None,
+        self,
+        config: SimulatorConfig | None = None,
+        *,
+        clock: Clock | None = None,
         limits: AccountLimits | None = None,
     ) -> None:
         self._initial = config or SimulatorConfig()
@@ -96,9 +99,14 @@ class Simulator:
         latency_s = submission.rng.uniform(span.min_s, span.max_s)
         duration_s = None if "stuck" in submission.faults else latency_s
         prediction = plan_prediction(
-            seq=submission.seq, params=params, faults=submission.faults, now=now,
+            seq=submission.seq,
+            params=params,
+            faults=submission.faults,
+            now=now,
             processing_at=self.limits.start_at(now, now + self.config.queue_s, duration_s),
-            latency_s=latency_s, rng=submission.rng, noise=self.config.noise,
+            latency_s=latency_s,
+            rng=submission.rng,
+            noise=self.config.noise,
         )
         self.store.add(prediction)
         return prediction

@@ -82,21 +82,27 @@ class RunningSimulator:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
 
 
 def serve_in_thread(
-    config: SimulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0, *,
+    config: SimulatorConfig | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
     clock: Clock | None = None,
 ) -> RunningSimulator:
     """Start a simulator in a daemon thread; ``port=0`` picks a free port (see ``.base_url``)."""
     simulator = Simulator(config, clock=clock)
     sock = _listening_socket(host, port)
-    server = _Server(simulator, _uvicorn_config(simulator, host, port, log_level="warning",
-                                                own_logging=False))
+    server = _Server(
+        simulator, _uvicorn_config(simulator, host, port, log_level="warning", own_logging=False)
+    )
     _quiet_truncations()
     return RunningSimulator(simulator, server, sock).start()
 
@@ -121,10 +127,15 @@ def _uvicorn_config(
     simulator: Simulator, host: str, port: int, *, log_level: str, own_logging: bool = True
 ) -> uvicorn.Config:
     return uvicorn.Config(
-        create_app(simulator=simulator), host=host, port=port, log_level=log_level,
+        create_app(simulator=simulator),
+        host=host,
+        port=port,
+        log_level=log_level,
         # In a host process (tests, the demo) leave its logging configuration alone.
         log_config=uvicorn.config.LOGGING_CONFIG if own_logging else None,
-        access_log=own_logging, ws="none", lifespan="off",
+        access_log=own_logging,
+        ws="none",
+        lifespan="off",
         timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S,
     )
 

@@ -72,12 +72,20 @@ class Prediction:
     def record(self, now: float) -> dict[str, Any]:
         """The full internal record as JSON (``GET /_sim/predictions/{id}``)."""
         return {
-            "id": self.id, "seq": self.seq, "status": self.status_at(now),
-            "prompt": self.prompt, "params": self.params.as_dict(), "faults": self.faults,
-            "created_at": self.created_at, "processing_at": self.processing_at,
-            "completed_at": self.done_at, "outcome": self.outcome.status,
-            "error": self.outcome.error, "output_count": self.outcome.output_count,
-            "nsfw": self.outcome.nsfw, "polls": self.polls,
+            "id": self.id,
+            "seq": self.seq,
+            "status": self.status_at(now),
+            "prompt": self.prompt,
+            "params": self.params.as_dict(),
+            "faults": self.faults,
+            "created_at": self.created_at,
+            "processing_at": self.processing_at,
+            "completed_at": self.done_at,
+            "outcome": self.outcome.status,
+            "error": self.outcome.error,
+            "output_count": self.outcome.output_count,
+            "nsfw": self.outcome.nsfw,
+            "polls": self.polls,
             "downloads": {str(index): count for index, count in self.downloads.items()},
             "first_done_poll_at": self.first_done_poll_at,
         }
@@ -97,14 +105,27 @@ def decide_outcome(faults: FaultSet, rng: random.Random) -> Outcome:
 
 
 def plan_prediction(
-    *, seq: int, params: SubmitParams, faults: FaultSet, now: float, processing_at: float,
-    latency_s: float, rng: random.Random, noise: bool = False,
+    *,
+    seq: int,
+    params: SubmitParams,
+    faults: FaultSet,
+    now: float,
+    processing_at: float,
+    latency_s: float,
+    rng: random.Random,
+    noise: bool = False,
 ) -> Prediction:
     """A new prediction created at ``now`` that starts processing at ``processing_at``."""
     done_at = None if "stuck" in faults else processing_at + latency_s
     return Prediction(
-        id=uuid.uuid4().hex, seq=seq, params=params, faults=faults, created_at=now,
-        processing_at=processing_at, done_at=done_at, outcome=decide_outcome(faults, rng),
+        id=uuid.uuid4().hex,
+        seq=seq,
+        params=params,
+        faults=faults,
+        created_at=now,
+        processing_at=processing_at,
+        done_at=done_at,
+        outcome=decide_outcome(faults, rng),
         noise=noise,
     )
 

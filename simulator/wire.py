@@ -16,10 +16,18 @@ from simulator.faults import FaultSet, arg_of
 from simulator.state import MODEL, Prediction
 
 _ALIASES = {
-    "a": {"created": "queueing", "processing": "in_progress", "completed": "success",
-          "failed": "error"},
-    "b": {"created": "pending", "processing": "processing", "completed": "succeeded",
-          "failed": "failed"},
+    "a": {
+        "created": "queueing",
+        "processing": "in_progress",
+        "completed": "success",
+        "failed": "error",
+    },
+    "b": {
+        "created": "pending",
+        "processing": "processing",
+        "completed": "succeeded",
+        "failed": "failed",
+    },
 }
 _NGINX_PAGE = (
     "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n"
@@ -41,12 +49,15 @@ class ErrorSpec:
 #: Submit-stage faults by name; ``http_403``, ``http_429*`` and 5xx ARGs adjust them in app code.
 SUBMIT_ERRORS: dict[str, ErrorSpec] = {
     "http_401": ErrorSpec(401, "Invalid API key", "unauthorized"),
-    "http_403": ErrorSpec(403, "Insufficient balance for the requested operation",
-                          "insufficient_balance"),
-    "http_429": ErrorSpec(429, "Rate limit exceeded, please try again later",
-                          "rate_limit_exceeded"),
-    "http_429_retry_after": ErrorSpec(429, "Rate limit exceeded, please try again later",
-                                      "rate_limit_exceeded"),
+    "http_403": ErrorSpec(
+        403, "Insufficient balance for the requested operation", "insufficient_balance"
+    ),
+    "http_429": ErrorSpec(
+        429, "Rate limit exceeded, please try again later", "rate_limit_exceeded"
+    ),
+    "http_429_retry_after": ErrorSpec(
+        429, "Rate limit exceeded, please try again later", "rate_limit_exceeded"
+    ),
     "http_500": ErrorSpec(500, "Internal server error", "internal_error"),
     "http_502": ErrorSpec(502, "Bad Gateway", "bad_gateway", html=True),
     "http_503": ErrorSpec(503, "Service temporarily unavailable", "service_unavailable"),
@@ -54,8 +65,9 @@ SUBMIT_ERRORS: dict[str, ErrorSpec] = {
     "content_policy": ErrorSpec(400, "Input may not meet the guidelines", "503"),
     "invalid_params": ErrorSpec(400, "Invalid parameters", "invalid_request"),
 }
-_PERMISSION = ErrorSpec(403, "Your API key doesn't have permission to access this resource",
-                        "forbidden")
+_PERMISSION = ErrorSpec(
+    403, "Your API key doesn't have permission to access this resource", "forbidden"
+)
 
 
 def envelope(data: dict[str, Any]) -> dict[str, Any]:

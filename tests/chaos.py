@@ -32,10 +32,12 @@ from sqlalchemy import select
 
 from tests import harness
 
-PROFILE = ("http_500=0.04,http_503=0.02,http_429_retry_after=0.04,ghost_500=0.02,"
-           "ghost_slow=0.01,failed=0.04,no_output=0.01,stuck=0.01,poll_500=0.05,poll_429=0.03,"
-           "output_truncated=0.04,output_expired=0.01,output_mislabelled=0.02,urls_list=0.2,"
-           "date_rfc3339=0.2")
+PROFILE = (
+    "http_500=0.04,http_503=0.02,http_429_retry_after=0.04,ghost_500=0.02,"
+    "ghost_slow=0.01,failed=0.04,no_output=0.01,stuck=0.01,poll_500=0.05,poll_429=0.03,"
+    "output_truncated=0.04,output_expired=0.01,output_mislabelled=0.02,urls_list=0.2,"
+    "date_rfc3339=0.2"
+)
 BUCKET = "imagegen-chaos"
 
 
@@ -70,8 +72,12 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return (self.lost == 0 and self.unflagged_duplicates == 0
-                and self.mismatched_objects == 0 and self.image_rows == self.objects)
+        return (
+            self.lost == 0
+            and self.unflagged_duplicates == 0
+            and self.mismatched_objects == 0
+            and self.image_rows == self.objects
+        )
 
     def lines(self) -> list[str]:
         return [
@@ -101,9 +107,14 @@ class Fleet:
 
     def start(self) -> None:
         self.started += 1
-        self.procs.append(harness.start_worker(
-            self.env, self.logs / f"worker-{self.started}.log",
-            concurrency=self.options.concurrency, name=f"chaos-{self.started}@%h"))
+        self.procs.append(
+            harness.start_worker(
+                self.env,
+                self.logs / f"worker-{self.started}.log",
+                concurrency=self.options.concurrency,
+                name=f"chaos-{self.started}@%h",
+            )
+        )
 
     def kill_one(self, rng: random.Random) -> None:
         victim = self.procs.pop(rng.randrange(len(self.procs)))
@@ -124,15 +135,29 @@ def run(options: Options, workdir: Path) -> Report:
     upgrade(pg_url)
     moto, s3_url = harness.start_moto(workdir)
     harness.create_bucket(s3_url, BUCKET)
-    sim, sim_url = harness.start_simulator(workdir / "simulator.log", "--profile",
-                                           options.profile, "--latency", "*=0.5-3",
-                                           "--ghost-delay-s", "8")
+    sim, sim_url = harness.start_simulator(
+        workdir / "simulator.log",
+        "--profile",
+        options.profile,
+        "--latency",
+        "*=0.5-3",
+        "--ghost-delay-s",
+        "8",
+    )
     redis_url = harness.REDIS_URL
     redis.Redis.from_url(redis_url).flushdb()
-    env = {**harness.service_env(pg_url=pg_url, redis_url=redis_url, s3_endpoint=s3_url,
-                                 simulator_url=sim_url, bucket=BUCKET),
-           "IMAGEGEN_JOB_DEADLINE_S": str(options.deadline_s), "IMAGEGEN_LOG_LEVEL": "WARNING",
-           "IMAGEGEN_DATA_DIR": str(workdir)}
+    env = {
+        **harness.service_env(
+            pg_url=pg_url,
+            redis_url=redis_url,
+            s3_endpoint=s3_url,
+            simulator_url=sim_url,
+            bucket=BUCKET,
+        ),
+        "IMAGEGEN_JOB_DEADLINE_S": str(options.deadline_s),
+        "IMAGEGEN_LOG_LEVEL": "WARNING",
+        "IMAGEGEN_DATA_DIR": str(workdir),
+    }
     beat = harness.start_imagegen(env, workdir / "beat.log", "beat")
     fleet = Fleet(env, workdir, options)
     saved = dict(os.environ)
@@ -156,9 +181,16 @@ def _run(options: Options, env: dict[str, str], fleet: Fleet, sim_url: str) -> R
     for _ in range(options.workers):
         fleet.start()
     run_id = uuid.uuid4().hex[:6]
-    prompts = {enqueue({"prompt": f"chaos {run_id} #{n}", "resolution": ("1080p", "2K")[n % 2],
-                        "aspect_ratio": ("1:1", "16:9", "9:16")[n % 3]}): f"chaos {run_id} #{n}"
-               for n in range(options.jobs)}
+    prompts = {
+        enqueue(
+            {
+                "prompt": f"chaos {run_id} #{n}",
+                "resolution": ("1080p", "2K")[n % 2],
+                "aspect_ratio": ("1:1", "16:9", "9:16")[n % 3],
+            }
+        ): f"chaos {run_id} #{n}"
+        for n in range(options.jobs)
+    }
     report = Report(jobs=options.jobs)
     started = time.monotonic()
     _disrupt(options, env, fleet, report, set(prompts))
@@ -167,8 +199,9 @@ def _run(options: Options, env: dict[str, str], fleet: Fleet, sim_url: str) -> R
     return report
 
 
-def _disrupt(options: Options, env: dict[str, str], fleet: Fleet, report: Report,
-             job_ids: set[uuid.UUID]) -> None:
+def _disrupt(
+    options: Options, env: dict[str, str], fleet: Fleet, report: Report, job_ids: set[uuid.UUID]
+) -> None:
     rng = random.Random(7)
     deadline = time.monotonic() + options.timeout_s
     next_kill = time.monotonic() + options.kill_every_s
@@ -206,12 +239,16 @@ def _active(job_ids: set[uuid.UUID]) -> int:
 
 def _restart_postgres() -> None:
     version = sorted(os.listdir("/etc/postgresql"))[0]
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+        check=True,
+        capture_output=True,
+    )
 
 
-def _check(report: Report, prompts: dict[uuid.UUID, str], env: dict[str, str],
-           sim_url: str) -> None:
+def _check(
+    report: Report, prompts: dict[uuid.UUID, str], env: dict[str, str], sim_url: str
+) -> None:
     from models import Job, JobImage
     from worker.db import session_scope
 
@@ -219,8 +256,9 @@ def _check(report: Report, prompts: dict[uuid.UUID, str], env: dict[str, str],
     with session_scope() as session:
         jobs = list(session.scalars(select(Job).where(Job.id.in_(list(prompts)))))
         images = list(session.scalars(select(JobImage)))
-    report.lost = len(prompts) - sum(1 for job in jobs if job.status in
-                                     ("succeeded", "failed", "cancelled"))
+    report.lost = len(prompts) - sum(
+        1 for job in jobs if job.status in ("succeeded", "failed", "cancelled")
+    )
     for job in jobs:
         report.by_state[job.status] += 1
         if job.error_code:
@@ -236,8 +274,11 @@ def _check(report: Report, prompts: dict[uuid.UUID, str], env: dict[str, str],
 
 def _check_objects(report: Report, images: list, env: dict[str, str]) -> None:  # type: ignore[type-arg]
     s3 = boto3.client("s3", endpoint_url=env["IMAGEGEN_S3_ENDPOINT_URL"])
-    keys = [item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
-            for item in page.get("Contents", [])]
+    keys = [
+        item["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
+        for item in page.get("Contents", [])
+    ]
     report.image_rows, report.objects = len(images), len(keys)
     by_key = {image.key: image for image in images}
     for key in keys:
@@ -252,15 +293,23 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=500)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--kill-every-s", type=float, default=4.0)
-    parser.add_argument("--no-restart-postgres", action="store_true",
-                        help="skip the Postgres restart (it needs pg_ctlcluster and root)")
+    parser.add_argument(
+        "--no-restart-postgres",
+        action="store_true",
+        help="skip the Postgres restart (it needs pg_ctlcluster and root)",
+    )
     parser.add_argument("--timeout-s", type=float, default=900.0)
     parser.add_argument("--deadline-s", type=float, default=90.0)
     parser.add_argument("--keep", type=Path, help="keep the logs in this folder")
     args = parser.parse_args()
-    options = Options(jobs=args.jobs, workers=args.workers, kill_every_s=args.kill_every_s,
-                      restart_postgres=not args.no_restart_postgres and _can_restart_postgres(),
-                      timeout_s=args.timeout_s, deadline_s=args.deadline_s)
+    options = Options(
+        jobs=args.jobs,
+        workers=args.workers,
+        kill_every_s=args.kill_every_s,
+        restart_postgres=not args.no_restart_postgres and _can_restart_postgres(),
+        timeout_s=args.timeout_s,
+        deadline_s=args.deadline_s,
+    )
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
         report = run(options, args.keep.resolve())

@@ -37,8 +37,11 @@ def pg_url() -> Iterator[str]:
     try:
         url = harness.create_database()
     except Exception as exc:  # whatever the driver raised, say how to fix it
-        pytest.exit(f"PostgreSQL is not reachable at {PG_ADMIN_URL} ({exc}); run "
-                    "scripts/ensure-services.sh or set IMAGEGEN_TEST_PG_URL", returncode=1)
+        pytest.exit(
+            f"PostgreSQL is not reachable at {PG_ADMIN_URL} ({exc}); run "
+            "scripts/ensure-services.sh or set IMAGEGEN_TEST_PG_URL",
+            returncode=1,
+        )
     upgrade(url)
     yield url
     harness.drop_database(url)
@@ -50,8 +53,11 @@ def redis_url() -> str:
     try:
         client.flushdb()
     except redis_lib.RedisError as exc:
-        pytest.exit(f"Redis is not reachable at {REDIS_URL} ({exc}); run "
-                    "scripts/ensure-services.sh or set IMAGEGEN_TEST_REDIS_URL", returncode=1)
+        pytest.exit(
+            f"Redis is not reachable at {REDIS_URL} ({exc}); run "
+            "scripts/ensure-services.sh or set IMAGEGEN_TEST_REDIS_URL",
+            returncode=1,
+        )
     finally:
         client.close()
     return REDIS_URL
@@ -73,19 +79,26 @@ def aws_env() -> dict[str, str]:
 def simulator_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The project's simulator over real HTTP, as its own process (`imagegen simulator`)."""
     log = tmp_path_factory.mktemp("sim") / "simulator.log"
-    proc, url = harness.start_simulator(log, "--latency", "1080p=0.3-1.2",
-                                        "--latency", "2K=0.5-1.5", "--latency", "4K=0.8-2")
+    proc, url = harness.start_simulator(
+        log, "--latency", "1080p=0.3-1.2", "--latency", "2K=0.5-1.5", "--latency", "4K=0.8-2"
+    )
     yield url
     stop_process(proc)
 
 
 @pytest.fixture(scope="session")
-def service_env(pg_url: str, redis_url: str, s3_endpoint: str, simulator_url: str
-                ) -> dict[str, str]:
+def service_env(
+    pg_url: str, redis_url: str, s3_endpoint: str, simulator_url: str
+) -> dict[str, str]:
     """The environment of a service-mode deployment against the test servers."""
     harness.create_bucket(s3_endpoint, BUCKET)
-    return harness.service_env(pg_url=pg_url, redis_url=redis_url, s3_endpoint=s3_endpoint,
-                               simulator_url=simulator_url, bucket=BUCKET)
+    return harness.service_env(
+        pg_url=pg_url,
+        redis_url=redis_url,
+        s3_endpoint=s3_endpoint,
+        simulator_url=simulator_url,
+        bucket=BUCKET,
+    )
 
 
 @pytest.fixture
@@ -117,8 +130,9 @@ def configured(service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.fixture
-def worker_process(service_env: dict[str, str], tmp_path: Path
-                   ) -> Iterator[subprocess.Popen[bytes]]:
+def worker_process(
+    service_env: dict[str, str], tmp_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     """A real `imagegen worker` process against the test servers."""
     log = tmp_path / "worker.log"
     proc = harness.start_worker(service_env, log)
@@ -129,25 +143,27 @@ def worker_process(service_env: dict[str, str], tmp_path: Path
 
 
 @pytest.fixture
-def beat_process(service_env: dict[str, str], tmp_path: Path
-                 ) -> Iterator[subprocess.Popen[bytes]]:
+def beat_process(service_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A real `imagegen beat` process sending reconciler passes every second."""
-    proc = harness.start_imagegen({**service_env, "IMAGEGEN_DATA_DIR": str(tmp_path)},
-                                  tmp_path / "beat.log", "beat")
+    proc = harness.start_imagegen(
+        {**service_env, "IMAGEGEN_DATA_DIR": str(tmp_path)}, tmp_path / "beat.log", "beat"
+    )
     yield proc
     stop_process(proc)
 
 
 @pytest.fixture
-def start_worker(service_env: dict[str, str], tmp_path: Path
-                 ) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+def start_worker(
+    service_env: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """Start extra `imagegen worker` processes (with settings of their own); all are stopped
     at the end of the test."""
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(**overrides: str) -> subprocess.Popen[bytes]:
-        proc = harness.start_worker({**service_env, **overrides},
-                                    tmp_path / f"worker-{len(procs)}.log")
+        proc = harness.start_worker(
+            {**service_env, **overrides}, tmp_path / f"worker-{len(procs)}.log"
+        )
         procs.append(proc)
         return proc
 
@@ -157,15 +173,17 @@ def start_worker(service_env: dict[str, str], tmp_path: Path
 
 
 @pytest.fixture(scope="module")
-def module_worker(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-                  ) -> Iterator[subprocess.Popen[bytes]]:
+def module_worker(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[subprocess.Popen[bytes]]:
     """One `imagegen worker` and one `imagegen beat` shared by a module's tests (starting a
     worker takes seconds; tests that need workers with settings of their own use
     ``start_worker`` in a module without this fixture)."""
     tmp = tmp_path_factory.mktemp("module-worker")
     worker = harness.start_worker(service_env, tmp / "worker.log")
-    beat = harness.start_imagegen({**service_env, "IMAGEGEN_DATA_DIR": str(tmp)},
-                                  tmp / "beat.log", "beat")
+    beat = harness.start_imagegen(
+        {**service_env, "IMAGEGEN_DATA_DIR": str(tmp)}, tmp / "beat.log", "beat"
+    )
     yield worker
     stop_process(beat)
     stop_process(worker)

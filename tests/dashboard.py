@@ -20,11 +20,13 @@ from worker.db import session_scope
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
-def sign_in(client: httpx.Client, token: str = TOKEN,
-            next_page: str = "/dashboard/") -> httpx.Response:
+def sign_in(
+    client: httpx.Client, token: str = TOKEN, next_page: str = "/dashboard/"
+) -> httpx.Response:
     """Post the sign-in form (without following the redirect)."""
-    return client.post("/dashboard/login", data={"token": token, "next": next_page},
-                       follow_redirects=False)
+    return client.post(
+        "/dashboard/login", data={"token": token, "next": next_page}, follow_redirects=False
+    )
 
 
 def csrf_of(html: str) -> str:
@@ -50,8 +52,14 @@ class Stored:
     height: int
 
 
-def finish(job_id: uuid.UUID, status: str, *, error_code: str | None = None,
-           image: Stored | None = None, at: datetime | None = None) -> None:
+def finish(
+    job_id: uuid.UUID,
+    status: str,
+    *,
+    error_code: str | None = None,
+    image: Stored | None = None,
+    at: datetime | None = None,
+) -> None:
     """Put a job in an end state as the pipeline would leave it (row, event, image row)."""
     now = at or datetime.now(UTC)
     with session_scope() as session:
@@ -63,15 +71,32 @@ def finish(job_id: uuid.UUID, status: str, *, error_code: str | None = None,
         job.prediction_id = f"pred-{job_id.hex[:10]}"
         job.error_code = error_code
         job.error_message = f"{error_code}: the simulator said no" if error_code else None
-        session.add(JobEvent(job_id=job_id, at=now, event=status, from_status=before,
-                             to_status=status, detail={"error_code": error_code}
-                             if error_code else None))
+        session.add(
+            JobEvent(
+                job_id=job_id,
+                at=now,
+                event=status,
+                from_status=before,
+                to_status=status,
+                detail={"error_code": error_code} if error_code else None,
+            )
+        )
         if image is not None:
-            session.add(JobImage(job_id=job_id, idx=0, bucket=image.bucket, key=image.key,
-                                 content_type="image/png", bytes=len(image.data),
-                                 sha256=hashlib.sha256(image.data).hexdigest(),
-                                 width=image.width, height=image.height,
-                                 source_url="https://cdn.example.com/x.png", nsfw=False))
+            session.add(
+                JobImage(
+                    job_id=job_id,
+                    idx=0,
+                    bucket=image.bucket,
+                    key=image.key,
+                    content_type="image/png",
+                    bytes=len(image.data),
+                    sha256=hashlib.sha256(image.data).hexdigest(),
+                    width=image.width,
+                    height=image.height,
+                    source_url="https://cdn.example.com/x.png",
+                    nsfw=False,
+                )
+            )
 
 
 def stored(bucket: str, key: str, width: int = 1200, height: int = 800) -> Stored:

@@ -20,12 +20,16 @@ import httpx
 from sqlalchemy import create_engine, text
 
 BIN = Path(sys.executable).parent
-PG_ADMIN_URL = os.environ.get("IMAGEGEN_TEST_PG_URL",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "IMAGEGEN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 REDIS_URL = os.environ.get("IMAGEGEN_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
 API_KEY = "sk-test-4f8d2c9e1b7a"
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1"}
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 def free_port() -> int:
@@ -81,9 +85,12 @@ def start_moto(tmp: Path, log: Path | None = None) -> tuple[subprocess.Popen[byt
     With ``log``, its output goes there: one line per request it served."""
     port = free_port()
     with log.open("ab") if log else open(os.devnull, "wb") as sink:
-        proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=sink, stderr=subprocess.STDOUT,
-                                env={**os.environ, "TMPDIR": str(tmp)})
+        proc = subprocess.Popen(
+            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "TMPDIR": str(tmp)},
+        )
     url = f"http://127.0.0.1:{port}"
     wait_http(url)
     return proc, url
@@ -92,18 +99,34 @@ def start_moto(tmp: Path, log: Path | None = None) -> tuple[subprocess.Popen[byt
 def create_bucket(endpoint: str, bucket: str) -> None:
     import boto3
 
-    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
-                 aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
-                 region_name=AWS_ENV["AWS_DEFAULT_REGION"]).create_bucket(Bucket=bucket)
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+        region_name=AWS_ENV["AWS_DEFAULT_REGION"],
+    ).create_bucket(Bucket=bucket)
 
 
 def start_simulator(log: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
     """`imagegen simulator` on a free port, accepting API_KEY."""
     port = free_port()
     with log.open("ab") as sink:
-        proc = subprocess.Popen([str(BIN / "imagegen"), "simulator", "--port", str(port),
-                                 "--api-key", API_KEY, "--log-level", "warning", *args],
-                                stdout=sink, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                str(BIN / "imagegen"),
+                "simulator",
+                "--port",
+                str(port),
+                "--api-key",
+                API_KEY,
+                "--log-level",
+                "warning",
+                *args,
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/_sim/stats")
     return proc, url
@@ -112,18 +135,25 @@ def start_simulator(log: Path, *args: str) -> tuple[subprocess.Popen[bytes], str
 def start_imagegen(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
     """An `imagegen ...` process (worker, beat) with ``env`` on top of this environment."""
     with log.open("ab") as sink:
-        return subprocess.Popen([str(BIN / "imagegen"), *args], env={**os.environ, **env},
-                                stdout=sink, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [str(BIN / "imagegen"), *args],
+            env={**os.environ, **env},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
 
 
-def start_worker(env: dict[str, str], log: Path, *, concurrency: int = 8,
-                 name: str | None = None) -> subprocess.Popen[bytes]:
-    return start_imagegen(env, log, "worker", "-c", str(concurrency), "-n",
-                          name or f"test-{uuid.uuid4().hex[:6]}@%h")
+def start_worker(
+    env: dict[str, str], log: Path, *, concurrency: int = 8, name: str | None = None
+) -> subprocess.Popen[bytes]:
+    return start_imagegen(
+        env, log, "worker", "-c", str(concurrency), "-n", name or f"test-{uuid.uuid4().hex[:6]}@%h"
+    )
 
 
-def connection_env(*, pg_url: str, redis_url: str, s3_endpoint: str, simulator_url: str,
-                   bucket: str) -> dict[str, str]:
+def connection_env(
+    *, pg_url: str, redis_url: str, s3_endpoint: str, simulator_url: str, bucket: str
+) -> dict[str, str]:
     """A service-mode deployment against the given servers, every tuning at its default."""
     return {
         **AWS_ENV,
@@ -136,12 +166,18 @@ def connection_env(*, pg_url: str, redis_url: str, s3_endpoint: str, simulator_u
     }
 
 
-def service_env(*, pg_url: str, redis_url: str, s3_endpoint: str, simulator_url: str,
-                bucket: str) -> dict[str, str]:
+def service_env(
+    *, pg_url: str, redis_url: str, s3_endpoint: str, simulator_url: str, bucket: str
+) -> dict[str, str]:
     """A service-mode deployment against the given servers, tuned for quick tests."""
     return {
-        **connection_env(pg_url=pg_url, redis_url=redis_url, s3_endpoint=s3_endpoint,
-                         simulator_url=simulator_url, bucket=bucket),
+        **connection_env(
+            pg_url=pg_url,
+            redis_url=redis_url,
+            s3_endpoint=s3_endpoint,
+            simulator_url=simulator_url,
+            bucket=bucket,
+        ),
         "IMAGEGEN_POLL_INITIAL_DELAY_S": "0.5",
         "IMAGEGEN_POLL_INTERVAL_S": "0.3",
         "IMAGEGEN_POLL_MAX_INTERVAL_S": "1",

@@ -24,13 +24,16 @@ from tests.harness import free_port
 TOKEN = "test-token-0b1c2d3e"
 WEBHOOK_SECRET = "whsec-test-9f8e7d6c5b4a"
 #: What a test process sets to run the API and receive webhooks on 127.0.0.1 over http.
-PRODUCER_ENV = {"IMAGEGEN_API_TOKENS": f"other-token-1234,{TOKEN}",
-                "IMAGEGEN_WEBHOOK_SECRET": WEBHOOK_SECRET,
-                "IMAGEGEN_ALLOW_PRIVATE_URLS": "true", "IMAGEGEN_ALLOW_HTTP_CALLBACKS": "true",
-                "IMAGEGEN_WEBHOOK_RETRY_BASE_S": "0.2", "IMAGEGEN_WEBHOOK_RETRY_MAX_S": "1"}
+PRODUCER_ENV = {
+    "IMAGEGEN_API_TOKENS": f"other-token-1234,{TOKEN}",
+    "IMAGEGEN_WEBHOOK_SECRET": WEBHOOK_SECRET,
+    "IMAGEGEN_ALLOW_PRIVATE_URLS": "true",
+    "IMAGEGEN_ALLOW_HTTP_CALLBACKS": "true",
+    "IMAGEGEN_WEBHOOK_RETRY_BASE_S": "0.2",
+    "IMAGEGEN_WEBHOOK_RETRY_MAX_S": "1",
+}
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-TABLES = ("jobs", "job_events", "job_images", "batches", "webhook_deliveries",
-          "webhook_attempts")
+TABLES = ("jobs", "job_events", "job_images", "batches", "webhook_deliveries", "webhook_attempts")
 
 
 def configure(monkeypatch: pytest.MonkeyPatch, **extra: str) -> None:
@@ -48,8 +51,11 @@ def running_api() -> Iterator[str]:
     from api.app import create_app
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -68,8 +74,10 @@ def row_counts() -> dict[str, int]:
     from worker.db import get_engine
 
     with get_engine().connect() as conn:
-        return {table: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
-                for table in TABLES}
+        return {
+            table: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+            for table in TABLES
+        }
 
 
 def readme_verifier() -> Callable[..., bool]:

@@ -13,8 +13,11 @@ from worker import jobs
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 
 
-def wait_for(job_ids: Iterable[uuid.UUID], timeout_s: float = 240,
-             until: Callable[[dict], bool] | None = None) -> dict[uuid.UUID, dict]:
+def wait_for(
+    job_ids: Iterable[uuid.UUID],
+    timeout_s: float = 240,
+    until: Callable[[dict], bool] | None = None,
+) -> dict[uuid.UUID, dict]:
     """Poll the jobs' status until ``until(view)`` holds for all (default: terminal)."""
     ids = list(job_ids)
     done = until or (lambda view: view["status"] in TERMINAL)

@@ -52,11 +52,15 @@ def summary() -> dict[str, Any]:
         "counts": {status: counts.get(status, 0) for status in STATUSES},
         "total": sum(counts.values()),
         "in_flight": counts.get("submitting", 0) + counts.get("running", 0),
-        "queued_by_priority": queue.queued_by_priority, "queued_due": queue.queued_due,
+        "queued_by_priority": queue.queued_by_priority,
+        "queued_due": queue.queued_due,
         "oldest_queued_at": oldest.isoformat() if oldest else None,
         "oldest_queued_age_s": round((now - oldest).total_seconds(), 1) if oldest else None,
-        "failed_by_code": failed, "paused": fleet.paused, "breaker": fleet.breaker,
-        "fleet_note": fleet.reason, "fleet": fleet.as_dict(),
+        "failed_by_code": failed,
+        "paused": fleet.paused,
+        "breaker": fleet.breaker,
+        "fleet_note": fleet.reason,
+        "fleet": fleet.as_dict(),
     }
 
 
@@ -70,21 +74,34 @@ def queue_facts() -> QueueFacts:
     oldest = queue.oldest_queued_at
     age = max((now - oldest).total_seconds(), 0.0) if oldest else 0.0
     cooldown = (fleet.cooldown_until - now).total_seconds() if fleet.cooldown_until else 0.0
-    return QueueFacts(active=queue.active, queued_by_priority=queue.queued_by_priority,
-                      queued_due=queue.queued_due, oldest_queued_age_s=age,
-                      paused=fleet.paused, breaker=fleet.breaker, cooldown_s=max(cooldown, 0.0),
-                      submit_rate=fleet.submit_rate, max_in_flight=fleet.max_in_flight)
+    return QueueFacts(
+        active=queue.active,
+        queued_by_priority=queue.queued_by_priority,
+        queued_due=queue.queued_due,
+        oldest_queued_age_s=age,
+        paused=fleet.paused,
+        breaker=fleet.breaker,
+        cooldown_s=max(cooldown, 0.0),
+        submit_rate=fleet.submit_rate,
+        max_in_flight=fleet.max_in_flight,
+    )
 
 
-def list_jobs(*, statuses: Sequence[str] = (), batch_id: uuid.UUID | None = None,
-              since: datetime | None = None, limit: int = 50) -> list[dict[str, Any]]:
+def list_jobs(
+    *,
+    statuses: Sequence[str] = (),
+    batch_id: uuid.UUID | None = None,
+    since: datetime | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
     """Jobs newest first, as ``jobs.job_view`` dictionaries (no events, no images)."""
     unknown = sorted(set(statuses) - set(STATUSES))
     if unknown:
         raise BadInput([("status", f"unknown {', '.join(unknown)}; one of {', '.join(STATUSES)}")])
     with session_scope() as session:
-        found = queries.list_jobs(session, statuses=statuses, batch_id=batch_id, since=since,
-                                  limit=limit)
+        found = queries.list_jobs(
+            session, statuses=statuses, batch_id=batch_id, since=since, limit=limit
+        )
         return [{**jobs.job_view(job), "batch_id": _str(job.batch_id)} for job in found]
 
 
@@ -109,20 +126,22 @@ def retry_job(job_id: uuid.UUID) -> None:
     _dispatch(moved)
 
 
-def retry_failed(*, batch_id: uuid.UUID | None = None,
-                 code: str | None = None) -> list[uuid.UUID]:
+def retry_failed(*, batch_id: uuid.UUID | None = None, code: str | None = None) -> list[uuid.UUID]:
     """Send every failed job (of one batch, with one error code) back to the queue."""
     with session_scope() as session:
         candidates = queries.failed_job_ids(session, batch_id=batch_id, code=code)
     retried: list[uuid.UUID] = []
     for start in range(0, len(candidates), RETRY_CHUNK):
         with session_scope() as session:  # short transactions: a few hundred rows each
-            moved = repo.retry_failed(session, job_ids=candidates[start:start + RETRY_CHUNK],
-                                      deadline_at=_deadline())
+            moved = repo.retry_failed(
+                session, job_ids=candidates[start : start + RETRY_CHUNK], deadline_at=_deadline()
+            )
         _dispatch(moved)
         retried += moved
-    log.info("jobs_retried", extra={"count": len(retried), "error_code": code,
-                                    "batch_id": _str(batch_id)})
+    log.info(
+        "jobs_retried",
+        extra={"count": len(retried), "error_code": code, "batch_id": _str(batch_id)},
+    )
     return retried
 
 

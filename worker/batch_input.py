@@ -69,8 +69,12 @@ def check_items(items: list[BatchItem], *, max_jobs: int) -> list[BatchItem]:
     if len(items) > max_jobs:
         raise BadInput([("body", f"must contain at most {max_jobs} jobs")])
     first_line_of: dict[str, int] = {}
-    problems = [(number, field, rule) for number, item in enumerate(items, 1) if item.ref
-                for field, rule in _duplicate(first_line_of, item.ref, number)]
+    problems = [
+        (number, field, rule)
+        for number, item in enumerate(items, 1)
+        if item.ref
+        for field, rule in _duplicate(first_line_of, item.ref, number)
+    ]
     if problems:
         raise BadLines(problems)
     return items
@@ -85,9 +89,11 @@ def _decode(line: bytes | str) -> Any:
         return _NotJson(json.JSONDecodeError("not UTF-8", "", 0))
 
 
-def _validate(numbered: Iterable[tuple[int, Any]], max_jobs: int,
-              to_item: Callable[[Any], tuple[BatchItem | None, list[tuple[str, str]]]]
-              ) -> list[BatchItem]:
+def _validate(
+    numbered: Iterable[tuple[int, Any]],
+    max_jobs: int,
+    to_item: Callable[[Any], tuple[BatchItem | None, list[tuple[str, str]]]],
+) -> list[BatchItem]:
     items: list[BatchItem] = []
     problems: list[tuple[int, str, str]] = []
     first_line_of: dict[str, int] = {}

@@ -22,10 +22,28 @@ from models import ACTIVE_STATUSES, Batch, Job, JobImage
 from worker.gcpause import cyclic_gc_paused
 
 #: Columns written for each batch job, in the order of ``_copy_line`` (the rest stay NULL).
-JOB_COLUMNS = ("id", "status", "priority", "prompt", "images", "aspect_ratio", "resolution",
-               "seed", "batch_id", "batch_index", "ref", "attempts", "poll_count",
-               "poll_errors", "transfer_attempts", "ambiguous_submits", "next_action_at",
-               "deadline_at", "created_at", "updated_at")
+JOB_COLUMNS = (
+    "id",
+    "status",
+    "priority",
+    "prompt",
+    "images",
+    "aspect_ratio",
+    "resolution",
+    "seed",
+    "batch_id",
+    "batch_index",
+    "ref",
+    "attempts",
+    "poll_count",
+    "poll_errors",
+    "transfer_attempts",
+    "ambiguous_submits",
+    "next_action_at",
+    "deadline_at",
+    "created_at",
+    "updated_at",
+)
 _CHUNK = 5_000
 #: COPY's text format: backslash, newline, carriage return and tab are escaped; NULL is \N.
 _SPECIAL = re.compile(r"[\\\n\r\t]")
@@ -61,17 +79,34 @@ def insert_batch(session: Session, *, batch: Batch) -> None:
     session.flush()
 
 
-def insert_jobs(session: Session, *, batch_id: uuid.UUID, priority: str, now: datetime,
-                deadline: datetime, jobs: Iterable[NewJob]) -> None:
+def insert_jobs(
+    session: Session,
+    *,
+    batch_id: uuid.UUID,
+    priority: str,
+    now: datetime,
+    deadline: datetime,
+    jobs: Iterable[NewJob],
+) -> None:
     """Write a batch's jobs, ``queued`` and due now, in the session's transaction.
 
     No per-job ``enqueued`` event is written (the batch row records the submission): it would
     double the rows, and halve the rate, of a 100,000-job insert.
     """
-    fixed = {"status": "queued", "priority": priority, "batch_id": batch_id, "attempts": 0,
-             "poll_count": 0, "poll_errors": 0, "transfer_attempts": 0, "ambiguous_submits": 0,
-             "next_action_at": now, "deadline_at": deadline, "created_at": now,
-             "updated_at": now}
+    fixed = {
+        "status": "queued",
+        "priority": priority,
+        "batch_id": batch_id,
+        "attempts": 0,
+        "poll_count": 0,
+        "poll_errors": 0,
+        "transfer_attempts": 0,
+        "ambiguous_submits": 0,
+        "next_action_at": now,
+        "deadline_at": deadline,
+        "created_at": now,
+        "updated_at": now,
+    }
     with cyclic_gc_paused():
         if session.get_bind().dialect.name == "postgresql":
             _copy(session, jobs, fixed)
@@ -86,10 +121,12 @@ def _copy(session: Session, jobs: Iterable[NewJob], fixed: dict[str, Any]) -> No
     assert raw is not None
     head = f"\t{fixed['status']}\t{fixed['priority']}\t"
     middle = f"\t{fixed['batch_id']}\t"
-    tail = (f"\t{fixed['attempts']}\t{fixed['poll_count']}\t{fixed['poll_errors']}"
-            f"\t{fixed['transfer_attempts']}\t{fixed['ambiguous_submits']}"
-            f"\t{fixed['next_action_at'].isoformat()}\t{fixed['deadline_at'].isoformat()}"
-            f"\t{fixed['created_at'].isoformat()}\t{fixed['updated_at'].isoformat()}\n")
+    tail = (
+        f"\t{fixed['attempts']}\t{fixed['poll_count']}\t{fixed['poll_errors']}"
+        f"\t{fixed['transfer_attempts']}\t{fixed['ambiguous_submits']}"
+        f"\t{fixed['next_action_at'].isoformat()}\t{fixed['deadline_at'].isoformat()}"
+        f"\t{fixed['created_at'].isoformat()}\t{fixed['updated_at'].isoformat()}\n"
+    )
     statement = f"COPY jobs ({', '.join(JOB_COLUMNS)}) FROM STDIN"
     with raw.cursor() as cursor, cursor.copy(statement) as copy:
         for chunk in _chunks(jobs):
@@ -100,8 +137,10 @@ def _copy_line(job: NewJob, head: str, middle: str, tail: str) -> str:
     images = "\\N" if job.images is None else _text(json.dumps(job.images))
     seed = "\\N" if job.seed is None else str(int(job.seed))
     ref = "\\N" if job.ref is None else _text(job.ref)
-    return (f"{job.id}{head}{_text(job.prompt)}\t{images}\t{job.aspect_ratio}\t"
-            f"{job.resolution}\t{seed}{middle}{int(job.position)}\t{ref}{tail}")
+    return (
+        f"{job.id}{head}{_text(job.prompt)}\t{images}\t{job.aspect_ratio}\t"
+        f"{job.resolution}\t{seed}{middle}{int(job.position)}\t{ref}{tail}"
+    )
 
 
 def _text(value: str) -> str:
@@ -124,11 +163,23 @@ def _insert_many(session: Session, jobs: Iterable[NewJob], fixed: dict[str, Any]
     table = Job.__table__
     assert isinstance(table, Table)
     for chunk in _chunks(jobs):
-        session.execute(insert(table), [
-            {**fixed, "id": job.id, "batch_index": job.position, "prompt": job.prompt,
-             "images": job.images, "aspect_ratio": job.aspect_ratio,
-             "resolution": job.resolution, "seed": job.seed, "ref": job.ref}
-            for job in chunk])
+        session.execute(
+            insert(table),
+            [
+                {
+                    **fixed,
+                    "id": job.id,
+                    "batch_index": job.position,
+                    "prompt": job.prompt,
+                    "images": job.images,
+                    "aspect_ratio": job.aspect_ratio,
+                    "resolution": job.resolution,
+                    "seed": job.seed,
+                    "ref": job.ref,
+                }
+                for job in chunk
+            ],
+        )
 
 
 def complete_if_done(session: Session, *, batch_id: uuid.UUID, now: datetime) -> Batch | None:
@@ -138,9 +189,12 @@ def complete_if_done(session: Session, *, batch_id: uuid.UUID, now: datetime) ->
     match nothing, so the completion (and its webhook) is recorded exactly once.
     """
     active = exists().where(Job.batch_id == batch_id, Job.status.in_(ACTIVE_STATUSES))
-    statement = (update(Batch)
-                 .where(Batch.id == batch_id, Batch.completed_at.is_(None), ~active)
-                 .values(completed_at=now).returning(Batch.id))
+    statement = (
+        update(Batch)
+        .where(Batch.id == batch_id, Batch.completed_at.is_(None), ~active)
+        .values(completed_at=now)
+        .returning(Batch.id)
+    )
     if session.execute(statement).first() is None:
         return None
     return session.get(Batch, batch_id, populate_existing=True)
@@ -157,18 +211,19 @@ def get_batch_by_idempotency_key(session: Session, key: str) -> Batch | None:
     return session.scalars(select(Batch).where(Batch.idempotency_key == key)).first()
 
 
-def job_ids(session: Session, *, batch_id: uuid.UUID, limit: int | None = None
-            ) -> list[uuid.UUID]:
+def job_ids(session: Session, *, batch_id: uuid.UUID, limit: int | None = None) -> list[uuid.UUID]:
     """The batch's job ids in submission order."""
-    query = (select(Job.id).where(Job.batch_id == batch_id).order_by(Job.batch_index)
-             .limit(limit))
+    query = select(Job.id).where(Job.batch_id == batch_id).order_by(Job.batch_index).limit(limit)
     return list(session.scalars(query))
 
 
 def counts(session: Session, *, batch_id: uuid.UUID, since: datetime) -> Counts:
     recent = func.count().filter(Job.finished_at >= since)
-    query = (select(Job.status, func.count(), recent).where(Job.batch_id == batch_id)
-             .group_by(Job.status))
+    query = (
+        select(Job.status, func.count(), recent)
+        .where(Job.batch_id == batch_id)
+        .group_by(Job.status)
+    )
     by_status: dict[str, int] = {}
     finished_recently = 0
     for status, count, recent_count in session.execute(query).all():
@@ -177,18 +232,26 @@ def counts(session: Session, *, batch_id: uuid.UUID, since: datetime) -> Counts:
     return Counts(by_status, finished_recently)
 
 
-def manifest_page(session: Session, *, batch_id: uuid.UUID, after_index: int, limit: int
-                  ) -> list[Job]:
+def manifest_page(
+    session: Session, *, batch_id: uuid.UUID, after_index: int, limit: int
+) -> list[Job]:
     """The next ``limit`` jobs of the batch after ``after_index`` (keyset pagination)."""
-    query = (select(Job).where(Job.batch_id == batch_id, Job.batch_index > after_index)
-             .order_by(Job.batch_index).limit(limit))
+    query = (
+        select(Job)
+        .where(Job.batch_id == batch_id, Job.batch_index > after_index)
+        .order_by(Job.batch_index)
+        .limit(limit)
+    )
     return list(session.scalars(query))
 
 
 def images_of(session: Session, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[JobImage]]:
     found: dict[uuid.UUID, list[JobImage]] = {job_id: [] for job_id in job_ids}
-    query = (select(JobImage).where(JobImage.job_id.in_(list(job_ids)))
-             .order_by(JobImage.job_id, JobImage.idx))
+    query = (
+        select(JobImage)
+        .where(JobImage.job_id.in_(list(job_ids)))
+        .order_by(JobImage.job_id, JobImage.idx)
+    )
     for image in session.scalars(query):
         found[image.job_id].append(image)
     return found

@@ -60,10 +60,16 @@ class _Options:
     idempotency_key: str | None
 
 
-def enqueue_batch(items: Sequence[BatchItem | Mapping[str, Any]], *, name: str | None = None,
-                  callback_url: str | None = None, deadline_s: float | None = None,
-                  idempotency_key: str | None = None, session: Session | None = None,
-                  dispatch: bool = True) -> BatchReceipt:
+def enqueue_batch(
+    items: Sequence[BatchItem | Mapping[str, Any]],
+    *,
+    name: str | None = None,
+    callback_url: str | None = None,
+    deadline_s: float | None = None,
+    idempotency_key: str | None = None,
+    session: Session | None = None,
+    dispatch: bool = True,
+) -> BatchReceipt:
     """Record a batch of jobs (validated requests, or raw dicts with an optional ``ref``).
 
     ``callback_url`` receives one signed ``batch.completed`` event when every job has ended.
@@ -71,8 +77,9 @@ def enqueue_batch(items: Sequence[BatchItem | Mapping[str, Any]], *, name: str |
     return the first batch; different items raise :class:`IdempotencyConflict`.
     """
     batch_items = _validated(items)
-    options = _options(name=name, callback_url=callback_url, deadline_s=deadline_s,
-                       idempotency_key=idempotency_key)
+    options = _options(
+        name=name, callback_url=callback_url, deadline_s=deadline_s, idempotency_key=idempotency_key
+    )
     scope = nullcontext(session) if session is not None else session_scope()
     with scope as active:
         receipt = _insert_once(active, batch_items, options)
@@ -84,14 +91,21 @@ def enqueue_batch(items: Sequence[BatchItem | Mapping[str, Any]], *, name: str |
 def _validated(items: Sequence[BatchItem | Mapping[str, Any]]) -> list[BatchItem]:
     max_jobs = get_settings().batch_max_jobs
     if items and all(isinstance(item, BatchItem) for item in items):
-        return check_items([item for item in items if isinstance(item, BatchItem)],
-                           max_jobs=max_jobs)
-    return parse_list([dict(item) if isinstance(item, Mapping) else item for item in items],
-                      max_jobs=max_jobs)
+        return check_items(
+            [item for item in items if isinstance(item, BatchItem)], max_jobs=max_jobs
+        )
+    return parse_list(
+        [dict(item) if isinstance(item, Mapping) else item for item in items], max_jobs=max_jobs
+    )
 
 
-def _options(*, name: str | None, callback_url: str | None, deadline_s: float | None,
-             idempotency_key: str | None) -> _Options:
+def _options(
+    *,
+    name: str | None,
+    callback_url: str | None,
+    deadline_s: float | None,
+    idempotency_key: str | None,
+) -> _Options:
     settings = get_settings()
     problems: list[tuple[str, str]] = []
     if name is not None and (problem := text_problem(name, MAX_NAME_CHARS)):
@@ -111,11 +125,11 @@ def _options(*, name: str | None, callback_url: str | None, deadline_s: float | 
 
 def _digest(items: Sequence[BatchItem], options: _Options) -> str:
     """A fingerprint of what was asked, to tell a replay from a different batch."""
-    digest = hashlib.sha256(json.dumps([options.name, options.callback_url,
-                                        options.deadline_s]).encode())
+    digest = hashlib.sha256(
+        json.dumps([options.name, options.callback_url, options.deadline_s]).encode()
+    )
     for item in items:
-        digest.update(json.dumps([item.ref, item.request.provider_body()],
-                                 sort_keys=True).encode())
+        digest.update(json.dumps([item.ref, item.request.provider_body()], sort_keys=True).encode())
     return digest.hexdigest()
 
 
@@ -126,9 +140,15 @@ def _insert_once(session: Session, items: list[BatchItem], options: _Options) ->
         if existing is not None:
             return _replayed(session, existing, digest)
     now = utcnow()
-    batch = Batch(id=uuid.uuid4(), name=options.name, idempotency_key=options.idempotency_key,
-                  request_sha256=digest, total=len(items), callback_url=options.callback_url,
-                  created_at=now)
+    batch = Batch(
+        id=uuid.uuid4(),
+        name=options.name,
+        idempotency_key=options.idempotency_key,
+        request_sha256=digest,
+        total=len(items),
+        callback_url=options.callback_url,
+        created_at=now,
+    )
     try:
         with session.begin_nested():
             batch_repo.insert_batch(session, batch=batch)
@@ -144,21 +164,38 @@ def _insert_once(session: Session, items: list[BatchItem], options: _Options) ->
 
 def _replayed(session: Session, existing: Batch, digest: str | None) -> BatchReceipt:
     if existing.request_sha256 != digest:
-        raise IdempotencyConflict("this idempotency key was already used with a different "
-                                  f"batch ({existing.id})")
+        raise IdempotencyConflict(
+            f"this idempotency key was already used with a different batch ({existing.id})"
+        )
     return BatchReceipt(existing.id, batch_repo.job_ids(session, batch_id=existing.id), False)
 
 
-def _insert_jobs(session: Session, batch_id: uuid.UUID, items: list[BatchItem], now: datetime,
-                 deadline_s: float) -> list[uuid.UUID]:
+def _insert_jobs(
+    session: Session, batch_id: uuid.UUID, items: list[BatchItem], now: datetime, deadline_s: float
+) -> list[uuid.UUID]:
     job_ids = [uuid.uuid4() for _ in items]
     # a generator: on Postgres each chunk is built while the server stores the previous one
-    jobs = (NewJob(job_id, index, item.request.prompt, item.request.images,
-                   item.request.aspect_ratio.value, item.request.resolution.value,
-                   item.request.seed, item.ref)
-            for index, (job_id, item) in enumerate(zip(job_ids, items, strict=True)))
-    batch_repo.insert_jobs(session, batch_id=batch_id, priority=Priority.BATCH.value, now=now,
-                           deadline=now + timedelta(seconds=deadline_s), jobs=jobs)
+    jobs = (
+        NewJob(
+            job_id,
+            index,
+            item.request.prompt,
+            item.request.images,
+            item.request.aspect_ratio.value,
+            item.request.resolution.value,
+            item.request.seed,
+            item.ref,
+        )
+        for index, (job_id, item) in enumerate(zip(job_ids, items, strict=True))
+    )
+    batch_repo.insert_jobs(
+        session,
+        batch_id=batch_id,
+        priority=Priority.BATCH.value,
+        now=now,
+        deadline=now + timedelta(seconds=deadline_s),
+        jobs=jobs,
+    )
     return job_ids
 
 
@@ -188,8 +225,9 @@ def batch_status(batch_id: uuid.UUID) -> dict[str, Any]:
 
 def batch_view(session: Session, batch: Batch) -> dict[str, Any]:
     now = datetime.now(UTC)
-    counts = batch_repo.counts(session, batch_id=batch.id,
-                               since=now - timedelta(seconds=RATE_WINDOW_S))
+    counts = batch_repo.counts(
+        session, batch_id=batch.id, since=now - timedelta(seconds=RATE_WINDOW_S)
+    )
     return views.batch_resource(batch, counts, now)
 
 
@@ -206,8 +244,9 @@ def _manifest_pages(batch_id: uuid.UUID) -> Iterator[dict[str, Any]]:
     after = -1
     while True:
         with session_scope() as session:
-            jobs = batch_repo.manifest_page(session, batch_id=batch_id, after_index=after,
-                                            limit=_MANIFEST_PAGE)
+            jobs = batch_repo.manifest_page(
+                session, batch_id=batch_id, after_index=after, limit=_MANIFEST_PAGE
+            )
             images = batch_repo.images_of(session, [job.id for job in jobs])
         if not jobs:
             return

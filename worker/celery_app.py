@@ -45,16 +45,27 @@ def beat_schedule(settings: Settings) -> dict[str, Any]:
     ones are harmless: reconciler passes take a lock)."""
     return {
         # queued jobs into the broker at the pace of the fleet limits
-        "dispatch": {"task": "imagegen.dispatch", "schedule": settings.dispatch_interval_s,
-                     "options": {"expires": max(settings.dispatch_interval_s, 1.0)}},
-        "reconcile": {"task": "imagegen.reconcile", "schedule": settings.reconcile_interval_s,
-                      "options": {"expires": settings.reconcile_interval_s}},
+        "dispatch": {
+            "task": "imagegen.dispatch",
+            "schedule": settings.dispatch_interval_s,
+            "options": {"expires": max(settings.dispatch_interval_s, 1.0)},
+        },
+        "reconcile": {
+            "task": "imagegen.reconcile",
+            "schedule": settings.reconcile_interval_s,
+            "options": {"expires": settings.reconcile_interval_s},
+        },
         # does nothing while IMAGEGEN_PRUNE_OLDER_THAN_DAYS is unset
-        "prune": {"task": "imagegen.prune", "schedule": settings.prune_interval_s,
-                  "options": {"expires": settings.prune_interval_s}},
-        "webhook_sweep": {"task": "imagegen.webhook_sweep",
-                          "schedule": settings.reconcile_interval_s,
-                          "options": {"expires": settings.reconcile_interval_s}},
+        "prune": {
+            "task": "imagegen.prune",
+            "schedule": settings.prune_interval_s,
+            "options": {"expires": settings.prune_interval_s},
+        },
+        "webhook_sweep": {
+            "task": "imagegen.webhook_sweep",
+            "schedule": settings.reconcile_interval_s,
+            "options": {"expires": settings.reconcile_interval_s},
+        },
     }
 
 
@@ -64,9 +75,13 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
         folder = (settings.data_dir / "broker").resolve()
         for sub in ("out", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
-        return {"data_folder_in": str(folder / "out"), "data_folder_out": str(folder / "out"),
-                "processed_folder": str(folder / "processed"), "store_processed": False,
-                "control_folder": str(folder / "control")}
+        return {
+            "data_folder_in": str(folder / "out"),
+            "data_folder_out": str(folder / "out"),
+            "processed_folder": str(folder / "processed"),
+            "store_processed": False,
+            "control_folder": str(folder / "control"),
+        }
     if url.startswith(("redis", "rediss")):
         return {"visibility_timeout": settings.visibility_timeout_s}
     return {}

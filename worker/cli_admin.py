@@ -52,9 +52,12 @@ def print_summary(as_json: bool) -> None:
         table.add_row(status, str(counts[status]))
     table.add_row("[bold]total[/]", str(view["total"]))
     out.print(table)
-    out.print(f"in flight at the provider: {view['in_flight']}   queued and due now: "
-              f"{view['queued_due']}   oldest queued: {_ago(view['oldest_queued_age_s'])}",
-              highlight=False, soft_wrap=True)
+    out.print(
+        f"in flight at the provider: {view['in_flight']}   queued and due now: "
+        f"{view['queued_due']}   oldest queued: {_ago(view['oldest_queued_age_s'])}",
+        highlight=False,
+        soft_wrap=True,
+    )
     print_fleet(view["fleet"])
     if view["failed_by_code"]:
         codes = ", ".join(f"{code} {n}" for code, n in sorted(view["failed_by_code"].items()))
@@ -64,8 +67,11 @@ def print_summary(as_json: bool) -> None:
 def print_fleet(fleet: dict[str, Any]) -> None:
     """Submissions paused or not (and why), breaker, cool-down, rate and work in flight."""
     if fleet["paused"]:
-        out.print(f"[bold red]submissions PAUSED[/] ({fleet['pause_code']}, by "
-                  f"{fleet['paused_by']}): {escape(fleet['reason'] or '')}", soft_wrap=True)
+        out.print(
+            f"[bold red]submissions PAUSED[/] ({fleet['pause_code']}, by "
+            f"{fleet['paused_by']}): {escape(fleet['reason'] or '')}",
+            soft_wrap=True,
+        )
     else:
         out.print("submissions: running", highlight=False)
     breaker = fleet["breaker"]
@@ -79,10 +85,12 @@ def print_fleet(fleet: dict[str, Any]) -> None:
     line += f"   in flight: {fleet['in_flight']}/{fleet['max_in_flight']}"
     out.print(line, highlight=False, soft_wrap=True, markup=False)
     if fleet["dispatcher_stale"]:
-        last = ("never" if fleet["dispatcher_age_s"] is None
-                else _ago(fleet["dispatcher_age_s"]))
-        out.print(f"[yellow]warning:[/] the dispatcher last ran {last}: queued jobs move only "
-                  "while `imagegen beat` (or `imagegen worker --beat`) runs", soft_wrap=True)
+        last = "never" if fleet["dispatcher_age_s"] is None else _ago(fleet["dispatcher_age_s"])
+        out.print(
+            f"[yellow]warning:[/] the dispatcher last ran {last}: queued jobs move only "
+            "while `imagegen beat` (or `imagegen worker --beat`) runs",
+            soft_wrap=True,
+        )
 
 
 # --- pause / resume -----------------------------------------------------------------------------
@@ -90,8 +98,11 @@ def print_fleet(fleet: dict[str, Any]) -> None:
 
 @handles_errors
 def pause(
-    reason: str = typer.Option("paused by an operator", "--reason",
-                               help="Why (shown by status, the API and the dashboard)."),
+    reason: str = typer.Option(
+        "paused by an operator",
+        "--reason",
+        help="Why (shown by status, the API and the dashboard).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
     """Stop every submission fleet-wide; polls and transfers of running jobs go on.
@@ -146,31 +157,46 @@ def _ago(seconds: float | None) -> str:
 @jobs_app.command("list")
 @handles_errors
 def list_jobs(
-    status: list[str] = typer.Option([], "--status", "-s",
-                                     help="Only these states (repeat or comma-separate)."),
+    status: list[str] = typer.Option(
+        [], "--status", "-s", help="Only these states (repeat or comma-separate)."
+    ),
     batch: str | None = typer.Option(None, "--batch", help="Only the jobs of this batch id."),
-    since: str | None = typer.Option(None, "--since",
-                                     help="Created in the last 2h / 7d, or after an ISO time."),
+    since: str | None = typer.Option(
+        None, "--since", help="Created in the last 2h / 7d, or after an ISO time."
+    ),
     limit: int = typer.Option(50, "--limit", min=1, max=10_000, help="At most this many."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list."),
 ) -> None:
     """List jobs, newest first."""
     statuses = [part.strip() for item in status for part in item.split(",") if part.strip()]
-    views = admin.list_jobs(statuses=statuses, batch_id=_uuid(batch, "batch"), limit=limit,
-                            since=parse_since(since, now=utcnow()) if since else None)
+    views = admin.list_jobs(
+        statuses=statuses,
+        batch_id=_uuid(batch, "batch"),
+        limit=limit,
+        since=parse_since(since, now=utcnow()) if since else None,
+    )
     if as_json:
         _print_json(views)
         return
     # fixed columns, one job per line, ids whole: for eyes, grep and awk alike
     _line("ID", "STATUS", "AGE", "ERROR", "PROMPT")
     for view in views:
-        _line(view["id"], view["status"], _age_of(view["created_at"]),
-              view["error_code"] or "-", _cut(view["request"]["prompt"], 60))
+        _line(
+            view["id"],
+            view["status"],
+            _age_of(view["created_at"]),
+            view["error_code"] or "-",
+            _cut(view["request"]["prompt"], 60),
+        )
 
 
 def _line(job_id: str, status: str, age: str, error: str, prompt: str) -> None:
-    out.print(f"{job_id:<36}  {status:<12}  {age:>7}  {error:<20}  {prompt}", markup=False,
-              highlight=False, soft_wrap=True)
+    out.print(
+        f"{job_id:<36}  {status:<12}  {age:>7}  {error:<20}  {prompt}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _cut(text: str, width: int) -> str:
@@ -219,8 +245,9 @@ def retry(
         out.print(f"{len(ids)} failed job(s) queued again", highlight=False)
 
 
-def _check_retry_args(job_id: str | None, failed: bool, batch: str | None,
-                      code: str | None) -> None:
+def _check_retry_args(
+    job_id: str | None, failed: bool, batch: str | None, code: str | None
+) -> None:
     if (job_id is None) == (not failed):
         raise BadInput([("job_id", "give either a job id or --failed")])
     if job_id is not None and (batch or code):
@@ -232,12 +259,15 @@ def _check_retry_args(job_id: str | None, failed: bool, batch: str | None,
 
 @handles_errors
 def prune(
-    older_than: str = typer.Option(..., "--older-than",
-                                   help="Finished longer ago than this: 30d, 12h, 2w."),
-    delete_objects: bool = typer.Option(False, "--delete-objects",
-                                        help="Also delete the jobs' images from storage."),
-    batch_size: int = typer.Option(500, "--batch-size", min=1, max=10_000,
-                                   help="Jobs deleted per transaction."),
+    older_than: str = typer.Option(
+        ..., "--older-than", help="Finished longer ago than this: 30d, 12h, 2w."
+    ),
+    delete_objects: bool = typer.Option(
+        False, "--delete-objects", help="Also delete the jobs' images from storage."
+    ),
+    batch_size: int = typer.Option(
+        500, "--batch-size", min=1, max=10_000, help="Jobs deleted per transaction."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only count what would go."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
@@ -257,24 +287,40 @@ def prune(
         return
     before = f"finished before {report.cutoff:%Y-%m-%d %H:%M} UTC"
     if dry_run:
-        out.print(f"would delete {report.jobs} job(s) {before} ({report.images} image(s))",
-                  highlight=False, soft_wrap=True)
+        out.print(
+            f"would delete {report.jobs} job(s) {before} ({report.images} image(s))",
+            highlight=False,
+            soft_wrap=True,
+        )
         return
-    out.print(f"deleted {report.jobs} job(s) {before}: {report.events} event(s), "
-              f"{report.images} image row(s), {report.objects_deleted} object(s)",
-              highlight=False, soft_wrap=True)
+    out.print(
+        f"deleted {report.jobs} job(s) {before}: {report.events} event(s), "
+        f"{report.images} image row(s), {report.objects_deleted} object(s)",
+        highlight=False,
+        soft_wrap=True,
+    )
     if report.objects_skipped:
-        err.print(f"[yellow]warning:[/] {report.objects_skipped} object(s) in another bucket "
-                  "were left in place", highlight=False)
+        err.print(
+            f"[yellow]warning:[/] {report.objects_skipped} object(s) in another bucket "
+            "were left in place",
+            highlight=False,
+        )
 
 
-def _prune_with_progress(age: timedelta, delete_objects: bool, batch_size: int, total: int,
-                         quiet: bool) -> retention.PruneReport:
+def _prune_with_progress(
+    age: timedelta, delete_objects: bool, batch_size: int, total: int, quiet: bool
+) -> retention.PruneReport:
     from worker.storage import store_from_settings
 
     store = store_from_settings(get_settings()) if delete_objects else None
     plan = retention.PrunePlan(older_than=age, batch_size=batch_size, store=store)
-    with Progress(TextColumn("pruning"), BarColumn(), MofNCompleteColumn(), console=err,
-                  transient=True, disable=quiet) as progress:
+    with Progress(
+        TextColumn("pruning"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err,
+        transient=True,
+        disable=quiet,
+    ) as progress:
         task = progress.add_task("prune", total=total)
         return retention.prune(plan, on_batch=lambda r: progress.update(task, completed=r.jobs))

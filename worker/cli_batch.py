@@ -33,20 +33,28 @@ from worker.cli import handles_errors
 from worker.errors import BadInput
 from worker.settings import get_settings
 
-batch_app = typer.Typer(help="Batches: submit a JSONL file, follow it, read its manifest.",
-                        no_args_is_help=True)
+batch_app = typer.Typer(
+    help="Batches: submit a JSONL file, follow it, read its manifest.", no_args_is_help=True
+)
 out = Console()
 err = Console(stderr=True)
-_SHORT = {"queued": "queued", "submitting": "submit", "running": "running",
-          "transferring": "transfer", "succeeded": "ok", "failed": "failed",
-          "cancelled": "cancelled"}
+_SHORT = {
+    "queued": "queued",
+    "submitting": "submit",
+    "running": "running",
+    "transferring": "transfer",
+    "succeeded": "ok",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
 
 
 @batch_app.command("submit")
 @handles_errors
 def submit(
-    file: Path = typer.Argument(..., help="JSONL: one job per line ('-' reads stdin).",
-                                allow_dash=True),
+    file: Path = typer.Argument(
+        ..., help="JSONL: one job per line ('-' reads stdin).", allow_dash=True
+    ),
     wait: bool = typer.Option(False, "--wait", help="Follow the batch until every job ended."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
     callback_url: str | None = typer.Option(None, help="Gets a signed batch.completed event."),
@@ -57,14 +65,17 @@ def submit(
     """Validate every line, then enqueue them all in one transaction (or none)."""
     with _opened(file) as lines:
         items = _validated(lines)
-    receipt = batches.enqueue_batch(items, name=name or _default_name(file),
-                                    callback_url=callback_url, deadline_s=deadline_s,
-                                    idempotency_key=idempotency_key)
+    receipt = batches.enqueue_batch(
+        items,
+        name=name or _default_name(file),
+        callback_url=callback_url,
+        deadline_s=deadline_s,
+        idempotency_key=idempotency_key,
+    )
     console = err if as_json else out
     if not as_json:
         state = "enqueued" if receipt.created else "already enqueued (same idempotency key)"
-        out.print(f"batch {receipt.batch_id}: {len(receipt.job_ids)} jobs {state}",
-                  highlight=False)
+        out.print(f"batch {receipt.batch_id}: {len(receipt.job_ids)} jobs {state}", highlight=False)
     view = follow(receipt.batch_id, console) if wait else batches.batch_status(receipt.batch_id)
     _finish(view, as_json=as_json, waited=wait)
 
@@ -106,9 +117,11 @@ def _finish(view: dict[str, Any], *, as_json: bool, waited: bool) -> None:
 
 @batch_app.command("status")
 @handles_errors
-def status(batch_id: str = typer.Argument(..., help="The batch id."),
-           watch: bool = typer.Option(False, "--watch", help="Follow until every job ended."),
-           as_json: bool = typer.Option(False, "--json", help="Print a JSON object.")) -> None:
+def status(
+    batch_id: str = typer.Argument(..., help="The batch id."),
+    watch: bool = typer.Option(False, "--watch", help="Follow until every job ended."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
+) -> None:
     """Counts by state, progress and ETA of a batch."""
     parsed = batches.parse_batch_id(batch_id)
     view = follow(parsed, err if as_json else out) if watch else batches.batch_status(parsed)
@@ -127,24 +140,37 @@ def manifest_command(batch_id: str = typer.Argument(..., help="The batch id.")) 
 
 
 @handles_errors
-def export(batch: str = typer.Option(..., "--batch", help="The batch id."),
-           folder: Path = typer.Argument(..., help="Where to write images and manifest."),
-           concurrency: int = typer.Option(8, min=1, max=64, help="Parallel downloads.")
-           ) -> None:
+def export(
+    batch: str = typer.Option(..., "--batch", help="The batch id."),
+    folder: Path = typer.Argument(..., help="Where to write images and manifest."),
+    concurrency: int = typer.Option(8, min=1, max=64, help="Parallel downloads."),
+) -> None:
     """Download a batch's images from storage into FOLDER, with manifest.jsonl beside them."""
     from worker.export import export_batch
     from worker.storage import store_from_settings
 
     batch_id = batches.parse_batch_id(batch)
     total = batches.batch_status(batch_id)["counts"]["succeeded"]
-    with Progress(TextColumn("[bold]exporting"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err) as bar:
+    with Progress(
+        TextColumn("[bold]exporting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+    ) as bar:
         task = bar.add_task("", total=total)
-        result = export_batch(batch_id, folder, store=store_from_settings(get_settings()),
-                              concurrency=concurrency,
-                              progress=lambda n: bar.advance(task, n))
-    out.print(f"{result.files} images ({result.fetched} downloaded) of {result.jobs} jobs in "
-              f"{folder}; manifest {folder / 'manifest.jsonl'}", highlight=False)
+        result = export_batch(
+            batch_id,
+            folder,
+            store=store_from_settings(get_settings()),
+            concurrency=concurrency,
+            progress=lambda n: bar.advance(task, n),
+        )
+    out.print(
+        f"{result.files} images ({result.fetched} downloaded) of {result.jobs} jobs in "
+        f"{folder}; manifest {folder / 'manifest.jsonl'}",
+        highlight=False,
+    )
     for failure in result.failures:
         err.print(f"[red]error:[/] {failure}", highlight=False)
     if result.failures:
@@ -157,15 +183,26 @@ def export(batch: str = typer.Option(..., "--batch", help="The batch id."),
 def follow(batch_id: Any, console: Console, *, interval_s: float = 1.0) -> dict[str, Any]:
     """Poll the batch until every job ended, with a progress bar; return the last view."""
     view = batches.batch_status(batch_id)
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TaskProgressColumn(), TextColumn("{task.fields[counts]}"),
-               TextColumn("elapsed {task.fields[elapsed]} ETA {task.fields[eta]}"))
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[counts]}"),
+        TextColumn("elapsed {task.fields[elapsed]} ETA {task.fields[eta]}"),
+    )
     with Progress(*columns, console=console) as bar:
-        task = bar.add_task(view["name"] or "batch", total=view["total"], counts="", eta="-",
-                            elapsed="-")
+        task = bar.add_task(
+            view["name"] or "batch", total=view["total"], counts="", eta="-", elapsed="-"
+        )
         while True:
-            bar.update(task, completed=view["done"], counts=_counts(view), eta=_eta(view),
-                       elapsed=_clock(view["elapsed_s"]))
+            bar.update(
+                task,
+                completed=view["done"],
+                counts=_counts(view),
+                eta=_eta(view),
+                elapsed=_clock(view["elapsed_s"]),
+            )
             if _ended(view):
                 return view
             time.sleep(interval_s)
@@ -192,6 +229,9 @@ def _clock(seconds_total: float) -> str:
 def _print_view(view: dict[str, Any]) -> None:
     state = "completed" if view["completed"] else "in progress"
     out.print(f"[bold]{view['id']}[/] {view['name'] or ''}  {state}", highlight=False)
-    out.print(f"{view['done']}/{view['total']} done ({view['progress']:.1%})  "
-              f"{_counts(view)}  rate {view['rate_per_s']}/s  elapsed "
-              f"{_clock(view['elapsed_s'])}  ETA {_eta(view)}", highlight=False)
+    out.print(
+        f"{view['done']}/{view['total']} done ({view['progress']:.1%})  "
+        f"{_counts(view)}  rate {view['rate_per_s']}/s  elapsed "
+        f"{_clock(view['elapsed_s'])}  ETA {_eta(view)}",
+        highlight=False,
+    )

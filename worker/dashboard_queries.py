@@ -33,30 +33,42 @@ NOT_SUCCEEDED = (*ACTIVE_STATUSES, "failed", "cancelled")
 
 def active_counts(session: Session) -> dict[str, int]:
     """Active jobs by state (the partial index holds exactly those rows)."""
-    query = (select(Job.status, func.count()).where(Job.status.in_(ACTIVE_STATUSES))
-             .group_by(Job.status))
+    query = (
+        select(Job.status, func.count()).where(Job.status.in_(ACTIVE_STATUSES)).group_by(Job.status)
+    )
     return {status: int(count) for status, count in session.execute(query)}
 
 
 def finished_counts(session: Session, *, since: datetime) -> dict[str, int]:
     """Jobs that ended since ``since``, by final state."""
-    query = (select(Job.status, func.count())
-             .where(Job.finished_at >= since, Job.status.in_(TERMINAL)).group_by(Job.status))
+    query = (
+        select(Job.status, func.count())
+        .where(Job.finished_at >= since, Job.status.in_(TERMINAL))
+        .group_by(Job.status)
+    )
     return {status: int(count) for status, count in session.execute(query)}
 
 
 def failures_by_code(session: Session, *, since: datetime) -> dict[str, int]:
     """Jobs that failed since ``since``, by error code, most frequent first."""
     code = func.coalesce(Job.error_code, "unknown")
-    query = (select(code, func.count()).where(Job.finished_at >= since, Job.status == "failed")
-             .group_by(code).order_by(func.count().desc(), code))
+    query = (
+        select(code, func.count())
+        .where(Job.finished_at >= since, Job.status == "failed")
+        .group_by(code)
+        .order_by(func.count().desc(), code)
+    )
     return {name: int(count) for name, count in session.execute(query)}
 
 
 def recent_failures(session: Session, *, since: datetime, limit: int) -> list[Job]:
     """The latest failed jobs (since ``since``), newest first."""
-    query = (select(Job).where(Job.finished_at >= since, Job.status == "failed")
-             .order_by(Job.finished_at.desc(), Job.id).limit(limit))
+    query = (
+        select(Job)
+        .where(Job.finished_at >= since, Job.status == "failed")
+        .order_by(Job.finished_at.desc(), Job.id)
+        .limit(limit)
+    )
     return list(session.scalars(query))
 
 
@@ -73,15 +85,20 @@ class Minute:
 def throughput(session: Session, *, since: datetime) -> list[Minute]:
     """Finished jobs per minute since ``since`` (only the minutes in which some ended)."""
     minute = _minute(session, Job.finished_at)
-    query = (select(minute, Job.status, func.count())
-             .where(Job.finished_at >= since, Job.status.in_(TERMINAL))
-             .group_by(minute, Job.status).order_by(minute))
+    query = (
+        select(minute, Job.status, func.count())
+        .where(Job.finished_at >= since, Job.status.in_(TERMINAL))
+        .group_by(minute, Job.status)
+        .order_by(minute)
+    )
     by_minute: dict[str, dict[str, int]] = {}
     for at, status, count in session.execute(query):
         key = at if isinstance(at, str) else at.strftime("%Y-%m-%dT%H:%M")
         by_minute.setdefault(key, {})[status] = int(count)
-    return [Minute(at, c.get("succeeded", 0), c.get("failed", 0), c.get("cancelled", 0))
-            for at, c in by_minute.items()]
+    return [
+        Minute(at, c.get("succeeded", 0), c.get("failed", 0), c.get("cancelled", 0))
+        for at, c in by_minute.items()
+    ]
 
 
 def _minute(session: Session, column: ColumnElement[datetime] | object) -> ColumnElement[str]:
@@ -92,16 +109,16 @@ def _minute(session: Session, column: ColumnElement[datetime] | object) -> Colum
 
 def longest_waiting(session: Session) -> Job | None:
     """The queued job that has been due the longest (the head of the partial index)."""
-    query = (select(Job).where(Job.status == "queued")
-             .order_by(Job.next_action_at, Job.id).limit(1))
+    query = select(Job).where(Job.status == "queued").order_by(Job.next_action_at, Job.id).limit(1)
     return session.scalars(query).first()
 
 
 # --- batches ------------------------------------------------------------------------------------
 
 
-def batches_page(session: Session, *, before: tuple[datetime, uuid.UUID] | None,
-                 limit: int) -> list[Batch]:
+def batches_page(
+    session: Session, *, before: tuple[datetime, uuid.UUID] | None, limit: int
+) -> list[Batch]:
     """Batches newest first, ``limit`` of them, older than the cursor ``before``."""
     query = select(Batch).order_by(Batch.created_at.desc(), Batch.id.desc()).limit(limit)
     if before is not None:
@@ -109,16 +126,19 @@ def batches_page(session: Session, *, before: tuple[datetime, uuid.UUID] | None,
     return list(session.scalars(query))
 
 
-def unsucceeded_counts(session: Session, batch_ids: Sequence[uuid.UUID]
-                       ) -> dict[uuid.UUID, dict[str, int]]:
+def unsucceeded_counts(
+    session: Session, batch_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, int]]:
     """Per batch, its jobs in every state but ``succeeded`` (the large, uninteresting part
     of a finished batch is skipped by the index instead of counted)."""
     found: dict[uuid.UUID, dict[str, int]] = {batch_id: {} for batch_id in batch_ids}
     if not batch_ids:
         return found
-    query = (select(Job.batch_id, Job.status, func.count())
-             .where(Job.batch_id.in_(list(batch_ids)), Job.status.in_(NOT_SUCCEEDED))
-             .group_by(Job.batch_id, Job.status))
+    query = (
+        select(Job.batch_id, Job.status, func.count())
+        .where(Job.batch_id.in_(list(batch_ids)), Job.status.in_(NOT_SUCCEEDED))
+        .group_by(Job.batch_id, Job.status)
+    )
     for batch_id, status, count in session.execute(query):
         if batch_id is not None:  # always, given the filter: for the type checker
             found[batch_id][status] = int(count)
@@ -127,19 +147,30 @@ def unsucceeded_counts(session: Session, batch_ids: Sequence[uuid.UUID]
 
 def batch_counts(session: Session, *, batch_id: uuid.UUID, since: datetime) -> Counts:
     """A batch's jobs by state (index only) and how many ended since ``since``."""
-    by_status = {status: int(count) for status, count in session.execute(
-        select(Job.status, func.count()).where(Job.batch_id == batch_id).group_by(Job.status))}
-    recent = session.scalar(select(func.count()).where(
-        Job.finished_at >= since, Job.batch_id == batch_id)) or 0
+    by_status = {
+        status: int(count)
+        for status, count in session.execute(
+            select(Job.status, func.count()).where(Job.batch_id == batch_id).group_by(Job.status)
+        )
+    }
+    recent = (
+        session.scalar(
+            select(func.count()).where(Job.finished_at >= since, Job.batch_id == batch_id)
+        )
+        or 0
+    )
     return Counts(by_status, int(recent))
 
 
 def batch_error_codes(session: Session, *, batch_id: uuid.UUID) -> dict[str, int]:
     """Error codes of the batch's failed and cancelled jobs, most frequent first."""
     code = func.coalesce(Job.error_code, "unknown")
-    query = (select(code, func.count())
-             .where(Job.batch_id == batch_id, Job.status.in_(("failed", "cancelled")))
-             .group_by(code).order_by(func.count().desc(), code))
+    query = (
+        select(code, func.count())
+        .where(Job.batch_id == batch_id, Job.status.in_(("failed", "cancelled")))
+        .group_by(code)
+        .order_by(func.count().desc(), code)
+    )
     return {name: int(count) for name, count in session.execute(query)}
 
 
@@ -151,9 +182,15 @@ class GalleryFilter:
     error_code: str | None = None
 
 
-def gallery_page(session: Session, *, batch_id: uuid.UUID, where: GalleryFilter,
-                 after: int | None = None, before: int | None = None,
-                 limit: int) -> list[Job]:
+def gallery_page(
+    session: Session,
+    *,
+    batch_id: uuid.UUID,
+    where: GalleryFilter,
+    after: int | None = None,
+    before: int | None = None,
+    limit: int,
+) -> list[Job]:
     """One page of a batch's jobs in batch order: after position ``after`` (the next page) or
     before position ``before`` (the previous one); returned in batch order either way."""
     query = _gallery(batch_id, where)
@@ -165,8 +202,14 @@ def gallery_page(session: Session, *, batch_id: uuid.UUID, where: GalleryFilter,
     return list(session.scalars(query.order_by(Job.batch_index).limit(limit)))
 
 
-def gallery_has(session: Session, *, batch_id: uuid.UUID, where: GalleryFilter,
-                after: int | None = None, before: int | None = None) -> bool:
+def gallery_has(
+    session: Session,
+    *,
+    batch_id: uuid.UUID,
+    where: GalleryFilter,
+    after: int | None = None,
+    before: int | None = None,
+) -> bool:
     """Whether any job of the filter lies after ``after`` or before ``before``."""
     query = _gallery(batch_id, where)
     if after is not None:
@@ -182,10 +225,15 @@ def _gallery(batch_id: uuid.UUID, where: GalleryFilter) -> Select[Job]:
         conditions.append(Job.status.in_(list(where.statuses)))
     if where.error_code is not None:
         # failed and cancelled carry codes: the state range of the index stays narrow
-        statuses = [s for s in where.statuses if s in ("failed", "cancelled")] or \
-            ["failed", "cancelled"]
-        code = (Job.error_code.is_(None) if where.error_code == "unknown"
-                else Job.error_code == where.error_code)
+        statuses = [s for s in where.statuses if s in ("failed", "cancelled")] or [
+            "failed",
+            "cancelled",
+        ]
+        code = (
+            Job.error_code.is_(None)
+            if where.error_code == "unknown"
+            else Job.error_code == where.error_code
+        )
         conditions.append(and_(Job.status.in_(statuses), code))
     return select(Job).where(*conditions)
 

@@ -47,8 +47,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 @lru_cache(maxsize=1)
 def get_engine() -> Engine:
     settings = get_settings()
-    return make_engine(settings.effective_database_url,
-                       pool_size=max(10, settings.worker_concurrency + 4))
+    return make_engine(
+        settings.effective_database_url, pool_size=max(10, settings.worker_concurrency + 4)
+    )
 
 
 @lru_cache(maxsize=1)

@@ -56,8 +56,14 @@ def run_demo(*, jobs_count: int, output: str, console: Console) -> int:
 
 
 def _fresh(out_dir: Path) -> None:
-    for name in ("images", "imagegen.db", "imagegen.db-wal", "imagegen.db-shm",
-                 "manifest.jsonl", "broker"):
+    for name in (
+        "images",
+        "imagegen.db",
+        "imagegen.db-wal",
+        "imagegen.db-shm",
+        "manifest.jsonl",
+        "broker",
+    ):
         path = out_dir / name
         if path.is_dir():
             shutil.rmtree(path)
@@ -72,8 +78,9 @@ def _simulator() -> Iterator[str]:
     from simulator.server import serve_in_thread
 
     # generation times shortened from the provider's 15-60 s so the demo takes seconds
-    config = SimulatorConfig(api_keys=frozenset({DEMO_KEY}),
-                             latency=parse_latency(["1080p=1-3", "2K=2-4", "4K=3-5"]))
+    config = SimulatorConfig(
+        api_keys=frozenset({DEMO_KEY}), latency=parse_latency(["1080p=1-3", "2K=2-4", "4K=3-5"])
+    )
     running = serve_in_thread(config)
     try:
         yield running.base_url
@@ -112,9 +119,18 @@ def _worker() -> Iterator[None]:
 
     from worker.celery_app import app
 
-    with start_worker(app, pool="threads", concurrency=8, perform_ping_check=False,
-                      hostname="demo@localhost", loglevel="WARNING", shutdown_timeout=30), \
-            _beat():
+    with (
+        start_worker(
+            app,
+            pool="threads",
+            concurrency=8,
+            perform_ping_check=False,
+            hostname="demo@localhost",
+            loglevel="WARNING",
+            shutdown_timeout=30,
+        ),
+        _beat(),
+    ):
         yield
 
 
@@ -150,8 +166,16 @@ def _enqueue(count: int) -> list[uuid.UUID]:
     ids = []
     for n in range(count):
         prompt, ratio, resolution = DEMO_PROMPTS[n % len(DEMO_PROMPTS)]
-        ids.append(enqueue({"prompt": prompt, "aspect_ratio": ratio, "resolution": resolution,
-                            "seed": 1000 + n}))
+        ids.append(
+            enqueue(
+                {
+                    "prompt": prompt,
+                    "aspect_ratio": ratio,
+                    "resolution": resolution,
+                    "seed": 1000 + n,
+                }
+            )
+        )
     return ids
 
 
@@ -159,8 +183,13 @@ def _wait(ids: list[uuid.UUID], console: Console) -> None:
     from worker import repository as repo
     from worker.db import session_scope
 
-    columns = (TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.description}"), TimeElapsedColumn())
+    columns = (
+        TextColumn("[bold]generating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+    )
     deadline = time.monotonic() + TIMEOUT_S
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("", total=len(ids))
@@ -185,10 +214,15 @@ def _write_manifest(out_dir: Path, views: list[dict[str, Any]]) -> Path:
     path = out_dir / "manifest.jsonl"
     with path.open("w") as manifest:
         for view in views:
-            line = {"id": view["id"], "status": view["status"], "error_code": view["error_code"],
-                    "prompt": view["request"]["prompt"],
-                    "images": [{**img, "path": str(Path(img["bucket"]) / img["key"])}
-                               for img in view["images"]]}
+            line = {
+                "id": view["id"],
+                "status": view["status"],
+                "error_code": view["error_code"],
+                "prompt": view["request"]["prompt"],
+                "images": [
+                    {**img, "path": str(Path(img["bucket"]) / img["key"])} for img in view["images"]
+                ],
+            }
             manifest.write(json.dumps(line) + "\n")
     return path
 
@@ -202,8 +236,14 @@ def _print_table(views: list[dict[str, Any]], console: Console) -> None:
     for view in views:
         request, image = view["request"], (view["images"] or [None])[0]
         pixels = f"{image['width']}x{image['height']}" if image else view["error_code"]
-        table.add_row(view["id"][:8], request["prompt"], request["aspect_ratio"],
-                      request["resolution"], view["status"], pixels)
+        table.add_row(
+            view["id"][:8],
+            request["prompt"],
+            request["aspect_ratio"],
+            request["resolution"],
+            view["status"],
+            pixels,
+        )
     console.print(table)
     for view in views:
         for image in view["images"]:

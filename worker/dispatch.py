@@ -52,9 +52,15 @@ class Cycle:
 
 
 class Dispatcher:
-    def __init__(self, *, settings: Settings, sessions: SessionFactory, send: Send,
-                 clock: Callable[[], datetime] | None = None,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessions: SessionFactory,
+        send: Send,
+        clock: Callable[[], datetime] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self.settings = settings
         self.limits = Limits.from_settings(settings)
         self.sessions = sessions
@@ -71,34 +77,56 @@ class Dispatcher:
             now = self.clock()
             fleet.dispatcher_ran(session)
             outstanding = repo.count_outstanding(
-                session, since=now - timedelta(seconds=self.settings.dispatch_lost_after_s))
+                session, since=now - timedelta(seconds=self.settings.dispatch_lost_after_s)
+            )
             bucket = fleet.read_bucket(session)
             cycle.budget = dispatch_budget(
-                self.limits, bucket, now, in_flight=fleet.count_in_flight(
-                    session, self.limits.max_in_flight), outstanding=outstanding,
+                self.limits,
+                bucket,
+                now,
+                in_flight=fleet.count_in_flight(session, self.limits.max_in_flight),
+                outstanding=outstanding,
                 horizon_s=self.settings.dispatch_interval_s,
-                max_messages=self.settings.dispatch_max_per_cycle)
+                max_messages=self.settings.dispatch_max_per_cycle,
+            )
             if cycle.budget.total == 0:
                 return cycle
             interactive, batch = self._choose(session, cycle.budget, now, cycle)
             chosen = interactive + batch
             repo.mark_dispatched(session, job_ids=chosen, at=now)
-        self._send(chosen, [token_eta(self.limits, bucket, now, outstanding + position,
-                                      "interactive" if position < len(interactive) else "batch")
-                            for position in range(len(chosen))])
+        self._send(
+            chosen,
+            [
+                token_eta(
+                    self.limits,
+                    bucket,
+                    now,
+                    outstanding + position,
+                    "interactive" if position < len(interactive) else "batch",
+                )
+                for position in range(len(chosen))
+            ],
+        )
         cycle.sent = len(chosen)
         metrics.dispatched(len(interactive), len(batch))
         if chosen:
-            log.debug("dispatched", extra={"interactive": cycle.interactive,
-                                           "batches": cycle.by_batch})
+            log.debug(
+                "dispatched", extra={"interactive": cycle.interactive, "batches": cycle.by_batch}
+            )
         return cycle
 
-    def _choose(self, session: Session, budget: Budget, now: datetime, cycle: Cycle
-                ) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    def _choose(
+        self, session: Session, budget: Budget, now: datetime, cycle: Cycle
+    ) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
         lost_before = now - timedelta(seconds=self.settings.dispatch_lost_after_s)
-        interactive = repo.dispatchable_jobs(session, priority="interactive", batch_id=None,
-                                             now=now, lost_before=lost_before,
-                                             limit=budget.interactive)
+        interactive = repo.dispatchable_jobs(
+            session,
+            priority="interactive",
+            batch_id=None,
+            now=now,
+            lost_before=lost_before,
+            limit=budget.interactive,
+        )
         cycle.interactive = len(interactive)
         room = min(budget.batch, budget.interactive) - len(interactive)
         batch: list[uuid.UUID] = []
@@ -106,8 +134,9 @@ class Dispatcher:
             batch = self._fair_share(session, room, now, lost_before, cycle)
         return interactive, batch
 
-    def _fair_share(self, session: Session, room: int, now: datetime, lost_before: datetime,
-                    cycle: Cycle) -> list[uuid.UUID]:
+    def _fair_share(
+        self, session: Session, room: int, now: datetime, lost_before: datetime, cycle: Cycle
+    ) -> list[uuid.UUID]:
         """Up to ``room`` batch jobs, the same number from every open batch (and from loose
         batch-priority jobs) where they have that many; what one leaves goes to the others."""
         groups: list[uuid.UUID | None] = [None, *repo.open_batches(session, limit=10_000)]
@@ -123,9 +152,15 @@ class Dispatcher:
                 if room <= 0:
                     break
                 want = min(share, room)
-                got = repo.dispatchable_jobs(session, priority="batch", batch_id=group, now=now,
-                                             lost_before=lost_before, limit=want,
-                                             offset=len(taken[group]))
+                got = repo.dispatchable_jobs(
+                    session,
+                    priority="batch",
+                    batch_id=group,
+                    now=now,
+                    lost_before=lost_before,
+                    limit=want,
+                    offset=len(taken[group]),
+                )
                 taken[group] += got
                 room -= len(got)
                 if len(got) == want:

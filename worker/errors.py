@@ -67,12 +67,15 @@ class ProviderError(ImagegenError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # keep the keyword arguments through pickling (multiprocessing, result backends)
-        return (_rebuild_provider_error, (type(self), self.message, self.status_code,
-                                          self.retry_after_s))
+        return (
+            _rebuild_provider_error,
+            (type(self), self.message, self.status_code, self.retry_after_s),
+        )
 
 
-def _rebuild_provider_error(cls: type[ProviderError], message: str, status_code: int | None,
-                            retry_after_s: float | None) -> ProviderError:
+def _rebuild_provider_error(
+    cls: type[ProviderError], message: str, status_code: int | None, retry_after_s: float | None
+) -> ProviderError:
     return cls(message, status_code=status_code, retry_after_s=retry_after_s)
 
 

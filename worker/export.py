@@ -43,8 +43,14 @@ def file_name(line: dict[str, Any], image: dict[str, Any]) -> str:
     return f"images/{line['index']:06d}_{label or line['job_id']}_{image['index']}.png"
 
 
-def export_batch(batch_id: uuid.UUID, folder: Path, *, store: ObjectStore, concurrency: int = 8,
-                 progress: Callable[[int], None] | None = None) -> ExportResult:
+def export_batch(
+    batch_id: uuid.UUID,
+    folder: Path,
+    *,
+    store: ObjectStore,
+    concurrency: int = 8,
+    progress: Callable[[int], None] | None = None,
+) -> ExportResult:
     """Download every stored image of the batch into ``folder``; write ``manifest.jsonl``."""
     lines = list(manifest(batch_id))
     (folder / "images").mkdir(parents=True, exist_ok=True)
@@ -60,8 +66,9 @@ def export_batch(batch_id: uuid.UUID, folder: Path, *, store: ObjectStore, concu
     return result
 
 
-def _tally(result: ExportResult, line: dict[str, Any], image: dict[str, Any],
-           outcome: str | bool) -> None:
+def _tally(
+    result: ExportResult, line: dict[str, Any], image: dict[str, Any], outcome: str | bool
+) -> None:
     if isinstance(outcome, str):
         result.failures.append(f"{line['job_id']} image {image['index']}: {outcome}")
         return
@@ -69,8 +76,9 @@ def _tally(result: ExportResult, line: dict[str, Any], image: dict[str, Any],
     result.fetched += int(outcome)
 
 
-def _fetch(store: ObjectStore, folder: Path, line: dict[str, Any], image: dict[str, Any]
-           ) -> str | bool:
+def _fetch(
+    store: ObjectStore, folder: Path, line: dict[str, Any], image: dict[str, Any]
+) -> str | bool:
     """True if downloaded, False if already there, or the reason it failed."""
     target = folder / file_name(line, image)
     if target.exists() and _sha256(target.read_bytes()) == image["sha256"]:

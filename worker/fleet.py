@@ -50,11 +50,21 @@ FULL = 1e9
 def _ensure_rows(session: Session) -> None:
     """Create the bucket rows if they are missing (a fresh or emptied table)."""
     now = utcnow()
-    rows = [{"name": name, "tokens": FULL, "tokens_at": now, "rate_factor": 1.0, "strikes": 0,
-             "paused": False, "breaker": "closed", "breaker_failures": 0, "updated_at": now}
-            for name in BUCKETS]
-    insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql"
-              else sqlite.insert)
+    rows = [
+        {
+            "name": name,
+            "tokens": FULL,
+            "tokens_at": now,
+            "rate_factor": 1.0,
+            "strikes": 0,
+            "paused": False,
+            "breaker": "closed",
+            "breaker_failures": 0,
+            "updated_at": now,
+        }
+        for name in BUCKETS
+    ]
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     session.execute(insert(FleetControl).values(rows).on_conflict_do_nothing())
 
 
@@ -74,10 +84,13 @@ def _locked(session: Session, name: str) -> tuple[FleetControl, datetime]:
     (host clocks drift apart; one ahead of the others would refill extra tokens). An UPDATE
     locks on every backend, SQLite included, before the row is read."""
     postgres = session.get_bind().dialect.name == "postgresql"
-    statement = (update(FleetControl).where(FleetControl.name == name)
-                 .values(updated_at=func.clock_timestamp() if postgres else utcnow())
-                 .returning(FleetControl)
-                 .execution_options(populate_existing=True, synchronize_session=False))
+    statement = (
+        update(FleetControl)
+        .where(FleetControl.name == name)
+        .values(updated_at=func.clock_timestamp() if postgres else utcnow())
+        .returning(FleetControl)
+        .execution_options(populate_existing=True, synchronize_session=False)
+    )
     for _ in range(2):
         row = session.scalars(statement).first()
         if row is not None:
@@ -93,14 +106,14 @@ def _bucket(row: FleetControl) -> Bucket:
 
 
 def _store(session: Session, name: str, before: Bucket, after: Bucket) -> None:
-    changed = {key: value for key, value in asdict(after).items()
-               if getattr(before, key) != value}
+    changed = {key: value for key, value in asdict(after).items() if getattr(before, key) != value}
     if not changed:
         return
     if "breaker" in changed:
         changed["breaker"] = after.breaker.value
-    session.execute(update(FleetControl).where(FleetControl.name == name)
-                    .values(updated_at=utcnow(), **changed))
+    session.execute(
+        update(FleetControl).where(FleetControl.name == name).values(updated_at=utcnow(), **changed)
+    )
 
 
 def current_limits() -> Limits:
@@ -130,16 +143,20 @@ def take(session: Session, admission: Admission) -> None:
     """Record an admitted submission's token (and a probe's lease) in the submit bucket."""
     values = asdict(admission.bucket)
     values["breaker"] = admission.bucket.breaker.value
-    session.execute(update(FleetControl).where(FleetControl.name == SUBMIT)
-                    .values(updated_at=utcnow(), **values))
+    session.execute(
+        update(FleetControl)
+        .where(FleetControl.name == SUBMIT)
+        .values(updated_at=utcnow(), **values)
+    )
     if admission.probe:
         log.info("breaker_probe")
 
 
 def dispatcher_ran(session: Session) -> None:
     """Record that a dispatch cycle ran (``status`` warns when none did for a while)."""
-    session.execute(update(FleetControl).where(FleetControl.name == SUBMIT)
-                    .values(dispatcher_seen_at=utcnow()))
+    session.execute(
+        update(FleetControl).where(FleetControl.name == SUBMIT).values(dispatcher_seen_at=utcnow())
+    )
 
 
 def read_bucket(session: Session, name: str = SUBMIT) -> Bucket:
@@ -194,8 +211,9 @@ def take_poll_token(session: Session, limits: Limits) -> float:
 # --- what the provider said (each in the caller's short transaction) ----------------------------
 
 
-def _update(session: Session, name: str,
-            change: Callable[[Bucket, datetime], Bucket]) -> tuple[Bucket, Bucket]:
+def _update(
+    session: Session, name: str, change: Callable[[Bucket, datetime], Bucket]
+) -> tuple[Bucket, Bucket]:
     """Apply ``change(bucket, now)`` to one bucket under its lock; (before, after)."""
     row, now = _locked(session, name)
     before = _bucket(row)
@@ -222,15 +240,24 @@ def submit_answered(session: Session) -> None:
         metrics.set_breaker(after.breaker.value)
 
 
-def rate_limited(session: Session, limits: Limits, error: ProviderError, *,
-                 rng: random.Random | None = None) -> Bucket:
+def rate_limited(
+    session: Session, limits: Limits, error: ProviderError, *, rng: random.Random | None = None
+) -> Bucket:
     """A 429 on a submission: the whole fleet cools down (``Retry-After`` or exponential) and
     slows down."""
-    _, after = _update(session, SUBMIT, lambda state, now: rules.rate_limited(
-        limits, state, now, error.retry_after_s, rng))
-    log.warning("fleet_cooldown", extra={"until": str(after.cooldown_until),
-                                         "strikes": after.strikes,
-                                         "rate_factor": round(after.rate_factor, 3)})
+    _, after = _update(
+        session,
+        SUBMIT,
+        lambda state, now: rules.rate_limited(limits, state, now, error.retry_after_s, rng),
+    )
+    log.warning(
+        "fleet_cooldown",
+        extra={
+            "until": str(after.cooldown_until),
+            "strikes": after.strikes,
+            "rate_factor": round(after.rate_factor, 3),
+        },
+    )
     return after
 
 
@@ -245,10 +272,10 @@ def submit_failed(session: Session, limits: Limits, error: ProviderError) -> Buc
     """A submission ended in a 5xx, a timeout or an unreachable provider."""
     reason = f"{error.code}: {error.message}"
     before, after = _update(
-        session, SUBMIT, lambda state, now: rules.submit_failed(limits, state, now, reason))
+        session, SUBMIT, lambda state, now: rules.submit_failed(limits, state, now, reason)
+    )
     if after.breaker_opened_at != before.breaker_opened_at:  # opened, or a probe failed
-        log.warning("breaker_open", extra={"failures": after.breaker_failures,
-                                           "reason": reason})
+        log.warning("breaker_open", extra={"failures": after.breaker_failures, "reason": reason})
         metrics.set_breaker(Breaker.OPEN.value)
     return after
 
@@ -263,8 +290,11 @@ def pause_code_of(error: ProviderError) -> str:
 def provider_refused_key(session: Session, error: ProviderError) -> bool:
     """401/403: pause every submission until an operator resumes (jobs stay queued)."""
     code = pause_code_of(error)
-    hint = {"auth": "fix GPTPROTO_API_KEY", "balance": "top up the account",
-            "permission": "check the key's permissions"}[code]
+    hint = {
+        "auth": "fix GPTPROTO_API_KEY",
+        "balance": "top up the account",
+        "permission": "check the key's permissions",
+    }[code]
     status = f"{error.status_code} " if error.status_code else ""
     reason = f"provider answered {status}{error.message}; {hint}, then run `imagegen resume`"
     return set_paused(session, reason=reason, by="provider", code=code)
@@ -279,9 +309,18 @@ def set_paused(session: Session, *, reason: str, by: str, code: str = "manual") 
     before = _bucket(_locked(session, SUBMIT)[0])
     if before.paused:
         return False
-    session.execute(update(FleetControl).where(FleetControl.name == SUBMIT).values(
-        paused=True, pause_code=code, pause_reason=reason, paused_at=utcnow(),
-        paused_by=by[:200], updated_at=utcnow()))
+    session.execute(
+        update(FleetControl)
+        .where(FleetControl.name == SUBMIT)
+        .values(
+            paused=True,
+            pause_code=code,
+            pause_reason=reason,
+            paused_at=utcnow(),
+            paused_by=by[:200],
+            updated_at=utcnow(),
+        )
+    )
     log.warning("submissions_paused", extra={"code": code, "by": by, "reason": reason})
     metrics.set_paused(True)
     return True
@@ -297,9 +336,19 @@ def pause(reason: str, *, by: str, code: str = "manual") -> FleetState:
 def clear_pause(session: Session, *, by: str) -> bool:
     """End a pause (and a cool-down); False if submissions were not paused."""
     before = _bucket(_locked(session, SUBMIT)[0])
-    session.execute(update(FleetControl).where(FleetControl.name == SUBMIT).values(
-        paused=False, pause_code=None, pause_reason=None, paused_at=None, paused_by=None,
-        cooldown_until=None, updated_at=utcnow()))
+    session.execute(
+        update(FleetControl)
+        .where(FleetControl.name == SUBMIT)
+        .values(
+            paused=False,
+            pause_code=None,
+            pause_reason=None,
+            paused_at=None,
+            paused_by=None,
+            cooldown_until=None,
+            updated_at=utcnow(),
+        )
+    )
     if before.paused:
         log.warning("submissions_resumed", extra={"by": by, "was": before.pause_code})
         metrics.set_paused(False)
@@ -361,16 +410,23 @@ def read_fleet_state(session: Session | None = None) -> FleetState:
     row = _row(session, SUBMIT)
     bucket = _bucket(row)
     breaker = rules.breaker_state(limits, bucket, now)
-    cooldown = bucket.cooldown_until if bucket.cooldown_until and \
-        bucket.cooldown_until > now else None
+    cooldown = (
+        bucket.cooldown_until if bucket.cooldown_until and bucket.cooldown_until > now else None
+    )
     age = (now - row.dispatcher_seen_at).total_seconds() if row.dispatcher_seen_at else None
     stale_after = max(10 * get_settings().dispatch_interval_s, 30.0)
     return FleetState(
         dispatcher_age_s=None if age is None else round(max(age, 0.0), 1),
         dispatcher_stale=age is None or age > stale_after,
-        paused=bucket.paused, breaker=breaker.value, reason=bucket.pause_reason,
-        pause_code=bucket.pause_code, paused_at=row.paused_at, paused_by=row.paused_by,
+        paused=bucket.paused,
+        breaker=breaker.value,
+        reason=bucket.pause_reason,
+        pause_code=bucket.pause_code,
+        paused_at=row.paused_at,
+        paused_by=row.paused_by,
         breaker_reason=bucket.breaker_reason if breaker is not Breaker.CLOSED else None,
-        cooldown_until=cooldown, submit_rate=rules.submit_rate(limits, bucket, now),
+        cooldown_until=cooldown,
+        submit_rate=rules.submit_rate(limits, bucket, now),
         in_flight=count_in_flight(session, limits.max_in_flight * 10),
-        max_in_flight=limits.max_in_flight)
+        max_in_flight=limits.max_in_flight,
+    )

@@ -45,21 +45,35 @@ class Readiness:
         return all(check.ok for check in self.checks.values())
 
     def as_dict(self) -> dict[str, Any]:
-        return {"status": "ready" if self.ok else "unavailable",
-                "checks": {name: {"ok": c.ok, "ms": round(c.seconds * 1000, 1),
-                                  **({"detail": c.detail} if c.detail else {})}
-                           for name, c in self.checks.items()}}
+        return {
+            "status": "ready" if self.ok else "unavailable",
+            "checks": {
+                name: {
+                    "ok": c.ok,
+                    "ms": round(c.seconds * 1000, 1),
+                    **({"detail": c.detail} if c.detail else {}),
+                }
+                for name, c in self.checks.items()
+            },
+        }
 
 
 def readiness(settings: Settings) -> Readiness:
     """Run every check at once and wait at most the configured timeout."""
     checks: dict[str, Callable[[Settings], str | None]] = {
-        "database": check_database, "broker": check_broker, "storage": check_storage}
+        "database": check_database,
+        "broker": check_broker,
+        "storage": check_storage,
+    }
     started = time.perf_counter()
     futures = {name: _POOL.submit(check, settings) for name, check in checks.items()}
     wait(futures.values(), timeout=settings.ready_timeout_s)
-    return Readiness({name: _result(future, started, settings.ready_timeout_s)
-                      for name, future in futures.items()})
+    return Readiness(
+        {
+            name: _result(future, started, settings.ready_timeout_s)
+            for name, future in futures.items()
+        }
+    )
 
 
 def _result(future: Future[str | None], started: float, timeout_s: float) -> CheckResult:
@@ -93,8 +107,11 @@ def check_broker(settings: Settings) -> str | None:
     url = settings.effective_broker_url
     if not url.startswith(("redis://", "rediss://")):
         return "embedded broker: not checked"
-    client = redis.Redis.from_url(url, socket_connect_timeout=settings.ready_timeout_s,
-                                  socket_timeout=settings.ready_timeout_s)
+    client = redis.Redis.from_url(
+        url,
+        socket_connect_timeout=settings.ready_timeout_s,
+        socket_timeout=settings.ready_timeout_s,
+    )
     try:
         client.ping()
     finally:
@@ -121,6 +138,7 @@ def _check_folder(folder: Path) -> str | None:
 def _s3_client(endpoint_url: str | None, timeout_s: float) -> Any:
     import boto3
 
-    config = BotoConfig(connect_timeout=timeout_s, read_timeout=timeout_s,
-                        retries={"total_max_attempts": 1})
+    config = BotoConfig(
+        connect_timeout=timeout_s, read_timeout=timeout_s, retries={"total_max_attempts": 1}
+    )
     return boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)

@@ -42,11 +42,17 @@ class Enqueued:
     created: bool
 
 
-def enqueue(request: GenerationRequest | dict[str, Any], *,
-            priority: Priority | str = Priority.INTERACTIVE, idempotency_key: str | None = None,
-            deadline_s: float | None = None, callback_url: str | None = None,
-            ref: str | None = None, session: Session | None = None,
-            dispatch: bool = True) -> uuid.UUID:
+def enqueue(
+    request: GenerationRequest | dict[str, Any],
+    *,
+    priority: Priority | str = Priority.INTERACTIVE,
+    idempotency_key: str | None = None,
+    deadline_s: float | None = None,
+    callback_url: str | None = None,
+    ref: str | None = None,
+    session: Session | None = None,
+    dispatch: bool = True,
+) -> uuid.UUID:
     """Record one generation job and return its id.
 
     With ``idempotency_key``, enqueueing the same key and request again returns the first
@@ -55,16 +61,29 @@ def enqueue(request: GenerationRequest | dict[str, Any], *,
     commits (nothing is sent if it rolls back). ``callback_url`` receives a signed webhook
     when the job ends (see ``worker.webhooks``).
     """
-    return enqueue_job(request, priority=priority, idempotency_key=idempotency_key,
-                       deadline_s=deadline_s, callback_url=callback_url, ref=ref,
-                       session=session, dispatch=dispatch).job_id
+    return enqueue_job(
+        request,
+        priority=priority,
+        idempotency_key=idempotency_key,
+        deadline_s=deadline_s,
+        callback_url=callback_url,
+        ref=ref,
+        session=session,
+        dispatch=dispatch,
+    ).job_id
 
 
-def enqueue_job(request: GenerationRequest | dict[str, Any], *,
-                priority: Priority | str = Priority.INTERACTIVE,
-                idempotency_key: str | None = None, deadline_s: float | None = None,
-                callback_url: str | None = None, ref: str | None = None,
-                session: Session | None = None, dispatch: bool = True) -> Enqueued:
+def enqueue_job(
+    request: GenerationRequest | dict[str, Any],
+    *,
+    priority: Priority | str = Priority.INTERACTIVE,
+    idempotency_key: str | None = None,
+    deadline_s: float | None = None,
+    callback_url: str | None = None,
+    ref: str | None = None,
+    session: Session | None = None,
+    dispatch: bool = True,
+) -> Enqueued:
     """:func:`enqueue`, also telling whether the job was created by this call."""
     if not isinstance(request, GenerationRequest):
         request = parse_request(request)
@@ -75,15 +94,17 @@ def enqueue_job(request: GenerationRequest | dict[str, Any], *,
     scope = nullcontext(session) if session is not None else session_scope()
     with scope as active:
         direct = dispatch and priority is Priority.INTERACTIVE
-        outcome = _insert_once(active, request, priority, idempotency_key, deadline_s, extra,
-                               dispatched=direct)
+        outcome = _insert_once(
+            active, request, priority, idempotency_key, deadline_s, extra, dispatched=direct
+        )
         if outcome.created and dispatch:
             _dispatch_after_commit(active, outcome.job_id, direct=direct)
     return outcome
 
 
-def _extra_fields(*, callback_url: str | None, ref: str | None,
-                  deadline_s: float | None) -> dict[str, Any]:
+def _extra_fields(
+    *, callback_url: str | None, ref: str | None, deadline_s: float | None
+) -> dict[str, Any]:
     """Validate what a producer adds to the request (where to report, its own reference)."""
     problems = []
     if ref is not None and (problem := text_problem(str(ref), MAX_REF_CHARS)):
@@ -106,9 +127,16 @@ def _priority(value: Priority | str) -> Priority:
         raise BadInput([("priority", "must be one of interactive, batch")]) from None
 
 
-def _insert_once(session: Session, request: GenerationRequest, priority: Priority,
-                 idempotency_key: str | None, deadline_s: float | None,
-                 extra: dict[str, Any], *, dispatched: bool) -> Enqueued:
+def _insert_once(
+    session: Session,
+    request: GenerationRequest,
+    priority: Priority,
+    idempotency_key: str | None,
+    deadline_s: float | None,
+    extra: dict[str, Any],
+    *,
+    dispatched: bool,
+) -> Enqueued:
     if idempotency_key is not None:
         existing = repo.get_job_by_idempotency_key(session, idempotency_key)
         if existing is not None:
@@ -117,9 +145,14 @@ def _insert_once(session: Session, request: GenerationRequest, priority: Priorit
     fields = {**_request_columns(request), **extra}
     try:
         with session.begin_nested():
-            job = repo.insert_job(session, fields=fields, priority=priority.value,
-                                  idempotency_key=idempotency_key, deadline_at=deadline,
-                                  dispatched=dispatched)
+            job = repo.insert_job(
+                session,
+                fields=fields,
+                priority=priority.value,
+                idempotency_key=idempotency_key,
+                deadline_at=deadline,
+                dispatched=dispatched,
+            )
     except IntegrityError:  # a concurrent enqueue with the same key won the race
         existing = repo.get_job_by_idempotency_key(session, idempotency_key or "")
         if existing is None:
@@ -129,17 +162,26 @@ def _insert_once(session: Session, request: GenerationRequest, priority: Priorit
 
 
 def _request_columns(request: GenerationRequest) -> dict[str, Any]:
-    return {"prompt": request.prompt, "images": request.images, "seed": request.seed,
-            "aspect_ratio": request.aspect_ratio.value, "resolution": request.resolution.value}
+    return {
+        "prompt": request.prompt,
+        "images": request.images,
+        "seed": request.seed,
+        "aspect_ratio": request.aspect_ratio.value,
+        "resolution": request.resolution.value,
+    }
 
 
 def _replayed(existing: Job, request: GenerationRequest, extra: dict[str, Any]) -> Enqueued:
     """The job an idempotency key already names, if it was asked for the same thing."""
-    same = (existing.request_fields() == request.provider_body()
-            and existing.callback_url == extra["callback_url"] and existing.ref == extra["ref"])
+    same = (
+        existing.request_fields() == request.provider_body()
+        and existing.callback_url == extra["callback_url"]
+        and existing.ref == extra["ref"]
+    )
     if not same:
-        raise IdempotencyConflict("this idempotency key was already used with a different "
-                                  f"request (job {existing.id})")
+        raise IdempotencyConflict(
+            f"this idempotency key was already used with a different request (job {existing.id})"
+        )
     return Enqueued(existing.id, False)
 
 
@@ -147,6 +189,7 @@ def _dispatch_after_commit(session: Session, job_id: uuid.UUID, *, direct: bool)
     """After the commit: an interactive job goes straight to a worker (its claim checks the
     fleet's limits and hands it back to the dispatcher when they say no); a batch-priority
     job waits for the dispatcher, which is woken up."""
+
     def send() -> None:
         from worker.dispatch import wake_dispatcher
         from worker.tasks import send_submit
@@ -200,29 +243,53 @@ def _iso(value: Any) -> str | None:
 
 def job_view(job: Job) -> dict[str, Any]:
     return {
-        "id": str(job.id), "status": job.status, "priority": job.priority,
-        "batch_id": str(job.batch_id) if job.batch_id else None, "ref": job.ref,
+        "id": str(job.id),
+        "status": job.status,
+        "priority": job.priority,
+        "batch_id": str(job.batch_id) if job.batch_id else None,
+        "ref": job.ref,
         "callback_url": job.callback_url,
-        "request": job.request_fields(), "error_code": job.error_code,
-        "error_message": job.error_message, "prediction_id": job.prediction_id,
-        "provider_status": job.provider_status, "attempts": job.attempts,
-        "poll_count": job.poll_count, "transfer_attempts": job.transfer_attempts,
-        "ambiguous_submits": job.ambiguous_submits, "idempotency_key": job.idempotency_key,
-        "created_at": _iso(job.created_at), "submitted_at": _iso(job.submitted_at),
-        "generated_at": _iso(job.generated_at), "finished_at": _iso(job.finished_at),
-        "next_poll_at": _iso(job.next_poll_at), "deadline_at": _iso(job.deadline_at),
+        "request": job.request_fields(),
+        "error_code": job.error_code,
+        "error_message": job.error_message,
+        "prediction_id": job.prediction_id,
+        "provider_status": job.provider_status,
+        "attempts": job.attempts,
+        "poll_count": job.poll_count,
+        "transfer_attempts": job.transfer_attempts,
+        "ambiguous_submits": job.ambiguous_submits,
+        "idempotency_key": job.idempotency_key,
+        "created_at": _iso(job.created_at),
+        "submitted_at": _iso(job.submitted_at),
+        "generated_at": _iso(job.generated_at),
+        "finished_at": _iso(job.finished_at),
+        "next_poll_at": _iso(job.next_poll_at),
+        "deadline_at": _iso(job.deadline_at),
     }
 
 
 def image_view(image: Any) -> dict[str, Any]:
-    return {"index": image.idx, "bucket": image.bucket, "key": image.key,
-            "content_type": image.content_type, "bytes": image.bytes, "sha256": image.sha256,
-            "width": image.width, "height": image.height, "nsfw": image.nsfw}
+    return {
+        "index": image.idx,
+        "bucket": image.bucket,
+        "key": image.key,
+        "content_type": image.content_type,
+        "bytes": image.bytes,
+        "sha256": image.sha256,
+        "width": image.width,
+        "height": image.height,
+        "nsfw": image.nsfw,
+    }
 
 
 def event_view(item: Any) -> dict[str, Any]:
-    return {"at": _iso(item.at), "event": item.event, "from": item.from_status,
-            "to": item.to_status, "detail": item.detail}
+    return {
+        "at": _iso(item.at),
+        "event": item.event,
+        "from": item.from_status,
+        "to": item.to_status,
+        "detail": item.detail,
+    }
 
 
 def parse_job_id(value: str) -> uuid.UUID:

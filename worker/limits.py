@@ -58,15 +58,20 @@ class Limits:
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
         return cls(
-            submit_rate=settings.submit_rate, submit_burst=settings.submit_burst,
+            submit_rate=settings.submit_rate,
+            submit_burst=settings.submit_burst,
             max_in_flight=settings.max_in_flight,
             interactive_reserve=settings.reserved_for_interactive,
-            poll_rate=settings.poll_rate, poll_burst=settings.poll_burst,
-            cooldown_base_s=settings.cooldown_base_s, cooldown_max_s=settings.cooldown_max_s,
+            poll_rate=settings.poll_rate,
+            poll_burst=settings.poll_burst,
+            cooldown_base_s=settings.cooldown_base_s,
+            cooldown_max_s=settings.cooldown_max_s,
             rate_min_fraction=settings.rate_min_fraction,
             rate_recovery_s=settings.rate_recovery_s,
             breaker_threshold=settings.breaker_threshold,
-            breaker_open_s=settings.breaker_open_s, probe_lease_s=settings.submit_lease_s)
+            breaker_open_s=settings.breaker_open_s,
+            probe_lease_s=settings.submit_lease_s,
+        )
 
     def in_flight_cap(self, priority: str) -> int:
         """Slots a job of ``priority`` may fill (batch jobs leave the reserve free)."""
@@ -120,8 +125,9 @@ def submit_rate(limits: Limits, bucket: Bucket, now: datetime) -> float:
     return limits.submit_rate * rate_factor(limits, bucket, now)
 
 
-def take_token(bucket: Bucket, now: datetime, rate: float, burst: int,
-               keep: int = 0) -> tuple[Bucket, float]:
+def take_token(
+    bucket: Bucket, now: datetime, rate: float, burst: int, keep: int = 0
+) -> tuple[Bucket, float]:
     """Take one token (leaving ``keep``); the new state and 0, or the state and the wait."""
     if rate <= 0:  # the limit is off
         return bucket, 0.0
@@ -131,8 +137,9 @@ def take_token(bucket: Bucket, now: datetime, rate: float, burst: int,
     return bucket, (1 + keep - tokens) / rate
 
 
-def take_up_to(bucket: Bucket, now: datetime, rate: float, burst: int,
-               wanted: int) -> tuple[Bucket, int, float]:
+def take_up_to(
+    bucket: Bucket, now: datetime, rate: float, burst: int, wanted: int
+) -> tuple[Bucket, int, float]:
     """Take up to ``wanted`` tokens at once: (new state, tokens taken, 0), or (state, 0, the
     seconds until one is there)."""
     tokens = refill(bucket, now, rate, burst)
@@ -171,8 +178,9 @@ def breaker_state(limits: Limits, bucket: Bucket, now: datetime) -> Breaker:
     return Breaker.OPEN
 
 
-def admit(limits: Limits, bucket: Bucket, now: datetime, *, priority: str,
-          in_flight: int) -> Admission:
+def admit(
+    limits: Limits, bucket: Bucket, now: datetime, *, priority: str, in_flight: int
+) -> Admission:
     """Whether one submission of ``priority`` may go now, with ``in_flight`` predictions out."""
     if bucket.paused:
         return Admission(bucket, Refused.PAUSED, 60.0)
@@ -190,8 +198,13 @@ def admit(limits: Limits, bucket: Bucket, now: datetime, *, priority: str,
         return Admission(bucket, Refused.COOLDOWN, (bucket.cooldown_until - now).total_seconds())
     if in_flight >= limits.in_flight_cap(priority):
         return Admission(bucket, Refused.IN_FLIGHT, 1.0)
-    after, wait = take_token(bucket, now, submit_rate(limits, bucket, now),
-                             limits.submit_burst, keep=limits.token_reserve(priority))
+    after, wait = take_token(
+        bucket,
+        now,
+        submit_rate(limits, bucket, now),
+        limits.submit_burst,
+        keep=limits.token_reserve(priority),
+    )
     if wait > 0:
         return Admission(bucket, Refused.RATE, wait)
     if probe:
@@ -202,8 +215,13 @@ def admit(limits: Limits, bucket: Bucket, now: datetime, *, priority: str,
 # --- what the provider said ---------------------------------------------------------------------
 
 
-def rate_limited(limits: Limits, bucket: Bucket, now: datetime, retry_after_s: float | None,
-                 rng: random.Random | None = None) -> Bucket:
+def rate_limited(
+    limits: Limits,
+    bucket: Bucket,
+    now: datetime,
+    retry_after_s: float | None,
+    rng: random.Random | None = None,
+) -> Bucket:
     """A 429: every submitter waits (``Retry-After``, else exponential) and the rate halves."""
     strikes = bucket.strikes + 1
     if retry_after_s:
@@ -215,8 +233,15 @@ def rate_limited(limits: Limits, bucket: Bucket, now: datetime, retry_after_s: f
     if bucket.cooldown_until is not None and bucket.cooldown_until > until:
         until = bucket.cooldown_until
     factor = max(limits.rate_min_fraction, rate_factor(limits, bucket, now) / 2)
-    return replace(bucket, strikes=strikes, cooldown_until=until, rate_factor=factor,
-                   rate_changed_at=now, tokens=0.0, tokens_at=until)
+    return replace(
+        bucket,
+        strikes=strikes,
+        cooldown_until=until,
+        rate_factor=factor,
+        rate_changed_at=now,
+        tokens=0.0,
+        tokens_at=until,
+    )
 
 
 def slowed_down(limits: Limits, bucket: Bucket, now: datetime) -> Bucket:
@@ -236,15 +261,28 @@ def submit_failed(limits: Limits, bucket: Bucket, now: datetime, reason: str) ->
     failures = bucket.breaker_failures + 1
     probing = breaker_state(limits, bucket, now) is Breaker.HALF_OPEN
     if probing or (bucket.breaker is Breaker.CLOSED and failures >= limits.breaker_threshold):
-        return replace(bucket, breaker=Breaker.OPEN, breaker_failures=failures,
-                       breaker_opened_at=now, breaker_reason=reason, probe_until=None)
+        return replace(
+            bucket,
+            breaker=Breaker.OPEN,
+            breaker_failures=failures,
+            breaker_opened_at=now,
+            breaker_reason=reason,
+            probe_until=None,
+        )
     return replace(bucket, breaker_failures=failures)
 
 
 def submit_succeeded(bucket: Bucket) -> Bucket:
     """An accepted submission closes the breaker and ends the run of 429s."""
-    return replace(bucket, breaker=Breaker.CLOSED, breaker_failures=0, breaker_opened_at=None,
-                   breaker_reason=None, probe_until=None, strikes=0)
+    return replace(
+        bucket,
+        breaker=Breaker.CLOSED,
+        breaker_failures=0,
+        breaker_opened_at=None,
+        breaker_reason=None,
+        probe_until=None,
+        strikes=0,
+    )
 
 
 def needs_success_write(bucket: Bucket) -> bool:
@@ -269,8 +307,16 @@ class Budget:
         return self.interactive + self.batch
 
 
-def dispatch_budget(limits: Limits, bucket: Bucket, now: datetime, *, in_flight: int,
-                    outstanding: int, horizon_s: float, max_messages: int) -> Budget:
+def dispatch_budget(
+    limits: Limits,
+    bucket: Bucket,
+    now: datetime,
+    *,
+    in_flight: int,
+    outstanding: int,
+    horizon_s: float,
+    max_messages: int,
+) -> Budget:
     """Messages worth sending now so the fleet stays busy until the next cycle (``horizon_s``)
     without exceeding any limit: submissions already sent but not yet claimed
     (``outstanding``) count against the slots and the tokens."""
@@ -300,8 +346,9 @@ def dispatch_budget(limits: Limits, bucket: Bucket, now: datetime, *, in_flight:
     return Budget(interactive, batch)
 
 
-def token_eta(limits: Limits, bucket: Bucket, now: datetime, index: int,
-              priority: str = "batch") -> float:
+def token_eta(
+    limits: Limits, bucket: Bucket, now: datetime, index: int, priority: str = "batch"
+) -> float:
     """Seconds until the ``index``-th (0-based) submission from now will find its token."""
     rate = submit_rate(limits, bucket, now)
     if rate <= 0:

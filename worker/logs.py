@@ -44,8 +44,11 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
-            "level": record.levelname.lower(), "logger": record.name,
-            "event": record.getMessage(), **_context(record)}
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+            **_context(record),
+        }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
@@ -74,8 +77,9 @@ class RedactingHandler(logging.StreamHandler[Any]):
         return _BEARER.sub("Bearer ***", line)
 
 
-def configure_logging(level: str = "INFO", *, json_lines: bool | None = None,
-                      secrets: Iterable[str] = ()) -> None:
+def configure_logging(
+    level: str = "INFO", *, json_lines: bool | None = None, secrets: Iterable[str] = ()
+) -> None:
     """Send logs to stderr, as JSON unless stderr is a terminal (or ``json_lines`` says)."""
     if json_lines is None:
         json_lines = not sys.stderr.isatty()
@@ -97,10 +101,10 @@ def configure_logging(level: str = "INFO", *, json_lines: bool | None = None,
 def configure_from_settings(settings: Settings, level: str | None = None) -> bool:
     """Configure logging as ``IMAGEGEN_LOG_FORMAT`` / ``IMAGEGEN_LOG_LEVEL`` say, blanking every
     secret setting (provider key, API tokens, webhook key). Returns whether lines are JSON."""
-    json_lines = {"json": True, "text": False}.get(settings.log_format,
-                                                    not sys.stderr.isatty())
-    configure_logging(level or settings.log_level, json_lines=json_lines,
-                      secrets=secrets_of(settings))
+    json_lines = {"json": True, "text": False}.get(settings.log_format, not sys.stderr.isatty())
+    configure_logging(
+        level or settings.log_level, json_lines=json_lines, secrets=secrets_of(settings)
+    )
     return json_lines
 
 
@@ -132,13 +136,15 @@ def _log_what_would_be_printed() -> None:
     worker writes straight to the terminal from its signal handlers ("Warm shutdown") are
     written as JSON lines instead (still with a bare ``os.write``, safe in a signal handler).
     """
+
     def excepthook(kind: type[BaseException], error: BaseException | None, tb: Any) -> None:
         error = error if error is not None else kind()
         logging.getLogger("imagegen").critical("uncaught_exception", exc_info=(kind, error, tb))
 
     sys.excepthook = excepthook
-    threading.excepthook = lambda hook: excepthook(hook.exc_type, hook.exc_value,
-                                                   hook.exc_traceback)
+    threading.excepthook = lambda hook: excepthook(
+        hook.exc_type, hook.exc_value, hook.exc_traceback
+    )
     try:
         import celery.apps.worker as celery_worker
     except ImportError:  # pragma: no cover - celery is a dependency
@@ -148,8 +154,13 @@ def _log_what_would_be_printed() -> None:
 
 
 def _say_json(message: str, stream: Any = None) -> None:
-    entry = {"ts": datetime.now(UTC).isoformat(), "level": "warning",
-             "logger": "celery.apps.worker", "event": message.strip()}
+    entry = {
+        "ts": datetime.now(UTC).isoformat(),
+        "level": "warning",
+        "logger": "celery.apps.worker",
+        "event": message.strip(),
+    }
     with contextlib.suppress(OSError):
-        os.write(sys.__stderr__.fileno() if sys.__stderr__ else 2,
-                 (json.dumps(entry) + "\n").encode())
+        os.write(
+            sys.__stderr__.fileno() if sys.__stderr__ else 2, (json.dumps(entry) + "\n").encode()
+        )

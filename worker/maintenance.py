@@ -26,9 +26,12 @@ def prune_plan(settings: Settings) -> retention.PrunePlan | None:
     if settings.prune_older_than_days is None:
         return None
     store = store_from_settings(settings) if settings.prune_delete_objects else None
-    return retention.PrunePlan(older_than=timedelta(days=settings.prune_older_than_days),
-                               batch_size=settings.prune_batch_size, store=store,
-                               time_budget_s=min(settings.prune_interval_s, MAX_RUN_S))
+    return retention.PrunePlan(
+        older_than=timedelta(days=settings.prune_older_than_days),
+        batch_size=settings.prune_batch_size,
+        store=store,
+        time_budget_s=min(settings.prune_interval_s, MAX_RUN_S),
+    )
 
 
 # not acks_late: a long run must not come back as a duplicate after the visibility timeout

@@ -35,31 +35,47 @@ from worker.aftercommit import call_after_commit
 log = logging.getLogger("imagegen.metrics")
 
 TRANSITIONS = Counter(
-    "imagegen_job_transitions", "Committed job status changes.", ["from_status", "to_status"])
+    "imagegen_job_transitions", "Committed job status changes.", ["from_status", "to_status"]
+)
 PROVIDER_SECONDS = Histogram(
-    "imagegen_provider_request_duration_seconds", "Provider call latency, transport included.",
-    ["endpoint"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60))
+    "imagegen_provider_request_duration_seconds",
+    "Provider call latency, transport included.",
+    ["endpoint"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60),
+)
 PROVIDER_RESPONSES = Counter(
-    "imagegen_provider_responses", "Provider calls by endpoint and HTTP status "
-    "('transport_error' when no answer came back).", ["endpoint", "code"])
+    "imagegen_provider_responses",
+    "Provider calls by endpoint and HTTP status ('transport_error' when no answer came back).",
+    ["endpoint", "code"],
+)
 RATE_LIMITED = Counter(
-    "imagegen_provider_rate_limited", "Provider answers with HTTP 429.", ["endpoint"])
+    "imagegen_provider_rate_limited", "Provider answers with HTTP 429.", ["endpoint"]
+)
 POLLS_PER_JOB = Histogram(
-    "imagegen_job_polls", "Polls a job needed, observed when it leaves running.",
-    buckets=(1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377))
+    "imagegen_job_polls",
+    "Polls a job needed, observed when it leaves running.",
+    buckets=(1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377),
+)
 TRANSFER_BYTES = Counter("imagegen_transfer_bytes", "Bytes of output images stored.")
 TRANSFER_SECONDS = Histogram(
-    "imagegen_transfer_duration_seconds", "Time to stream one output image into storage.",
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120))
+    "imagegen_transfer_duration_seconds",
+    "Time to stream one output image into storage.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+)
 DISPATCHED = Counter(
-    "imagegen_dispatched", "Submit messages the dispatcher sent, by priority.", ["priority"])
+    "imagegen_dispatched", "Submit messages the dispatcher sent, by priority.", ["priority"]
+)
 DEFERRED = Counter(
-    "imagegen_submit_deferred", "Claims the fleet's limits sent back to the queue, by reason "
+    "imagegen_submit_deferred",
+    "Claims the fleet's limits sent back to the queue, by reason "
     "(paused, breaker_open, probe_in_flight, cooldown, in_flight_limit, rate_limit).",
-    ["reason"])
+    ["reason"],
+)
 FLEET_EVENTS = Counter(
-    "imagegen_fleet_events", "Fleet-wide limit events this process caused: paused, resumed, "
-    "breaker_open, breaker_closed.", ["event"])
+    "imagegen_fleet_events",
+    "Fleet-wide limit events this process caused: paused, resumed, breaker_open, breaker_closed.",
+    ["event"],
+)
 BREAKER_STATES = ("closed", "open", "half_open")
 
 # --- hooks the rest of the code calls --------------------------------------------------------
@@ -152,8 +168,9 @@ class QueueCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         facts = self._facts()
-        up = GaugeMetricFamily("imagegen_queue_read_up",
-                               "1 if the last read of the job table for metrics worked.")
+        up = GaugeMetricFamily(
+            "imagegen_queue_read_up", "1 if the last read of the job table for metrics worked."
+        )
         up.add_metric([], 0 if facts is None else 1)
         yield up
         if facts is not None:
@@ -180,49 +197,69 @@ class QueueCollector(Collector):
 
 
 def _families(facts: QueueFacts) -> Iterator[Metric]:
-    jobs = GaugeMetricFamily("imagegen_jobs", "Active jobs by status (finished jobs: see "
-                             "imagegen_job_transitions_total).", labels=["status"])
+    jobs = GaugeMetricFamily(
+        "imagegen_jobs",
+        "Active jobs by status (finished jobs: see imagegen_job_transitions_total).",
+        labels=["status"],
+    )
     for status, count in facts.active.items():
         jobs.add_metric([status], count)
-    depth = GaugeMetricFamily("imagegen_queue_depth", "Queued jobs by priority.",
-                              labels=["priority"])
+    depth = GaugeMetricFamily(
+        "imagegen_queue_depth", "Queued jobs by priority.", labels=["priority"]
+    )
     for priority, count in facts.queued_by_priority.items():
         depth.add_metric([priority], count)
     yield jobs
     yield depth
-    yield GaugeMetricFamily("imagegen_queue_due", "Queued jobs whose submit is due now.",
-                            value=facts.queued_due)
-    yield GaugeMetricFamily("imagegen_queue_oldest_age_seconds",
-                            "Age of the oldest queued job (0 when none).",
-                            value=facts.oldest_queued_age_s)
+    yield GaugeMetricFamily(
+        "imagegen_queue_due", "Queued jobs whose submit is due now.", value=facts.queued_due
+    )
+    yield GaugeMetricFamily(
+        "imagegen_queue_oldest_age_seconds",
+        "Age of the oldest queued job (0 when none).",
+        value=facts.oldest_queued_age_s,
+    )
     if facts.paused is not None:
-        yield GaugeMetricFamily("imagegen_submissions_paused",
-                                "1 while submissions are paused fleet-wide.",
-                                value=1 if facts.paused else 0)
+        yield GaugeMetricFamily(
+            "imagegen_submissions_paused",
+            "1 while submissions are paused fleet-wide.",
+            value=1 if facts.paused else 0,
+        )
     if facts.breaker is not None:
-        breaker = GaugeMetricFamily("imagegen_breaker_state", "Circuit breaker in front of "
-                                    "provider submissions (1 for the current state).",
-                                    labels=["state"])
+        breaker = GaugeMetricFamily(
+            "imagegen_breaker_state",
+            "Circuit breaker in front of provider submissions (1 for the current state).",
+            labels=["state"],
+        )
         for state in BREAKER_STATES:
             breaker.add_metric([state], 1 if facts.breaker == state else 0)
         yield breaker
-    yield GaugeMetricFamily("imagegen_submit_cooldown_seconds",
-                            "Seconds left of the fleet's cool-down after a 429 (0: none).",
-                            value=facts.cooldown_s)
+    yield GaugeMetricFamily(
+        "imagegen_submit_cooldown_seconds",
+        "Seconds left of the fleet's cool-down after a 429 (0: none).",
+        value=facts.cooldown_s,
+    )
     if facts.submit_rate is not None:
-        yield GaugeMetricFamily("imagegen_submit_rate", "Submissions per second the fleet may "
-                                "make now (adaptive; 0: unlimited).", value=facts.submit_rate)
+        yield GaugeMetricFamily(
+            "imagegen_submit_rate",
+            "Submissions per second the fleet may make now (adaptive; 0: unlimited).",
+            value=facts.submit_rate,
+        )
     if facts.max_in_flight is not None:
-        yield GaugeMetricFamily("imagegen_in_flight_limit", "Predictions the fleet may have in "
-                                "flight at the provider.", value=facts.max_in_flight)
+        yield GaugeMetricFamily(
+            "imagegen_in_flight_limit",
+            "Predictions the fleet may have in flight at the provider.",
+            value=facts.max_in_flight,
+        )
 
 
 _lock = threading.Lock()  # registration and serving happen once per process
 _collectors: dict[int, QueueCollector] = {}
 
 
-def register_queue_collector(read: Callable[[], QueueFacts],
-                             registry: CollectorRegistry = REGISTRY) -> None:
+def register_queue_collector(
+    read: Callable[[], QueueFacts], registry: CollectorRegistry = REGISTRY
+) -> None:
     """Add the queue gauges to ``registry`` (once; later calls do nothing)."""
     with _lock:
         if id(registry) not in _collectors:

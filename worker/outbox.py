@@ -47,9 +47,14 @@ def job_finished(session: Session, *, job_id: uuid.UUID, status: str) -> None:
         # one event per ending: a job retried by an operator reports its next ending too
         retries = hooks.retries_of(session, job_id)
         key = f"job:{job_id}" + (f":retry{retries}" if retries else "")
-        delivery = hooks.record_delivery(session, dedup_key=key,
-                                         event=f"job.{status}", url=url,
-                                         now=datetime.now(UTC), job_id=job_id)
+        delivery = hooks.record_delivery(
+            session,
+            dedup_key=key,
+            event=f"job.{status}",
+            url=url,
+            now=datetime.now(UTC),
+            job_id=job_id,
+        )
         if delivery is not None:
             pending.deliveries.append(delivery)
     if batch_id is not None:
@@ -90,9 +95,14 @@ def complete_batch(engine: Engine, batch_id: uuid.UUID) -> bool:
             # completed again after an operator retry: a new event for the new completion
             stamp = int(batch.completed_at.timestamp() * 1e6) if batch.completed_at else 0
             key = f"batch:{batch_id}:{stamp}"  # fits the 64-character key
-            delivery = hooks.record_delivery(session, dedup_key=key,
-                                             event="batch.completed", url=batch.callback_url,
-                                             now=datetime.now(UTC), batch_id=batch_id)
+            delivery = hooks.record_delivery(
+                session,
+                dedup_key=key,
+                event="batch.completed",
+                url=batch.callback_url,
+                now=datetime.now(UTC),
+                batch_id=batch_id,
+            )
     log.info("batch_completed", extra={"batch_id": str(batch_id)})
     send([delivery] if delivery else [])
     return True

@@ -58,9 +58,17 @@ class Next:
 
 
 class Pipeline:
-    def __init__(self, *, settings: Settings, sessions: SessionFactory, provider: Provider,
-                 store: ObjectStore, http: httpx.Client, clock: Clock | None = None,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessions: SessionFactory,
+        provider: Provider,
+        store: ObjectStore,
+        http: httpx.Client,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.provider = provider
@@ -69,11 +77,13 @@ class Pipeline:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.rng = rng or random.Random()
         self.policy = RetryPolicy(
-            base_s=settings.retry_base_s, max_s=settings.retry_max_s,
+            base_s=settings.retry_base_s,
+            max_s=settings.retry_max_s,
             max_submit_attempts=settings.max_submit_attempts,
             max_poll_errors=settings.max_poll_errors,
             max_transfer_attempts=settings.max_transfer_attempts,
-            ambiguous_submit=settings.ambiguous_submit)
+            ambiguous_submit=settings.ambiguous_submit,
+        )
         self.limits = Limits.from_settings(settings)
 
     def close(self) -> None:
@@ -88,8 +98,9 @@ class Pipeline:
     def submit(self, job_id: uuid.UUID) -> Next | None:
         """queued -> submitting -> running (or back to queued, or failed)."""
         with self.sessions() as session:
-            claim = repo.claim_for_submit(session, job_id=job_id, limits=self.limits,
-                                          lease_s=self.settings.submit_lease_s)
+            claim = repo.claim_for_submit(
+                session, job_id=job_id, limits=self.limits, lease_s=self.settings.submit_lease_s
+            )
         job = claim.job if isinstance(claim, repo.Claim) else None
         if isinstance(claim, Admission):  # the fleet's limits say not now: the dispatcher
             reason = claim.refused.value if claim.refused else "unknown"  # sends it again
@@ -112,30 +123,41 @@ class Pipeline:
         first_poll = first_poll_delay(self.settings, job.resolution)
         with self.sessions() as session:
             breaker_or_strikes = fleet.after_success_needed(session)
-            moved = repo.mark_running(session, claim=claim, prediction_id=prediction.id,
-                                      provider_status=prediction.raw_status,
-                                      next_poll_at=self.clock() + timedelta(seconds=first_poll))
+            moved = repo.mark_running(
+                session,
+                claim=claim,
+                prediction_id=prediction.id,
+                provider_status=prediction.raw_status,
+                next_poll_at=self.clock() + timedelta(seconds=first_poll),
+            )
         if breaker_or_strikes:  # the provider answered: close the breaker, end the 429 run
             with self.sessions() as session:
                 fleet.submit_answered(session)
         if not moved:
             # cancelled (or the lease expired) while the call was out: the prediction runs on
             # at the provider but nothing will copy its outputs
-            log.warning("submit_outcome_dropped", extra={"job_id": str(job_id),
-                                                         "prediction_id": prediction.id})
+            log.warning(
+                "submit_outcome_dropped",
+                extra={"job_id": str(job_id), "prediction_id": prediction.id},
+            )
             return None
-        log.info("submitted", extra={"job_id": str(job_id), "prediction_id": prediction.id,
-                                     "attempt": claim.attempt})
+        log.info(
+            "submitted",
+            extra={"job_id": str(job_id), "prediction_id": prediction.id, "attempt": claim.attempt},
+        )
         return Next("poll", first_poll)
 
     def _submit_failed(self, claim: repo.Claim, job: Job, error: ProviderError) -> None:
         """Tell the fleet what the provider said, then fail the job or queue it again (the
         dispatcher sends it when it is due and the fleet may submit)."""
         decision = self.policy.decide("submit", error, claim.attempt, self.rng)
-        log.warning("submit_failed", extra={"job_id": str(job.id), "attempt": claim.attempt,
-                                            "error": error.code})
-        not_before = self.clock() + timedelta(seconds=decision.delay_s
-                                              if isinstance(decision, Retry) else 0)
+        log.warning(
+            "submit_failed",
+            extra={"job_id": str(job.id), "attempt": claim.attempt, "error": error.code},
+        )
+        not_before = self.clock() + timedelta(
+            seconds=decision.delay_s if isinstance(decision, Retry) else 0
+        )
         with self.sessions() as session:
             if error.fleet_wide:  # 401/403: every submission waits for an operator
                 fleet.provider_refused_key(session, error)
@@ -149,13 +171,24 @@ class Pipeline:
                 fleet.submit_answered(session)
         with self.sessions() as session:
             if isinstance(decision, Stop):
-                repo.fail(session, job_id=job.id, sources=[JobStatus.SUBMITTING], claim=claim,
-                          code=decision.code, message=decision.message,
-                          ambiguous=decision.ambiguous)
+                repo.fail(
+                    session,
+                    job_id=job.id,
+                    sources=[JobStatus.SUBMITTING],
+                    claim=claim,
+                    code=decision.code,
+                    message=decision.message,
+                    ambiguous=decision.ambiguous,
+                )
                 return
-            repo.requeue_submit(session, claim=claim, reason=error.message,
-                                ambiguous=decision.ambiguous, not_before=not_before,
-                                refund_attempt=decision.refund)
+            repo.requeue_submit(
+                session,
+                claim=claim,
+                reason=error.message,
+                ambiguous=decision.ambiguous,
+                not_before=not_before,
+                refund_attempt=decision.refund,
+            )
 
     # --- poll -----------------------------------------------------------------------------------
 
@@ -183,26 +216,41 @@ class Pipeline:
             self._end(job_id, JobStatus.RUNNING, failure_error(prediction))
             return None
         with self.sessions() as session:
-            moved = repo.mark_generated(session, job_id=job_id, outputs=list(prediction.outputs),
-                                        provider_status=prediction.raw_status,
-                                        nsfw=list(prediction.has_nsfw))
+            moved = repo.mark_generated(
+                session,
+                job_id=job_id,
+                outputs=list(prediction.outputs),
+                provider_status=prediction.raw_status,
+                nsfw=list(prediction.has_nsfw),
+            )
         return Next("transfer") if moved else None
 
     def _still_running(self, job: Job, provider_status: str) -> Next | None:
         delay = self._poll_delay(job)
         with self.sessions() as session:
-            recorded = repo.record_poll(session, job_id=job.id, provider_status=provider_status,
-                                        next_poll_at=self.clock() + timedelta(seconds=delay))
+            recorded = repo.record_poll(
+                session,
+                job_id=job.id,
+                provider_status=provider_status,
+                next_poll_at=self.clock() + timedelta(seconds=delay),
+            )
         return Next("poll", delay) if recorded else None
 
     def _poll_failed(self, job: Job, error: ProviderError) -> Next | None:
         decision = self.policy.decide("poll", error, job.poll_errors + 1, self.rng)
-        log.warning("poll_failed", extra={"job_id": str(job.id), "error": error.code,
-                                          "prediction_id": job.prediction_id,
-                                          "poll_errors": job.poll_errors + 1})
+        log.warning(
+            "poll_failed",
+            extra={
+                "job_id": str(job.id),
+                "error": error.code,
+                "prediction_id": job.prediction_id,
+                "poll_errors": job.poll_errors + 1,
+            },
+        )
         if isinstance(decision, Stop):
-            self._end(job.id, JobStatus.RUNNING, error, code=decision.code,
-                      message=decision.message)
+            self._end(
+                job.id, JobStatus.RUNNING, error, code=decision.code, message=decision.message
+            )
             return None
         delay = max(decision.delay_s, self._poll_delay(job))
         with self.sessions() as session:
@@ -210,10 +258,14 @@ class Pipeline:
                 fleet.provider_refused_key(session, error)
             elif isinstance(error, RateLimited):
                 fleet.polls_rate_limited(session, self.limits)
-            recorded = repo.record_poll(session, job_id=job.id, error=error.message,
-                                        counts=not decision.refund,
-                                        provider_status=job.provider_status or "unknown",
-                                        next_poll_at=self.clock() + timedelta(seconds=delay))
+            recorded = repo.record_poll(
+                session,
+                job_id=job.id,
+                error=error.message,
+                counts=not decision.refund,
+                provider_status=job.provider_status or "unknown",
+                next_poll_at=self.clock() + timedelta(seconds=delay),
+            )
         return Next("poll", delay) if recorded else None
 
     def _poll_delay(self, job: Job) -> float:
@@ -225,8 +277,9 @@ class Pipeline:
     def transfer(self, job_id: uuid.UUID) -> Next | None:
         """Copy every output not yet stored, then transferring -> succeeded."""
         with self.sessions() as session:
-            claim = repo.claim_for_transfer(session, job_id=job_id,
-                                            lease_s=self.settings.transfer_lease_s)
+            claim = repo.claim_for_transfer(
+                session, job_id=job_id, lease_s=self.settings.transfer_lease_s
+            )
             job = repo.get_job(session, job_id) if claim else None
             done = repo.stored_indexes(session, job_id) if claim else set()
         if claim is None or job is None:
@@ -249,33 +302,52 @@ class Pipeline:
             repo.mark_succeeded(session, claim=claim)
         return None
 
-    def _copy_one(self, claim: repo.Claim, job: Job, index: int, url: str, *,
-                  renew: bool) -> None:
+    def _copy_one(self, claim: repo.Claim, job: Job, index: int, url: str, *, renew: bool) -> None:
         if renew:
             with self.sessions() as session:  # cancelled meanwhile: copy nothing more
-                if not repo.renew_transfer_lease(session, claim=claim,
-                                                 lease_s=self.settings.transfer_lease_s):
+                if not repo.renew_transfer_lease(
+                    session, claim=claim, lease_s=self.settings.transfer_lease_s
+                ):
                     raise _Abandoned()
         key = object_key(self.store.prefix, job.id, job.created_at, index)
         started = time.perf_counter()
-        stored = copy_output(self.http, url, self.store, key,
-                             max_bytes=self.settings.max_output_bytes)
+        stored = copy_output(
+            self.http, url, self.store, key, max_bytes=self.settings.max_output_bytes
+        )
         metrics.transfer(stored.bytes, time.perf_counter() - started)
         nsfw = job.nsfw[index] if job.nsfw and index < len(job.nsfw) else None
         with self.sessions() as session:
             # the renewal locks the row: a cancellation cannot slip in before the image row
-            if not repo.renew_transfer_lease(session, claim=claim,
-                                             lease_s=self.settings.transfer_lease_s):
+            if not repo.renew_transfer_lease(
+                session, claim=claim, lease_s=self.settings.transfer_lease_s
+            ):
                 self._drop_if_ended(job.id, key)
                 raise _Abandoned()
-            repo.record_image(session, values={
-                "job_id": job.id, "idx": index, "bucket": self.store.bucket, "key": key,
-                "content_type": stored.content_type, "bytes": stored.bytes,
-                "sha256": stored.sha256, "width": stored.width, "height": stored.height,
-                "source_url": url, "nsfw": nsfw})
-        log.info("output_stored", extra={"job_id": str(job.id), "index": index,
-                                         "prediction_id": job.prediction_id,
-                                         "bytes": stored.bytes})
+            repo.record_image(
+                session,
+                values={
+                    "job_id": job.id,
+                    "idx": index,
+                    "bucket": self.store.bucket,
+                    "key": key,
+                    "content_type": stored.content_type,
+                    "bytes": stored.bytes,
+                    "sha256": stored.sha256,
+                    "width": stored.width,
+                    "height": stored.height,
+                    "source_url": url,
+                    "nsfw": nsfw,
+                },
+            )
+        log.info(
+            "output_stored",
+            extra={
+                "job_id": str(job.id),
+                "index": index,
+                "prediction_id": job.prediction_id,
+                "bytes": stored.bytes,
+            },
+        )
 
     def _drop_if_ended(self, job_id: uuid.UUID, key: str) -> None:
         """The job ended while this copy was in flight: remove what was just written (unless
@@ -291,26 +363,45 @@ class Pipeline:
             job = repo.get_job(session, job_id)
             if job is None or not repo.discard_images(session, job_id=job_id):
                 return
-        self.store.delete([object_key(self.store.prefix, job.id, job.created_at, index)
-                           for index in range(len(job.outputs or []))])
+        self.store.delete(
+            [
+                object_key(self.store.prefix, job.id, job.created_at, index)
+                for index in range(len(job.outputs or []))
+            ]
+        )
         log.info("outputs_discarded", extra={"job_id": str(job_id), "status": job.status})
 
     def _transfer_failed(self, claim: repo.Claim, job: Job, error: TransferError) -> Next | None:
         if isinstance(error, _Abandoned):
             return None
         decision = self.policy.decide("transfer", error, job.transfer_attempts, self.rng)
-        log.warning("transfer_failed", extra={"job_id": str(job.id), "error": error.code,
-                                              "prediction_id": job.prediction_id,
-                                              "attempt": job.transfer_attempts})
+        log.warning(
+            "transfer_failed",
+            extra={
+                "job_id": str(job.id),
+                "error": error.code,
+                "prediction_id": job.prediction_id,
+                "attempt": job.transfer_attempts,
+            },
+        )
         with self.sessions() as session:
             if isinstance(decision, Stop):
-                repo.fail(session, job_id=job.id, sources=[JobStatus.TRANSFERRING],
-                          claim=claim, code=decision.code, message=decision.message)
+                repo.fail(
+                    session,
+                    job_id=job.id,
+                    sources=[JobStatus.TRANSFERRING],
+                    claim=claim,
+                    code=decision.code,
+                    message=decision.message,
+                )
                 return None
             assert isinstance(decision, Retry)
             moved = repo.release_transfer(
-                session, claim=claim, reason=error.message,
-                not_before=self.clock() + timedelta(seconds=decision.delay_s))
+                session,
+                claim=claim,
+                reason=error.message,
+                not_before=self.clock() + timedelta(seconds=decision.delay_s),
+            )
         return Next("transfer", decision.delay_s) if moved else None
 
     # --- endings --------------------------------------------------------------------------------
@@ -320,14 +411,24 @@ class Pipeline:
 
     def _expire(self, job_id: uuid.UUID, status: JobStatus) -> None:
         with self.sessions() as session:
-            repo.fail(session, job_id=job_id, sources=[status], code="deadline_exceeded",
-                      message="the job did not finish before its deadline")
+            repo.fail(
+                session,
+                job_id=job_id,
+                sources=[status],
+                code="deadline_exceeded",
+                message="the job did not finish before its deadline",
+            )
 
     def _exhausted(self, job_id: uuid.UUID, status: JobStatus, step: str, tries: int) -> None:
         """A step whose worker keeps dying (a poison job) ends instead of looping."""
         with self.sessions() as session:
-            repo.fail(session, job_id=job_id, sources=[status], code="retries_exhausted",
-                      message=f"gave up after {tries} {step} attempts whose worker was lost")
+            repo.fail(
+                session,
+                job_id=job_id,
+                sources=[status],
+                code="retries_exhausted",
+                message=f"gave up after {tries} {step} attempts whose worker was lost",
+            )
 
     def redelivered_poll(self, job_id: uuid.UUID) -> bool:
         """Count a poll whose worker was lost; False (and the job failed) when it is poison."""
@@ -338,11 +439,23 @@ class Pipeline:
             self._exhausted(job_id, JobStatus.RUNNING, "poll", limit)
         return within
 
-    def _end(self, job_id: uuid.UUID, status: JobStatus, error: ImagegenError, *,
-             code: str | None = None, message: str | None = None) -> None:
+    def _end(
+        self,
+        job_id: uuid.UUID,
+        status: JobStatus,
+        error: ImagegenError,
+        *,
+        code: str | None = None,
+        message: str | None = None,
+    ) -> None:
         with self.sessions() as session:
-            repo.fail(session, job_id=job_id, sources=[status], code=code or error.code,
-                      message=message or error.message)
+            repo.fail(
+                session,
+                job_id=job_id,
+                sources=[status],
+                code=code or error.code,
+                message=message or error.message,
+            )
         log.info("job_failed", extra={"job_id": str(job_id), "error": code or error.code})
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 RATE_WINDOW_S = 60.0
 
 
-def rate_per_s(*, done: int, elapsed_s: float, recent_done: int,
-               window_s: float = RATE_WINDOW_S) -> float:
+def rate_per_s(
+    *, done: int, elapsed_s: float, recent_done: int, window_s: float = RATE_WINDOW_S
+) -> float:
     """Jobs finished per second: over the recent window if any finished in it, else overall."""
     if elapsed_s <= 0:
         return 0.0

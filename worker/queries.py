@@ -24,8 +24,9 @@ _TERMINAL = sorted(s.value for s in TERMINAL)
 def limit_statement_time(session: Session, seconds: float) -> None:
     """Cap every statement of this transaction (Postgres; SQLite has no such setting)."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.set_config("statement_timeout", f"{int(seconds * 1000)}",
-                                               True)))
+        session.execute(
+            select(func.set_config("statement_timeout", f"{int(seconds * 1000)}", True))
+        )
 
 
 def ping(session: Session) -> None:
@@ -47,9 +48,17 @@ class QueueSnapshot:
 
 def queue_snapshot(session: Session, *, now: datetime) -> QueueSnapshot:
     """One pass over the active jobs (the partial index), grouped by status and priority."""
-    query = (select(Job.status, Job.priority, func.count(),
-                    func.count().filter(Job.next_action_at <= now), func.min(Job.created_at))
-             .where(Job.status.in_(ACTIVE_STATUSES)).group_by(Job.status, Job.priority))
+    query = (
+        select(
+            Job.status,
+            Job.priority,
+            func.count(),
+            func.count().filter(Job.next_action_at <= now),
+            func.min(Job.created_at),
+        )
+        .where(Job.status.in_(ACTIVE_STATUSES))
+        .group_by(Job.status, Job.priority)
+    )
     active = dict.fromkeys(ACTIVE_STATUSES, 0)
     by_priority = {"interactive": 0, "batch": 0}
     due, oldest = 0, None
@@ -69,16 +78,25 @@ def counts_by_status(session: Session) -> dict[str, int]:
 
 
 def failed_by_code(session: Session) -> dict[str, int]:
-    query = (select(func.coalesce(Job.error_code, "unknown"), func.count())
-             .where(Job.status == JobStatus.FAILED.value).group_by(Job.error_code))
+    query = (
+        select(func.coalesce(Job.error_code, "unknown"), func.count())
+        .where(Job.status == JobStatus.FAILED.value)
+        .group_by(Job.error_code)
+    )
     return dict(session.execute(query).all())
 
 
 # --- listings -----------------------------------------------------------------------------------
 
 
-def list_jobs(session: Session, *, statuses: Sequence[str] = (), batch_id: uuid.UUID | None = None,
-              since: datetime | None = None, limit: int = 50) -> list[Job]:
+def list_jobs(
+    session: Session,
+    *,
+    statuses: Sequence[str] = (),
+    batch_id: uuid.UUID | None = None,
+    since: datetime | None = None,
+    limit: int = 50,
+) -> list[Job]:
     """Newest first, filtered by status, batch and creation time."""
     conditions: list[ColumnElement[bool]] = []
     if statuses:
@@ -91,8 +109,9 @@ def list_jobs(session: Session, *, statuses: Sequence[str] = (), batch_id: uuid.
     return list(session.scalars(query))
 
 
-def failed_job_ids(session: Session, *, batch_id: uuid.UUID | None = None,
-                   code: str | None = None) -> list[uuid.UUID]:
+def failed_job_ids(
+    session: Session, *, batch_id: uuid.UUID | None = None, code: str | None = None
+) -> list[uuid.UUID]:
     """Ids of failed jobs, optionally of one batch and one error code, oldest first."""
     conditions = [Job.status == JobStatus.FAILED.value]
     if batch_id is not None:
@@ -119,8 +138,12 @@ def prunable_job_ids(session: Session, *, cutoff: datetime, limit: int) -> list[
 def count_prunable(session: Session, *, cutoff: datetime) -> tuple[int, int]:
     """(jobs, stored images) that pruning at ``cutoff`` would delete."""
     jobs = session.scalar(select(func.count()).where(_prunable(cutoff))) or 0
-    images = session.scalar(select(func.count()).select_from(JobImage).join(Job)
-                            .where(_prunable(cutoff))) or 0
+    images = (
+        session.scalar(
+            select(func.count()).select_from(JobImage).join(Job).where(_prunable(cutoff))
+        )
+        or 0
+    )
     return jobs, images
 
 
@@ -138,14 +161,20 @@ def count_events(session: Session, job_ids: Sequence[uuid.UUID]) -> int:
 def delete_jobs(session: Session, *, job_ids: Sequence[uuid.UUID], cutoff: datetime) -> int:
     """Delete these jobs if they are still prunable; events, images and webhook deliveries
     go with them (ON DELETE CASCADE). Returns how many jobs were deleted."""
-    statement = (delete(Job).where(Job.id.in_(list(job_ids)), _prunable(cutoff))
-                 .execution_options(synchronize_session=False))
+    statement = (
+        delete(Job)
+        .where(Job.id.in_(list(job_ids)), _prunable(cutoff))
+        .execution_options(synchronize_session=False)
+    )
     return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
 
 def delete_empty_batches(session: Session, *, cutoff: datetime) -> int:
     """Delete batches completed before ``cutoff`` that have no jobs left."""
     has_jobs = exists().where(Job.batch_id == Batch.id)
-    statement = (delete(Batch).where(Batch.completed_at < cutoff, ~has_jobs)
-                 .execution_options(synchronize_session=False))
+    statement = (
+        delete(Batch)
+        .where(Batch.completed_at < cutoff, ~has_jobs)
+        .execution_options(synchronize_session=False)
+    )
     return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]

@@ -39,8 +39,14 @@ class Pass:
 
 
 class Reconciler:
-    def __init__(self, *, settings: Settings, sessions: SessionFactory, send: Send,
-                 clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessions: SessionFactory,
+        send: Send,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.send = send
@@ -61,29 +67,46 @@ class Reconciler:
                 self.send(STEP_FOR[status], job_id)
             result.redriven[status.value] = len(job_ids)
         if result.deadlines or result.leases_expired or any(result.redriven.values()):
-            log.info("reconciled", extra={"redriven": result.redriven,
-                                          "leases_expired": result.leases_expired,
-                                          "deadlines": result.deadlines})
+            log.info(
+                "reconciled",
+                extra={
+                    "redriven": result.redriven,
+                    "leases_expired": result.leases_expired,
+                    "deadlines": result.deadlines,
+                },
+            )
         return result
 
     def _before(self, now: datetime) -> datetime:
         return now - timedelta(seconds=self.settings.stale_after_s)
 
-    def _stale(self, session: Session, status: JobStatus, now: datetime
-               ) -> list[uuid.UUID]:
-        job_ids = repo.stale_jobs(session, status=status, before=self._before(now), now=now,
-                                  limit=self.settings.reconcile_batch)
+    def _stale(self, session: Session, status: JobStatus, now: datetime) -> list[uuid.UUID]:
+        job_ids = repo.stale_jobs(
+            session,
+            status=status,
+            before=self._before(now),
+            now=now,
+            limit=self.settings.reconcile_batch,
+        )
         repo.touch(session, job_ids=job_ids, event="redriven", detail={"step": STEP_FOR[status]})
         return job_ids
 
     def _expired_submits(self, session: Session, now: datetime) -> list[uuid.UUID]:
-        job_ids = repo.stale_jobs(session, status=JobStatus.SUBMITTING, before=now, now=now,
-                                  limit=self.settings.reconcile_batch)
+        job_ids = repo.stale_jobs(
+            session,
+            status=JobStatus.SUBMITTING,
+            before=now,
+            now=now,
+            limit=self.settings.reconcile_batch,
+        )
         retry = self.settings.ambiguous_submit == "retry"
         reason = "the worker submitting this job was lost; the request may have been sent"
-        return [job_id for job_id in job_ids
-                if repo.expire_submit_lease(session, job_id=job_id, now=now, retry=retry,
-                                            reason=reason) and retry]
+        return [
+            job_id
+            for job_id in job_ids
+            if repo.expire_submit_lease(session, job_id=job_id, now=now, retry=retry, reason=reason)
+            and retry
+        ]
 
     def _deadlines(self, session: Session, now: datetime) -> int:
         job_ids = repo.overdue_jobs(session, now=now, limit=self.settings.reconcile_batch)

@@ -67,8 +67,7 @@ def preview(older_than: timedelta) -> PruneReport:
     return report
 
 
-def prune(plan: PrunePlan, *, on_batch: Callable[[PruneReport], None] | None = None
-          ) -> PruneReport:
+def prune(plan: PrunePlan, *, on_batch: Callable[[PruneReport], None] | None = None) -> PruneReport:
     """Delete finished jobs older than ``plan.older_than``; returns what was deleted."""
     report = PruneReport(cutoff=utcnow() - plan.older_than, dry_run=False)
     started = time.monotonic()
@@ -103,12 +102,15 @@ def _prune_batch(plan: PrunePlan, report: PruneReport) -> bool:
     return True
 
 
-def _delete_objects(store: ObjectDeleter, objects: list[tuple[str, str]],
-                    report: PruneReport) -> None:
+def _delete_objects(
+    store: ObjectDeleter, objects: list[tuple[str, str]], report: PruneReport
+) -> None:
     keys = [key for bucket, key in objects if bucket == store.bucket]
     if len(keys) < len(objects):
-        log.warning("prune_objects_in_other_bucket",
-                    extra={"count": len(objects) - len(keys), "bucket": store.bucket})
+        log.warning(
+            "prune_objects_in_other_bucket",
+            extra={"count": len(objects) - len(keys), "bucket": store.bucket},
+        )
     store.delete(keys)
     report.objects_deleted += len(keys)
     report.objects_skipped += len(objects) - len(keys)

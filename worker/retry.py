@@ -59,8 +59,9 @@ class RetryPolicy:
         retry_after = getattr(error, "retry_after_s", None)
         return max(delay, retry_after) if retry_after else delay
 
-    def decide(self, step: Step, error: ImagegenError, attempt: int,
-               rng: random.Random | None = None) -> Decision:
+    def decide(
+        self, step: Step, error: ImagegenError, attempt: int, rng: random.Random | None = None
+    ) -> Decision:
         """What to do after ``error`` ended the ``attempt``-th try of ``step``."""
         if isinstance(error, ProviderError) and error.fleet_wide:
             # not the job's fault: wait without spending the job's budget (submissions pause
@@ -77,8 +78,11 @@ class RetryPolicy:
         if attempt >= self._budget(step, error):
             # a transfer that keeps failing says where it failed (output or storage)
             code = error.code if isinstance(error, TransferError) else "retries_exhausted"
-            return Stop(code, f"gave up after {attempt} {step} attempts: {error.message}",
-                        ambiguous=ambiguous)
+            return Stop(
+                code,
+                f"gave up after {attempt} {step} attempts: {error.message}",
+                ambiguous=ambiguous,
+            )
         return Retry(self._delay(error, attempt, rng), ambiguous=ambiguous)
 
     def _budget(self, step: Step, error: ImagegenError) -> int:
@@ -90,5 +94,7 @@ class RetryPolicy:
 
 
 def _ambiguous_message(error: ImagegenError) -> str:
-    return ("the submission may have created a prediction at the provider and is not retried "
-            f"(IMAGEGEN_AMBIGUOUS_SUBMIT=fail): {error.message}")
+    return (
+        "the submission may have created a prediction at the provider and is not retried "
+        f"(IMAGEGEN_AMBIGUOUS_SUBMIT=fail): {error.message}"
+    )

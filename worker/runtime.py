@@ -27,14 +27,22 @@ def get_pipeline() -> Pipeline:
         if _pipeline is None:
             settings = get_settings()
             download = httpx.Client(
-                timeout=httpx.Timeout(settings.download_timeout_s,
-                                      connect=settings.connect_timeout_s),
-                headers={"Accept-Encoding": "identity"}, follow_redirects=True,
-                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
-            _pipeline = Pipeline(settings=settings, sessions=session_scope,
-                                 provider=ProviderClient.from_settings(
-                                     settings, on_response=metrics.provider_response),
-                                 store=store_from_settings(settings), http=download)
+                timeout=httpx.Timeout(
+                    settings.download_timeout_s, connect=settings.connect_timeout_s
+                ),
+                headers={"Accept-Encoding": "identity"},
+                follow_redirects=True,
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            )
+            _pipeline = Pipeline(
+                settings=settings,
+                sessions=session_scope,
+                provider=ProviderClient.from_settings(
+                    settings, on_response=metrics.provider_response
+                ),
+                store=store_from_settings(settings),
+                http=download,
+            )
         return _pipeline
 
 
@@ -44,8 +52,9 @@ def get_reconciler() -> Reconciler:
         if _reconciler is None:
             from worker.tasks import send_step
 
-            _reconciler = Reconciler(settings=get_settings(), sessions=session_scope,
-                                     send=send_step)
+            _reconciler = Reconciler(
+                settings=get_settings(), sessions=session_scope, send=send_step
+            )
         return _reconciler
 
 
@@ -55,8 +64,9 @@ def get_dispatcher() -> Dispatcher:
         if _dispatcher is None:
             from worker.tasks import send_submit
 
-            _dispatcher = Dispatcher(settings=get_settings(), sessions=session_scope,
-                                     send=send_submit)
+            _dispatcher = Dispatcher(
+                settings=get_settings(), sessions=session_scope, send=send_submit
+            )
         return _dispatcher
 
 

@@ -24,8 +24,9 @@ FOREIGN_ENV = {"api_key": "GPTPROTO_API_KEY", "base_url": "GPTPROTO_BASE_URL"}
 class Settings(BaseSettings):
     """Everything configurable, with units in the names."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True,
-                                      populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, populate_by_name=True
+    )
 
     # --- services ------------------------------------------------------------------------------
     data_dir: Path = Path(".imagegen")
@@ -136,8 +137,14 @@ class Settings(BaseSettings):
     prune_batch_size: int = Field(default=500, ge=1, le=10_000)
     prune_interval_s: float = Field(default=3600.0, gt=0)
 
-    @field_validator("database_url", "broker_url", "storage_url", "s3_endpoint_url",
-                     "prune_older_than_days", mode="before")
+    @field_validator(
+        "database_url",
+        "broker_url",
+        "storage_url",
+        "s3_endpoint_url",
+        "prune_older_than_days",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -165,8 +172,10 @@ class Settings(BaseSettings):
     def _leases_outlast_calls(self) -> Settings:
         # a lease shorter than the call it covers would let a second worker repeat the call
         if self.submit_lease_s <= self.submit_timeout_s + self.connect_timeout_s:
-            raise ValueError("IMAGEGEN_SUBMIT_LEASE_S must exceed IMAGEGEN_SUBMIT_TIMEOUT_S + "
-                             "IMAGEGEN_CONNECT_TIMEOUT_S")
+            raise ValueError(
+                "IMAGEGEN_SUBMIT_LEASE_S must exceed IMAGEGEN_SUBMIT_TIMEOUT_S + "
+                "IMAGEGEN_CONNECT_TIMEOUT_S"
+            )
         return self
 
     # --- derived -------------------------------------------------------------------------------
@@ -215,8 +224,12 @@ def get_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = [f"{env_name(str(e['loc'][0]))}: {e['msg']}" if e["loc"]
-                    else e["msg"].removeprefix("Value error, ") for e in exc.errors()]
+        problems = [
+            f"{env_name(str(e['loc'][0]))}: {e['msg']}"
+            if e["loc"]
+            else e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()
+        ]
         raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None
 
 

@@ -22,17 +22,29 @@ def signature(secret: bytes, timestamp: int, body: bytes) -> str:
     return hmac.new(secret, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
-def signed_headers(secret: bytes, timestamp: int, body: bytes, *, event: str,
-                   delivery_id: str) -> dict[str, str]:
+def signed_headers(
+    secret: bytes, timestamp: int, body: bytes, *, event: str, delivery_id: str
+) -> dict[str, str]:
     """Every header of a webhook POST."""
-    return {"Content-Type": "application/json", "User-Agent": "imagegen-queue-webhooks/1",
-            EVENT_HEADER: event, DELIVERY_HEADER: delivery_id,
-            TIMESTAMP_HEADER: str(timestamp),
-            SIGNATURE_HEADER: f"{SCHEME}={signature(secret, timestamp, body)}"}
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": "imagegen-queue-webhooks/1",
+        EVENT_HEADER: event,
+        DELIVERY_HEADER: delivery_id,
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: f"{SCHEME}={signature(secret, timestamp, body)}",
+    }
 
 
-def verify(secret: bytes, *, timestamp: str, header: str, body: bytes, now: float,
-           tolerance_s: float = DEFAULT_TOLERANCE_S) -> bool:
+def verify(
+    secret: bytes,
+    *,
+    timestamp: str,
+    header: str,
+    body: bytes,
+    now: float,
+    tolerance_s: float = DEFAULT_TOLERANCE_S,
+) -> bool:
     """Whether ``header`` holds a valid signature of ``body`` made within the tolerance."""
     try:
         sent_at = int(timestamp)
@@ -41,6 +53,7 @@ def verify(secret: bytes, *, timestamp: str, header: str, body: bytes, now: floa
     if abs(now - sent_at) > tolerance_s:
         return False
     expected = signature(secret, sent_at, body)
-    given = [part.split("=", 1)[1] for part in header.split(",")
-             if part.strip().startswith(f"{SCHEME}=")]
+    given = [
+        part.split("=", 1)[1] for part in header.split(",") if part.strip().startswith(f"{SCHEME}=")
+    ]
     return any(hmac.compare_digest(expected, value.strip()) for value in given)

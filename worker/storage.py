@@ -36,8 +36,9 @@ class ObjectStore(Protocol):
     bucket: str
     prefix: str
 
-    def put(self, key: str, stream: BinaryIO, *, content_type: str,
-            size: int | None = None) -> None:
+    def put(
+        self, key: str, stream: BinaryIO, *, content_type: str, size: int | None = None
+    ) -> None:
         """Store everything ``stream`` yields at ``key``; ``size``, when the source announced
         it, lets a small object go up without a part-sized buffer."""
 
@@ -57,19 +58,29 @@ def object_key(prefix: str, job_id: uuid.UUID, created_at: datetime, index: int)
 class S3Store:
     """An S3-compatible bucket (AWS, MinIO, moto); credentials from the standard AWS_* variables."""
 
-    def __init__(self, bucket: str, prefix: str, *, endpoint_url: str | None,
-                 chunk_bytes: int, presign_expiry_s: int) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        *,
+        endpoint_url: str | None,
+        chunk_bytes: int,
+        presign_expiry_s: int,
+    ) -> None:
         self.bucket = bucket
         self.prefix = prefix
         self._expiry = presign_expiry_s
-        config = BotoConfig(retries={"max_attempts": 3, "mode": "standard"},
-                            connect_timeout=5, read_timeout=60)
-        self._client = boto3.session.Session().client("s3", endpoint_url=endpoint_url,
-                                                      config=config)
+        config = BotoConfig(
+            retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60
+        )
+        self._client = boto3.session.Session().client(
+            "s3", endpoint_url=endpoint_url, config=config
+        )
         self._part_bytes = chunk_bytes
 
-    def put(self, key: str, stream: BinaryIO, *, content_type: str,
-            size: int | None = None) -> None:
+    def put(
+        self, key: str, stream: BinaryIO, *, content_type: str, size: int | None = None
+    ) -> None:
         """One PutObject when the object fits in a part, else a multipart upload; either is
         sent only once the stream has ended (see the module's docstring)."""
         small = size is not None and size < self._part_bytes
@@ -81,37 +92,44 @@ class S3Store:
         if not more:
             del part[filled:]
             with self._errors(key):
-                self._client.put_object(Bucket=self.bucket, Key=key, Body=_body(part),
-                                        ContentType=content_type)
+                self._client.put_object(
+                    Bucket=self.bucket, Key=key, Body=_body(part), ContentType=content_type
+                )
             return
         self._put_parts(key, stream, part, content_type)
 
-    def _put_parts(self, key: str, stream: BinaryIO, part: bytearray,
-                   content_type: str) -> None:
+    def _put_parts(self, key: str, stream: BinaryIO, part: bytearray, content_type: str) -> None:
         """A multipart upload whose parts are read into ``part`` (already full) one by one;
         aborted if anything fails, the stream's error raised as it came."""
         with self._errors(key):
             upload_id = self._client.create_multipart_upload(
-                Bucket=self.bucket, Key=key, ContentType=content_type)["UploadId"]
+                Bucket=self.bucket, Key=key, ContentType=content_type
+            )["UploadId"]
         try:
             parts: list[CompletedPartTypeDef] = []
             more = True
             while part:
                 with self._errors(key):
-                    answer = self._client.upload_part(Bucket=self.bucket, Key=key,
-                                                      UploadId=upload_id, Body=_body(part),
-                                                      PartNumber=len(parts) + 1)
+                    answer = self._client.upload_part(
+                        Bucket=self.bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                        Body=_body(part),
+                        PartNumber=len(parts) + 1,
+                    )
                 parts.append({"ETag": answer["ETag"], "PartNumber": len(parts) + 1})
                 filled, more = _fill(stream, part) if more else (0, False)
                 del part[filled:]  # the last part is shorter (or empty: the end)
             with self._errors(key):
                 self._client.complete_multipart_upload(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id,
-                    MultipartUpload={"Parts": parts})
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                )
         except BaseException:
             with contextlib.suppress(BotoCoreError, ClientError):
-                self._client.abort_multipart_upload(Bucket=self.bucket, Key=key,
-                                                    UploadId=upload_id)
+                self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
             raise
 
     @contextlib.contextmanager
@@ -130,8 +148,11 @@ class S3Store:
 
     def url_for(self, key: str) -> str:
         """A presigned download URL."""
-        return str(self._client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self._expiry))
+        return str(
+            self._client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self._expiry
+            )
+        )
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it does not exist (tests, demo, first start)."""
@@ -143,16 +164,18 @@ class S3Store:
     def delete(self, keys: Sequence[str]) -> None:
         """Delete objects, 1000 per request; a missing key is not an error."""
         for start in range(0, len(keys), 1000):
-            chunk: list[ObjectIdentifierTypeDef] = [{"Key": k} for k in keys[start:start + 1000]]
+            chunk: list[ObjectIdentifierTypeDef] = [{"Key": k} for k in keys[start : start + 1000]]
             try:
                 answer = self._client.delete_objects(
-                    Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})
+                    Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True}
+                )
             except (BotoCoreError, ClientError) as exc:
                 raise StorageError(f"deleting from s3://{self.bucket} failed: {exc}") from None
             if answer.get("Errors"):
                 first = answer["Errors"][0]
-                raise StorageError(f"deleting s3://{self.bucket}/{first.get('Key')} failed: "
-                                   f"{first.get('Code')}")
+                raise StorageError(
+                    f"deleting s3://{self.bucket}/{first.get('Key')} failed: {first.get('Code')}"
+                )
 
 
 class LocalStore:
@@ -169,8 +192,9 @@ class LocalStore:
             raise StorageError(f"key {key!r} escapes the storage folder")
         return path
 
-    def put(self, key: str, stream: BinaryIO, *, content_type: str,
-            size: int | None = None) -> None:
+    def put(
+        self, key: str, stream: BinaryIO, *, content_type: str, size: int | None = None
+    ) -> None:
         target = self.path(key)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -222,8 +246,9 @@ def _fill(stream: BinaryIO, buffer: bytearray, filled: int = 0) -> tuple[int, bo
 def _readinto_by_read(stream: BinaryIO) -> Callable[[memoryview], int]:
     def readinto(view: memoryview) -> int:
         data = stream.read(len(view))
-        view[:len(data)] = data
+        view[: len(data)] = data
         return len(data)
+
     return readinto
 
 
@@ -238,6 +263,10 @@ def store_from_settings(settings: Settings) -> S3Store | LocalStore:
     prefix = parts.path.strip("/")
     if parts.scheme == "file":
         return LocalStore(Path(parts.path))
-    return S3Store(parts.netloc, prefix, endpoint_url=settings.s3_endpoint_url,
-                   chunk_bytes=settings.multipart_chunk_bytes,
-                   presign_expiry_s=settings.presign_expiry_s)
+    return S3Store(
+        parts.netloc,
+        prefix,
+        endpoint_url=settings.s3_endpoint_url,
+        chunk_bytes=settings.multipart_chunk_bytes,
+        presign_expiry_s=settings.presign_expiry_s,
+    )

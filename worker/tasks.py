@@ -16,9 +16,13 @@ from worker.celery_app import app
 from worker.pipeline import Next
 from worker.runtime import get_dispatcher, get_pipeline, get_reconciler
 
-_DB_RETRY: dict[str, Any] = {"autoretry_for": (OperationalError, DBAPIError),
-                             "retry_backoff": 1, "retry_backoff_max": 30, "max_retries": 20,
-                             "acks_late": True}
+_DB_RETRY: dict[str, Any] = {
+    "autoretry_for": (OperationalError, DBAPIError),
+    "retry_backoff": 1,
+    "retry_backoff_max": 30,
+    "max_retries": 20,
+    "acks_late": True,
+}
 
 
 @app.task(name="imagegen.submit", **_DB_RETRY)
@@ -55,8 +59,7 @@ def dispatch_cycle() -> None:
     get_dispatcher().run_once()
 
 
-STEPS: dict[str, Task] = {"submit": submit, "poll": poll, "transfer": transfer,
-                          "discard": discard}
+STEPS: dict[str, Task] = {"submit": submit, "poll": poll, "transfer": transfer, "discard": discard}
 
 
 def _redelivered(task: Task) -> bool:

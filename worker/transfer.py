@@ -27,27 +27,33 @@ class StoredObject:
     announced_type: str | None
 
 
-def copy_output(http: httpx.Client, url: str, store: ObjectStore, key: str, *,
-                max_bytes: int) -> StoredObject:
+def copy_output(
+    http: httpx.Client, url: str, store: ObjectStore, key: str, *, max_bytes: int
+) -> StoredObject:
     """Stream ``url`` into ``store`` at ``key``; raise a :class:`TransferError` on any fault."""
     try:
         with http.stream("GET", url) as response:
             _check_response(response, max_bytes)
             length = _content_length(response)
-            reader = VerifyingReader(response.iter_bytes(), max_bytes=max_bytes,
-                                     expected_bytes=length)
-            store.put(key, reader, content_type=PNG_CONTENT_TYPE,  # type: ignore[arg-type]
-                      size=length)
+            reader = VerifyingReader(
+                response.iter_bytes(), max_bytes=max_bytes, expected_bytes=length
+            )
+            store.put(key, reader, content_type=PNG_CONTENT_TYPE, size=length)  # type: ignore[arg-type]
     except httpx.TimeoutException:
         raise OutputUnavailable("the output download timed out") from None
     except httpx.HTTPError as exc:  # connection reset, short body against Content-Length ...
         raise OutputCorrupt(f"the output download broke off: {type(exc).__name__}") from None
     if not reader.finished or reader.width is None or reader.height is None:
         raise TransferError("the upload ended before the whole output was read")
-    return StoredObject(key=key, bytes=reader.size, sha256=reader.sha256.hexdigest(),
-                        width=reader.width, height=reader.height,
-                        content_type=PNG_CONTENT_TYPE,
-                        announced_type=response.headers.get("content-type"))
+    return StoredObject(
+        key=key,
+        bytes=reader.size,
+        sha256=reader.sha256.hexdigest(),
+        width=reader.width,
+        height=reader.height,
+        content_type=PNG_CONTENT_TYPE,
+        announced_type=response.headers.get("content-type"),
+    )
 
 
 def _check_response(response: httpx.Response, max_bytes: int) -> None:

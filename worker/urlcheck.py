@@ -16,8 +16,9 @@ _LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loop
 _LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain")
 
 
-def url_problem(url: str, *, allow_private: bool = False, schemes: tuple[str, ...] = ("https",)
-                ) -> str | None:
+def url_problem(
+    url: str, *, allow_private: bool = False, schemes: tuple[str, ...] = ("https",)
+) -> str | None:
     """Return why ``url`` is refused, or None when it is acceptable."""
     if len(url) > MAX_URL_LENGTH:
         return f"must be at most {MAX_URL_LENGTH} characters"

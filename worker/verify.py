@@ -47,15 +47,15 @@ class PngChecker:
             view = self._body(view) if self._left > 0 else self._gather(view)
 
     def _body(self, view: memoryview) -> memoryview:
-        piece = view[:self._left]
+        piece = view[: self._left]
         self._crc = zlib.crc32(piece, self._crc)
         self._left -= len(piece)
-        return view[len(piece):]
+        return view[len(piece) :]
 
     def _gather(self, view: memoryview) -> memoryview:
         """Collect the next fixed-size field (signature, chunk header or CRC); act on it once
         it is whole."""
-        need = (len(PNG_SIGNATURE) if not self._signed else 4 if self._left == 0 else 8)
+        need = len(PNG_SIGNATURE) if not self._signed else 4 if self._left == 0 else 8
         take = need - len(self._head)
         self._head += view[:take]
         if len(self._head) == need:
@@ -90,8 +90,9 @@ class PngChecker:
 class VerifyingReader(io.RawIOBase):
     """A read-only file over a byte iterator that verifies the image as it is read."""
 
-    def __init__(self, chunks: Iterator[bytes], *, expected_bytes: int | None,
-                 max_bytes: int) -> None:
+    def __init__(
+        self, chunks: Iterator[bytes], *, expected_bytes: int | None, max_bytes: int
+    ) -> None:
         super().__init__()
         self._chunks = chunks
         self._pending = memoryview(b"")  # the current chunk; read from ``_offset`` on
@@ -113,7 +114,7 @@ class VerifyingReader(io.RawIOBase):
         while self._offset == len(self._pending) and not self.finished:
             self._next_chunk()
         count = min(len(buffer), len(self._pending) - self._offset)
-        buffer[:count] = self._pending[self._offset:self._offset + count]
+        buffer[:count] = self._pending[self._offset : self._offset + count]
         self._offset += count
         return count
 
@@ -145,8 +146,9 @@ class VerifyingReader(io.RawIOBase):
 
     def _finish(self) -> None:
         if self._expected is not None and self.size != self._expected:
-            raise OutputCorrupt(f"received {self.size} bytes of the announced {self._expected}: "
-                                "truncated download")
+            raise OutputCorrupt(
+                f"received {self.size} bytes of the announced {self._expected}: truncated download"
+            )
         self._png.finish()
         if self.width is None or self.height is None:
             raise OutputCorrupt("the output's image dimensions could not be read")

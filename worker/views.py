@@ -32,14 +32,24 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
 
 def job_resource(job: Job, images: Iterable[JobImage], links: Linker | None) -> dict[str, Any]:
     """A job: status, error, attempts, timings and its images with download links."""
-    error = ({"code": job.error_code, "message": job.error_message}
-             if job.error_code or job.error_message else None)
+    error = (
+        {"code": job.error_code, "message": job.error_message}
+        if job.error_code or job.error_message
+        else None
+    )
     return {
-        "id": str(job.id), "status": job.status, "ref": job.ref,
-        "batch_id": str(job.batch_id) if job.batch_id else None, "priority": job.priority,
-        "request": job.request_fields(), "callback_url": job.callback_url, "error": error,
-        "attempts": job.attempts, "polls": job.poll_count,
-        "transfer_attempts": job.transfer_attempts, "ambiguous_submits": job.ambiguous_submits,
+        "id": str(job.id),
+        "status": job.status,
+        "ref": job.ref,
+        "batch_id": str(job.batch_id) if job.batch_id else None,
+        "priority": job.priority,
+        "request": job.request_fields(),
+        "callback_url": job.callback_url,
+        "error": error,
+        "attempts": job.attempts,
+        "polls": job.poll_count,
+        "transfer_attempts": job.transfer_attempts,
+        "ambiguous_submits": job.ambiguous_submits,
         "timings": timings(job),
         "images": [image_resource(image, links) for image in images],
     }
@@ -47,8 +57,10 @@ def job_resource(job: Job, images: Iterable[JobImage], links: Linker | None) -> 
 
 def timings(job: Job) -> dict[str, Any]:
     return {
-        "created_at": _iso(job.created_at), "submitted_at": _iso(job.submitted_at),
-        "generated_at": _iso(job.generated_at), "finished_at": _iso(job.finished_at),
+        "created_at": _iso(job.created_at),
+        "submitted_at": _iso(job.submitted_at),
+        "generated_at": _iso(job.generated_at),
+        "finished_at": _iso(job.finished_at),
         "deadline_at": _iso(job.deadline_at),
         "queued_s": _seconds(job.created_at, job.submitted_at),
         "generation_s": _seconds(job.submitted_at, job.generated_at),
@@ -58,10 +70,18 @@ def timings(job: Job) -> dict[str, Any]:
 
 
 def image_resource(image: JobImage, links: Linker | None) -> dict[str, Any]:
-    return {"index": image.idx, "url": links.url_for(image.key) if links else None,
-            "bucket": image.bucket, "key": image.key, "content_type": image.content_type,
-            "bytes": image.bytes, "sha256": image.sha256, "width": image.width,
-            "height": image.height, "nsfw": image.nsfw}
+    return {
+        "index": image.idx,
+        "url": links.url_for(image.key) if links else None,
+        "bucket": image.bucket,
+        "key": image.key,
+        "content_type": image.content_type,
+        "bytes": image.bytes,
+        "sha256": image.sha256,
+        "width": image.width,
+        "height": image.height,
+        "nsfw": image.nsfw,
+    }
 
 
 def batch_resource(batch: Batch, counts: Counts, now: datetime) -> dict[str, Any]:
@@ -73,12 +93,19 @@ def batch_resource(batch: Batch, counts: Counts, now: datetime) -> dict[str, Any
     rate = progress.rate_per_s(done=done, elapsed_s=elapsed, recent_done=recent)
     eta = progress.eta_s(remaining=batch.total - done, rate=rate)
     return {
-        "id": str(batch.id), "name": batch.name, "total": batch.total, "counts": by_status,
-        "done": done, "progress": round(done / batch.total, 4) if batch.total else 1.0,
+        "id": str(batch.id),
+        "name": batch.name,
+        "total": batch.total,
+        "counts": by_status,
+        "done": done,
+        "progress": round(done / batch.total, 4) if batch.total else 1.0,
         "completed": batch.completed_at is not None,
-        "rate_per_s": round(rate, 3), "eta_s": round(eta, 1) if eta is not None else None,
-        "elapsed_s": round(elapsed, 1), "callback_url": batch.callback_url,
-        "created_at": _iso(batch.created_at), "completed_at": _iso(batch.completed_at),
+        "rate_per_s": round(rate, 3),
+        "eta_s": round(eta, 1) if eta is not None else None,
+        "elapsed_s": round(elapsed, 1),
+        "callback_url": batch.callback_url,
+        "created_at": _iso(batch.created_at),
+        "completed_at": _iso(batch.completed_at),
     }
 
 
@@ -86,11 +113,23 @@ def manifest_line(job: Job, images: Iterable[JobImage]) -> dict[str, Any]:
     """One manifest line: the job's position in the batch (from 0), ref, job id, status, error,
     and each stored object with its checksum and size."""
     return {
-        "index": job.batch_index, "ref": job.ref, "job_id": str(job.id),
-        "status": job.status, "error_code": job.error_code,
+        "index": job.batch_index,
+        "ref": job.ref,
+        "job_id": str(job.id),
+        "status": job.status,
+        "error_code": job.error_code,
         "error_message": job.error_message if job.status in ("failed", "cancelled") else None,
-        "images": [{"index": image.idx, "bucket": image.bucket, "key": image.key,
-                    "bytes": image.bytes, "sha256": image.sha256, "width": image.width,
-                    "height": image.height, "content_type": image.content_type}
-                   for image in images],
+        "images": [
+            {
+                "index": image.idx,
+                "bucket": image.bucket,
+                "key": image.key,
+                "bytes": image.bytes,
+                "sha256": image.sha256,
+                "width": image.width,
+                "height": image.height,
+                "content_type": image.content_type,
+            }
+            for image in images
+        ],
     }

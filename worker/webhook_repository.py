@@ -30,30 +30,59 @@ def retries_of(session: Session, job_id: uuid.UUID) -> int:
     return int(session.scalar(query) or 0)
 
 
-def record_delivery(session: Session, *, dedup_key: str, event: str, url: str, now: datetime,
-                    job_id: uuid.UUID | None = None, batch_id: uuid.UUID | None = None
-                    ) -> uuid.UUID | None:
+def record_delivery(
+    session: Session,
+    *,
+    dedup_key: str,
+    event: str,
+    url: str,
+    now: datetime,
+    job_id: uuid.UUID | None = None,
+    batch_id: uuid.UUID | None = None,
+) -> uuid.UUID | None:
     """Add a pending delivery unless one with ``dedup_key`` exists; return its id if added."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (insert(WebhookDelivery)
-                 .values(id=uuid.uuid4(), dedup_key=dedup_key, event=event, url=url,
-                         job_id=job_id, batch_id=batch_id, status="pending", attempts=0,
-                         next_attempt_at=now, created_at=now, updated_at=now)
-                 .on_conflict_do_nothing(index_elements=["dedup_key"])
-                 .returning(WebhookDelivery.id))
+    statement = (
+        insert(WebhookDelivery)
+        .values(
+            id=uuid.uuid4(),
+            dedup_key=dedup_key,
+            event=event,
+            url=url,
+            job_id=job_id,
+            batch_id=batch_id,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["dedup_key"])
+        .returning(WebhookDelivery.id)
+    )
     return session.scalar(statement)
 
 
-def claim(session: Session, *, delivery_id: uuid.UUID, now: datetime, lease_s: float
-          ) -> WebhookDelivery | None:
+def claim(
+    session: Session, *, delivery_id: uuid.UUID, now: datetime, lease_s: float
+) -> WebhookDelivery | None:
     """Lease a pending, due delivery for one attempt (counted); None if not ours to send."""
-    statement = (update(WebhookDelivery)
-                 .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == "pending",
-                        WebhookDelivery.next_attempt_at <= now, _lease_free(now))
-                 .values(lease_expires_at=now + timedelta(seconds=lease_s), updated_at=now,
-                         attempts=WebhookDelivery.attempts + 1)
-                 .returning(WebhookDelivery.id))
+    statement = (
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == delivery_id,
+            WebhookDelivery.status == "pending",
+            WebhookDelivery.next_attempt_at <= now,
+            _lease_free(now),
+        )
+        .values(
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            updated_at=now,
+            attempts=WebhookDelivery.attempts + 1,
+        )
+        .returning(WebhookDelivery.id)
+    )
     if session.execute(statement).first() is None:
         return None
     return session.get(WebhookDelivery, delivery_id, populate_existing=True)
@@ -63,20 +92,43 @@ def _lease_free(now: datetime) -> Any:
     return or_(WebhookDelivery.lease_expires_at.is_(None), WebhookDelivery.lease_expires_at < now)
 
 
-def record_attempt(session: Session, *, delivery: WebhookDelivery, now: datetime,
-                   status_code: int | None, error: str | None, duration_ms: int,
-                   outcome: str, retry_at: datetime | None) -> None:
+def record_attempt(
+    session: Session,
+    *,
+    delivery: WebhookDelivery,
+    now: datetime,
+    status_code: int | None,
+    error: str | None,
+    duration_ms: int,
+    outcome: str,
+    retry_at: datetime | None,
+) -> None:
     """Log the attempt and move the delivery: ``delivered``, ``failed`` or still ``pending``."""
-    session.add(WebhookAttempt(delivery_id=delivery.id, attempt=delivery.attempts, at=now,
-                               url=delivery.url, event=delivery.event, status_code=status_code,
-                               error=error, duration_ms=duration_ms))
-    values: dict[str, Any] = {"status": outcome, "lease_expires_at": None, "updated_at": now,
-                              "last_status_code": status_code, "last_error": error,
-                              "next_attempt_at": retry_at}
+    session.add(
+        WebhookAttempt(
+            delivery_id=delivery.id,
+            attempt=delivery.attempts,
+            at=now,
+            url=delivery.url,
+            event=delivery.event,
+            status_code=status_code,
+            error=error,
+            duration_ms=duration_ms,
+        )
+    )
+    values: dict[str, Any] = {
+        "status": outcome,
+        "lease_expires_at": None,
+        "updated_at": now,
+        "last_status_code": status_code,
+        "last_error": error,
+        "next_attempt_at": retry_at,
+    }
     if outcome == "delivered":
         values["delivered_at"] = now
-    session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery.id)
-                    .values(**values))
+    session.execute(
+        update(WebhookDelivery).where(WebhookDelivery.id == delivery.id).values(**values)
+    )
 
 
 def due(session: Session, *, now: datetime, stale_s: float, limit: int) -> list[uuid.UUID]:
@@ -84,20 +136,29 @@ def due(session: Session, *, now: datetime, stale_s: float, limit: int) -> list[
     was lost, or their retry was too far off for a countdown); touched, so that the next sweep
     leaves them alone while their message waits in the queue."""
     before = now - timedelta(seconds=stale_s)
-    query = (select(WebhookDelivery.id)
-             .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= before,
-                    WebhookDelivery.updated_at <= before, _lease_free(now))
-             .order_by(WebhookDelivery.next_attempt_at).limit(limit)
-             .with_for_update(skip_locked=True))
+    query = (
+        select(WebhookDelivery.id)
+        .where(
+            WebhookDelivery.status == "pending",
+            WebhookDelivery.next_attempt_at <= before,
+            WebhookDelivery.updated_at <= before,
+            _lease_free(now),
+        )
+        .order_by(WebhookDelivery.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
     ids = list(session.scalars(query))
     if ids:
-        session.execute(update(WebhookDelivery).where(WebhookDelivery.id.in_(ids))
-                        .values(updated_at=now))
+        session.execute(
+            update(WebhookDelivery).where(WebhookDelivery.id.in_(ids)).values(updated_at=now)
+        )
     return ids
 
 
-def deliveries(session: Session, *, job_id: uuid.UUID | None = None,
-               batch_id: uuid.UUID | None = None) -> list[WebhookDelivery]:
+def deliveries(
+    session: Session, *, job_id: uuid.UUID | None = None, batch_id: uuid.UUID | None = None
+) -> list[WebhookDelivery]:
     query = select(WebhookDelivery).order_by(WebhookDelivery.created_at)
     if job_id is not None:
         query = query.where(WebhookDelivery.job_id == job_id)
@@ -107,6 +168,9 @@ def deliveries(session: Session, *, job_id: uuid.UUID | None = None,
 
 
 def attempts(session: Session, delivery_id: uuid.UUID) -> list[WebhookAttempt]:
-    query = (select(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery_id)
-             .order_by(WebhookAttempt.id))
+    query = (
+        select(WebhookAttempt)
+        .where(WebhookAttempt.delivery_id == delivery_id)
+        .order_by(WebhookAttempt.id)
+    )
     return list(session.scalars(query))

@@ -9,8 +9,14 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from worker.celery_app import app
 
 
-@app.task(name="imagegen.webhook", acks_late=True, autoretry_for=(OperationalError, DBAPIError),
-          retry_backoff=1, retry_backoff_max=30, max_retries=20)
+@app.task(
+    name="imagegen.webhook",
+    acks_late=True,
+    autoretry_for=(OperationalError, DBAPIError),
+    retry_backoff=1,
+    retry_backoff_max=30,
+    max_retries=20,
+)
 def webhook(delivery_id: str) -> None:
     """POST one delivery; re-queue itself with a countdown while it keeps failing."""
     from worker.webhooks import get_sender

@@ -74,8 +74,15 @@ class Attempt:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def retry_delay_s(*, attempt: int, age_s: float, base_s: float, max_s: float,
-                  give_up_after_s: float, rng: random.Random) -> float | None:
+def retry_delay_s(
+    *,
+    attempt: int,
+    age_s: float,
+    base_s: float,
+    max_s: float,
+    give_up_after_s: float,
+    rng: random.Random,
+) -> float | None:
     """Seconds until the next attempt (exponential, capped, +-20 % jitter); None to give up."""
     if age_s >= give_up_after_s:
         return None
@@ -87,9 +94,16 @@ def retry_delay_s(*, attempt: int, age_s: float, base_s: float, max_s: float,
 
 
 class WebhookSender:
-    def __init__(self, *, settings: Settings, sessions: SessionFactory, http: httpx.Client,
-                 store: ObjectStore | None, rng: random.Random | None = None,
-                 resolver: Resolve = resolve) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessions: SessionFactory,
+        http: httpx.Client,
+        store: ObjectStore | None,
+        rng: random.Random | None = None,
+        resolver: Resolve = resolve,
+    ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.http = http
@@ -120,8 +134,12 @@ class WebhookSender:
             batch = batch_repo.get_batch(session, delivery.batch_id)
             if batch is not None:
                 data["batch"] = batch_view(session, batch)
-        event = {"id": str(delivery.id), "type": delivery.event,
-                 "created_at": delivery.created_at.isoformat(), "data": data}
+        event = {
+            "id": str(delivery.id),
+            "type": delivery.event,
+            "created_at": delivery.created_at.isoformat(),
+            "data": data,
+        }
         return json.dumps(event, separators=(",", ":")).encode()
 
     def _post(self, delivery: WebhookDelivery, body: bytes) -> Attempt:
@@ -131,10 +149,16 @@ class WebhookSender:
             return refused
         secret = self.settings.webhook_secret
         if secret is None or not secret.get_secret_value():
-            return Attempt(None, "IMAGEGEN_WEBHOOK_SECRET is not set: events are not sent "
-                                 "unsigned", 0)
-        headers = signed_headers(secret.get_secret_value().encode(), int(time.time()), body,
-                                 event=delivery.event, delivery_id=str(delivery.id))
+            return Attempt(
+                None, "IMAGEGEN_WEBHOOK_SECRET is not set: events are not sent unsigned", 0
+            )
+        headers = signed_headers(
+            secret.get_secret_value().encode(),
+            int(time.time()),
+            body,
+            event=delivery.event,
+            delivery_id=str(delivery.id),
+        )
         try:
             with self.http.stream("POST", delivery.url, content=body, headers=headers) as reply:
                 status = reply.status_code
@@ -167,22 +191,39 @@ class WebhookSender:
         outcome = "delivered" if attempt.ok else ("pending" if delay is not None else "failed")
         retry_at = now + timedelta(seconds=delay) if delay is not None else None
         with self.sessions() as session:
-            hooks.record_attempt(session, delivery=delivery, now=now, outcome=outcome,
-                                 status_code=attempt.status_code, error=attempt.error,
-                                 duration_ms=attempt.duration_ms, retry_at=retry_at)
-        log.info(f"webhook_{outcome}", extra={
-            "delivery_id": str(delivery.id), "event": delivery.event,
-            "attempt": delivery.attempts, "status_code": attempt.status_code,
-            "error": attempt.error, "host": urlsplit(delivery.url).hostname})
+            hooks.record_attempt(
+                session,
+                delivery=delivery,
+                now=now,
+                outcome=outcome,
+                status_code=attempt.status_code,
+                error=attempt.error,
+                duration_ms=attempt.duration_ms,
+                retry_at=retry_at,
+            )
+        log.info(
+            f"webhook_{outcome}",
+            extra={
+                "delivery_id": str(delivery.id),
+                "event": delivery.event,
+                "attempt": delivery.attempts,
+                "status_code": attempt.status_code,
+                "error": attempt.error,
+                "host": urlsplit(delivery.url).hostname,
+            },
+        )
         return delay if delay is not None and delay <= COUNTDOWN_MAX_S else None
 
     def _delay(self, delivery: WebhookDelivery, now: datetime) -> float | None:
         settings = self.settings
-        return retry_delay_s(attempt=delivery.attempts,
-                             age_s=(now - delivery.created_at).total_seconds(),
-                             base_s=settings.webhook_retry_base_s,
-                             max_s=settings.webhook_retry_max_s,
-                             give_up_after_s=settings.webhook_give_up_after_s, rng=self.rng)
+        return retry_delay_s(
+            attempt=delivery.attempts,
+            age_s=(now - delivery.created_at).total_seconds(),
+            base_s=settings.webhook_retry_base_s,
+            max_s=settings.webhook_retry_max_s,
+            give_up_after_s=settings.webhook_give_up_after_s,
+            rng=self.rng,
+        )
 
     def close(self) -> None:
         self.http.close()
@@ -213,8 +254,12 @@ def get_sender() -> WebhookSender:
 
             settings = get_settings()
             http = httpx.Client(timeout=settings.webhook_timeout_s, follow_redirects=False)
-            _sender = WebhookSender(settings=settings, sessions=session_scope, http=http,
-                                    store=store_from_settings(settings))
+            _sender = WebhookSender(
+                settings=settings,
+                sessions=session_scope,
+                http=http,
+                store=store_from_settings(settings),
+            )
         return _sender
 
 

@@ -33,9 +33,12 @@ def _home() -> Response:
 
 def _wants_page(request: Request) -> bool:
     """A person's navigation, not the page script's fetch of a fragment or an image."""
-    return (request.method == "GET" and "/fragments/" not in request.url.path
-            and "/thumbs/" not in request.url.path
-            and request.headers.get("x-requested-with") != "fetch")
+    return (
+        request.method == "GET"
+        and "/fragments/" not in request.url.path
+        and "/thumbs/" not in request.url.path
+        and request.headers.get("x-requested-with") != "fetch"
+    )
 
 
 def _login_required(request: Request, _: Exception) -> Response:
@@ -45,12 +48,17 @@ def _login_required(request: Request, _: Exception) -> Response:
 
 
 def _forbidden(request: Request, _: Exception) -> Response:
-    return page(request, "error.html", {
-        "title": "Refused", "message": "This form is out of date or came from another site. "
-                                       "Go back, reload the page and try again."},
-        status_code=403)
+    return page(
+        request,
+        "error.html",
+        {
+            "title": "Refused",
+            "message": "This form is out of date or came from another site. "
+            "Go back, reload the page and try again.",
+        },
+        status_code=403,
+    )
 
 
 def _not_found(request: Request, exc: Exception) -> Response:
-    return page(request, "error.html", {"title": "Not found", "message": str(exc)},
-                status_code=404)
+    return page(request, "error.html", {"title": "Not found", "message": str(exc)}, status_code=404)

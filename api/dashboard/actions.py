@@ -50,14 +50,25 @@ def _back(path: str, notice: str) -> Response:
     return secured(RedirectResponse(f"{path}?notice={notice}", status_code=303))
 
 
-def _confirmed(request: Request, viewer: Viewer, form: dict[str, str],
-               question: dict[str, Any]) -> Response | None:
+def _confirmed(
+    request: Request, viewer: Viewer, form: dict[str, str], question: dict[str, Any]
+) -> Response | None:
     """None when the form is confirmed; else the confirmation page to answer instead."""
     check_form(request, viewer, form)
     if form.get("confirmed") == "yes":
         return None
-    return page(request, "confirm.html", {"viewer": viewer, "nav": "", "notice": None,
-                                          "action": request.url.path, "form": form, **question})
+    return page(
+        request,
+        "confirm.html",
+        {
+            "viewer": viewer,
+            "nav": "",
+            "notice": None,
+            "action": request.url.path,
+            "form": form,
+            **question,
+        },
+    )
 
 
 # --- sign in and out ----------------------------------------------------------------------------
@@ -71,24 +82,45 @@ def login(request: Request, form: dict[str, str] = Depends(posted_form)) -> Resp
         raise Forbidden()
     target = safe_next(form.get("next"))
     if not token_is_valid(form.get("token", "")):
-        log.warning("dashboard_login_refused",
-                    extra={"client": request.client.host if request.client else None})
-        return page(request, "login.html", {"next": target, "error": "That token is not valid."},
-                    status_code=401)
+        log.warning(
+            "dashboard_login_refused",
+            extra={"client": request.client.host if request.client else None},
+        )
+        return page(
+            request,
+            "login.html",
+            {"next": target, "error": "That token is not valid."},
+            status_code=401,
+        )
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(COOKIE, new_session(), max_age=MAX_AGE_S, path=COOKIE_PATH,
-                        httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    response.set_cookie(
+        COOKIE,
+        new_session(),
+        max_age=MAX_AGE_S,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
     log.info("dashboard_login")
     return secured(response)
 
 
 @router.post("/logout")
-def logout(request: Request, viewer: Viewer = Depends(require_viewer),
-           form: dict[str, str] = Depends(posted_form)) -> Response:
+def logout(
+    request: Request,
+    viewer: Viewer = Depends(require_viewer),
+    form: dict[str, str] = Depends(posted_form),
+) -> Response:
     check_form(request, viewer, form)
     response = RedirectResponse(f"{COOKIE_PATH}/login", status_code=303)
-    response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict",
-                           secure=request.url.scheme == "https")
+    response.delete_cookie(
+        COOKIE,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
     return secured(response)
 
 
@@ -96,30 +128,55 @@ def logout(request: Request, viewer: Viewer = Depends(require_viewer),
 
 
 @router.post("/jobs/{job_id}/cancel")
-def cancel(request: Request, job_id: str, viewer: Viewer = Depends(require_viewer),
-           form: dict[str, str] = Depends(posted_form)) -> Response:
+def cancel(
+    request: Request,
+    job_id: str,
+    viewer: Viewer = Depends(require_viewer),
+    form: dict[str, str] = Depends(posted_form),
+) -> Response:
     """``imagegen cancel``: an active job stops at its next step; an ended one stays."""
     found = parse_id(job_id)
-    asked = _confirmed(request, viewer, form, {
-        "title": "Cancel this job?", "button": "Cancel the job", "back": f"/dashboard/jobs/{found}",
-        "question": f"Job {found} will stop at its next step; its outputs are not copied."})
+    asked = _confirmed(
+        request,
+        viewer,
+        form,
+        {
+            "title": "Cancel this job?",
+            "button": "Cancel the job",
+            "back": f"/dashboard/jobs/{found}",
+            "question": f"Job {found} will stop at its next step; its outputs are not copied.",
+        },
+    )
     if asked is not None:
         return asked
     status = jobs.cancel(found)
     log.info("dashboard_cancel", extra={"job_id": str(found), "status": status})
-    return _back(f"/dashboard/jobs/{found}",
-                 "cancelled" if status == "cancelled" else "not_cancelled")
+    return _back(
+        f"/dashboard/jobs/{found}", "cancelled" if status == "cancelled" else "not_cancelled"
+    )
 
 
 @router.post("/jobs/{job_id}/retry")
-def retry(request: Request, job_id: str, viewer: Viewer = Depends(require_viewer),
-          form: dict[str, str] = Depends(posted_form)) -> Response:
+def retry(
+    request: Request,
+    job_id: str,
+    viewer: Viewer = Depends(require_viewer),
+    form: dict[str, str] = Depends(posted_form),
+) -> Response:
     """``imagegen retry JOB_ID``: a failed job goes back to the queue (a new paid prediction)."""
     found = parse_id(job_id)
-    asked = _confirmed(request, viewer, form, {
-        "title": "Retry this job?", "button": "Retry the job", "back": f"/dashboard/jobs/{found}",
-        "question": f"Job {found} goes back to the queue with fresh counters. "
-                    "Retrying creates a new paid prediction."})
+    asked = _confirmed(
+        request,
+        viewer,
+        form,
+        {
+            "title": "Retry this job?",
+            "button": "Retry the job",
+            "back": f"/dashboard/jobs/{found}",
+            "question": f"Job {found} goes back to the queue with fresh counters. "
+            "Retrying creates a new paid prediction.",
+        },
+    )
     if asked is not None:
         return asked
     try:
@@ -134,14 +191,25 @@ def retry(request: Request, job_id: str, viewer: Viewer = Depends(require_viewer
 
 
 @router.post("/fleet/pause")
-def pause(request: Request, viewer: Viewer = Depends(require_viewer),
-          form: dict[str, str] = Depends(posted_form)) -> Response:
+def pause(
+    request: Request,
+    viewer: Viewer = Depends(require_viewer),
+    form: dict[str, str] = Depends(posted_form),
+) -> Response:
     """``imagegen pause``: no new submissions fleet-wide until resumed."""
     reason = " ".join(form.get("reason", "").split())[:MAX_REASON_CHARS] or "paused by an operator"
-    asked = _confirmed(request, viewer, {**form, "reason": reason}, {
-        "title": "Pause submissions?", "button": "Pause submissions", "back": "/dashboard/",
-        "question": "No job is submitted to the provider until submissions are resumed; "
-                    "running predictions are still polled and copied."})
+    asked = _confirmed(
+        request,
+        viewer,
+        {**form, "reason": reason},
+        {
+            "title": "Pause submissions?",
+            "button": "Pause submissions",
+            "back": "/dashboard/",
+            "question": "No job is submitted to the provider until submissions are resumed; "
+            "running predictions are still polled and copied.",
+        },
+    )
     if asked is not None:
         return asked
     fleet.pause(reason, by="dashboard")
@@ -149,12 +217,23 @@ def pause(request: Request, viewer: Viewer = Depends(require_viewer),
 
 
 @router.post("/fleet/resume")
-def resume(request: Request, viewer: Viewer = Depends(require_viewer),
-           form: dict[str, str] = Depends(posted_form)) -> Response:
+def resume(
+    request: Request,
+    viewer: Viewer = Depends(require_viewer),
+    form: dict[str, str] = Depends(posted_form),
+) -> Response:
     """``imagegen resume``: submissions go again (and a cool-down is forgotten)."""
-    asked = _confirmed(request, viewer, form, {
-        "title": "Resume submissions?", "button": "Resume submissions", "back": "/dashboard/",
-        "question": "Queued jobs are submitted to the provider again, at the fleet's rate."})
+    asked = _confirmed(
+        request,
+        viewer,
+        form,
+        {
+            "title": "Resume submissions?",
+            "button": "Resume submissions",
+            "back": "/dashboard/",
+            "question": "Queued jobs are submitted to the provider again, at the fleet's rate.",
+        },
+    )
     if asked is not None:
         return asked
     fleet.resume(by="dashboard")

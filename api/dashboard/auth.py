@@ -52,8 +52,9 @@ def _serializer() -> URLSafeTimedSerializer | None:
     if not tokens:
         return None
     key = hmac.new(_KEY_LABEL, b"\n".join(sorted(tokens)), hashlib.sha256).digest()
-    return URLSafeTimedSerializer(key, salt="dashboard-session",
-                                  signer_kwargs={"digest_method": hashlib.sha256})
+    return URLSafeTimedSerializer(
+        key, salt="dashboard-session", signer_kwargs={"digest_method": hashlib.sha256}
+    )
 
 
 def token_is_valid(token: str) -> bool:
@@ -116,7 +117,12 @@ def login_url(request: Request) -> str:
 
 def safe_next(target: str | None) -> str:
     """Where to go after signing in: a dashboard path of this site only (no open redirect)."""
-    if (target and target.startswith(COOKIE_PATH + "/") and not target.startswith("//")
-            and "\\" not in target and not urlsplit(target).netloc):
+    if (
+        target
+        and target.startswith(COOKIE_PATH + "/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and not urlsplit(target).netloc
+    ):
         return target
     return COOKIE_PATH + "/"

@@ -42,32 +42,47 @@ def overview() -> dict[str, Any]:
         active = q.active_counts(session)
         finished = q.finished_counts(session, since=now - FAILURE_WINDOW)
         codes = q.failures_by_code(session, since=now - FAILURE_WINDOW)
-        failures = [_failure(job) for job in q.recent_failures(
-            session, since=now - FAILURE_WINDOW, limit=RECENT_FAILURES)]
+        failures = [
+            _failure(job)
+            for job in q.recent_failures(session, since=now - FAILURE_WINDOW, limit=RECENT_FAILURES)
+        ]
         minutes = q.throughput(session, since=now - THROUGHPUT_WINDOW)
         waiting = q.longest_waiting(session)
     return {
-        "now": now, "active": {status: active.get(status, 0) for status in ACTIVE_STATUSES},
+        "now": now,
+        "active": {status: active.get(status, 0) for status in ACTIVE_STATUSES},
         "finished": {status: finished.get(status, 0) for status in q.TERMINAL},
-        "failures_by_code": codes, "recent_failures": failures,
-        "throughput": throughput_chart(minutes, now), "longest_waiting": _waiting(waiting, now),
+        "failures_by_code": codes,
+        "recent_failures": failures,
+        "throughput": throughput_chart(minutes, now),
+        "longest_waiting": _waiting(waiting, now),
         "fleet": read_fleet_state().as_dict(),
     }
 
 
 def _failure(job: Job) -> dict[str, Any]:
-    return {"id": str(job.id), "error_code": job.error_code or "unknown",
-            "error_message": job.error_message, "finished_at": job.finished_at,
-            "batch_id": str(job.batch_id) if job.batch_id else None, "prompt": job.prompt}
+    return {
+        "id": str(job.id),
+        "error_code": job.error_code or "unknown",
+        "error_message": job.error_message,
+        "finished_at": job.finished_at,
+        "batch_id": str(job.batch_id) if job.batch_id else None,
+        "prompt": job.prompt,
+    }
 
 
 def _waiting(job: Job | None, now: datetime) -> dict[str, Any] | None:
     if job is None:
         return None
     since = job.next_action_at or job.created_at
-    return {"id": str(job.id), "created_at": job.created_at, "due_at": since,
-            "waiting_s": max((now - since).total_seconds(), 0.0), "priority": job.priority,
-            "batch_id": str(job.batch_id) if job.batch_id else None}
+    return {
+        "id": str(job.id),
+        "created_at": job.created_at,
+        "due_at": since,
+        "waiting_s": max((now - since).total_seconds(), 0.0),
+        "priority": job.priority,
+        "batch_id": str(job.batch_id) if job.batch_id else None,
+    }
 
 
 @dataclass(frozen=True)
@@ -82,8 +97,7 @@ class Bar:
     failed_height: float
 
 
-def throughput_chart(minutes: list[q.Minute], now: datetime, height: int = 100
-                     ) -> dict[str, Any]:
+def throughput_chart(minutes: list[q.Minute], now: datetime, height: int = 100) -> dict[str, Any]:
     """Sixty one-minute bars ending now, scaled to the busiest minute."""
     by_key = {minute.at: minute for minute in minutes}
     start = now.replace(second=0, microsecond=0) - timedelta(minutes=59)
@@ -92,11 +106,27 @@ def throughput_chart(minutes: list[q.Minute], now: datetime, height: int = 100
     ok = [m.succeeded if m else 0 for m in counts]
     bad = [(m.failed + m.cancelled) if m else 0 for m in counts]
     peak = max([a + b for a, b in zip(ok, bad, strict=True)] + [1])
-    bars = [Bar(i * 10, f"{slot:%H:%M} UTC", ok[i], bad[i], ok[i] * height / peak,
-                bad[i] * height / peak) for i, slot in enumerate(slots)]
+    bars = [
+        Bar(
+            i * 10,
+            f"{slot:%H:%M} UTC",
+            ok[i],
+            bad[i],
+            ok[i] * height / peak,
+            bad[i] * height / peak,
+        )
+        for i, slot in enumerate(slots)
+    ]
     total = sum(ok) + sum(bad)
-    return {"bars": bars, "peak": peak, "height": height, "succeeded": sum(ok),
-            "failed": sum(bad), "per_minute": total / 60, "start": slots[0]}
+    return {
+        "bars": bars,
+        "peak": peak,
+        "height": height,
+        "succeeded": sum(ok),
+        "failed": sum(bad),
+        "per_minute": total / 60,
+        "start": slots[0],
+    }
 
 
 # --- batches ------------------------------------------------------------------------------------
@@ -113,19 +143,29 @@ def batch_list(cursor: tuple[datetime, uuid.UUID] | None) -> dict[str, Any]:
         counts = others[batch.id]
         # succeeded jobs are not counted one by one: the rest are, and the total is known
         counts["succeeded"] = max(batch.total - sum(counts.values()), 0)
-        rows.append({"id": str(batch.id), "name": batch.name, "total": batch.total,
-                     "created_at": batch.created_at, "completed_at": batch.completed_at,
-                     "counts": counts, "segments": segments(counts, batch.total),
-                     "done": sum(counts.get(s, 0) for s in q.TERMINAL)})
+        rows.append(
+            {
+                "id": str(batch.id),
+                "name": batch.name,
+                "total": batch.total,
+                "created_at": batch.created_at,
+                "completed_at": batch.completed_at,
+                "counts": counts,
+                "segments": segments(counts, batch.total),
+                "done": sum(counts.get(s, 0) for s in q.TERMINAL),
+            }
+        )
     last = page[-1] if page and more else None
-    return {"batches": rows, "next": encode_cursor(last.created_at, last.id) if last else None,
-            "first_page": cursor is None}
+    return {
+        "batches": rows,
+        "next": encode_cursor(last.created_at, last.id) if last else None,
+        "first_page": cursor is None,
+    }
 
 
 def segments(counts: dict[str, int], total: int) -> list[dict[str, Any]]:
     """The stacked progress bar: one segment per state present, widths in percent."""
-    order = ("succeeded", "failed", "cancelled", "transferring", "running", "submitting",
-             "queued")
+    order = ("succeeded", "failed", "cancelled", "transferring", "running", "submitting", "queued")
     shown, x = [], 0.0
     for status in order:
         count = counts.get(status, 0)
@@ -180,41 +220,61 @@ def _summary(session: Session, batch_id: uuid.UUID) -> dict[str, Any]:
     batch = batch_repo.get_batch(session, batch_id)
     if batch is None:
         raise BatchNotFound(f"no batch with id {batch_id}")
-    counts = q.batch_counts(session, batch_id=batch_id,
-                            since=now - timedelta(seconds=RATE_WINDOW_S))
+    counts = q.batch_counts(
+        session, batch_id=batch_id, since=now - timedelta(seconds=RATE_WINDOW_S)
+    )
     status = views.batch_resource(batch, counts, now)
     status["segments"] = segments(status["counts"], batch.total)
     return {"batch": status, "error_codes": q.batch_error_codes(session, batch_id=batch_id)}
 
 
 def _gallery(session: Session, batch_id: uuid.UUID, at: GalleryPage) -> dict[str, Any]:
-    found = q.gallery_page(session, batch_id=batch_id, where=at.where, after=at.after,
-                           before=at.before, limit=GALLERY_PER_PAGE)
+    found = q.gallery_page(
+        session,
+        batch_id=batch_id,
+        where=at.where,
+        after=at.after,
+        before=at.before,
+        limit=GALLERY_PER_PAGE,
+    )
     images = batch_repo.images_of(session, [job.id for job in found])
     first = found[0].batch_index if found else None
     last = found[-1].batch_index if found else None
-    has_prev = first is not None and q.gallery_has(session, batch_id=batch_id, where=at.where,
-                                                   before=first)
-    has_next = last is not None and q.gallery_has(session, batch_id=batch_id, where=at.where,
-                                                  after=last)
-    return {"cards": [_card(job, images[job.id]) for job in found],
-            "prev_before": first if has_prev else None, "next_after": last if has_next else None}
+    has_prev = first is not None and q.gallery_has(
+        session, batch_id=batch_id, where=at.where, before=first
+    )
+    has_next = last is not None and q.gallery_has(
+        session, batch_id=batch_id, where=at.where, after=last
+    )
+    return {
+        "cards": [_card(job, images[job.id]) for job in found],
+        "prev_before": first if has_prev else None,
+        "next_after": last if has_next else None,
+    }
 
 
 def _card(job: Job, images: list[JobImage]) -> dict[str, Any]:
-    return {"id": str(job.id), "index": job.batch_index, "ref": job.ref, "status": job.status,
-            "error_code": job.error_code, "prompt": job.prompt,
-            "images": [thumb(image, 256) for image in images]}
+    return {
+        "id": str(job.id),
+        "index": job.batch_index,
+        "ref": job.ref,
+        "status": job.status,
+        "error_code": job.error_code,
+        "prompt": job.prompt,
+        "images": [thumb(image, 256) for image in images],
+    }
 
 
 def thumb(image: JobImage, size: int) -> dict[str, Any]:
     """A thumbnail's URL (versioned by checksum: cached for good) and its displayed size."""
     scale = min(size / max(image.width, 1), size / max(image.height, 1), 1.0)
-    return {"url": f"/dashboard/thumbs/{image.job_id}/{image.idx}?size={size}"
-                   f"&v={image.sha256[:16]}",
-            "full": f"/dashboard/images/{image.job_id}/{image.idx}",
-            "thumb_width": max(round(image.width * scale), 1),
-            "thumb_height": max(round(image.height * scale), 1), "index": image.idx}
+    return {
+        "url": f"/dashboard/thumbs/{image.job_id}/{image.idx}?size={size}&v={image.sha256[:16]}",
+        "full": f"/dashboard/images/{image.job_id}/{image.idx}",
+        "thumb_width": max(round(image.width * scale), 1),
+        "thumb_height": max(round(image.height * scale), 1),
+        "index": image.idx,
+    }
 
 
 # --- one job ------------------------------------------------------------------------------------

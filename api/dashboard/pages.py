@@ -103,38 +103,52 @@ def lookup(id: str = "", viewer: Viewer = Depends(require_viewer)) -> Response:
 
 
 @router.get("/batches")
-def batches(request: Request, cursor: str | None = None,
-            viewer: Viewer = Depends(require_viewer)) -> Response:
+def batches(
+    request: Request, cursor: str | None = None, viewer: Viewer = Depends(require_viewer)
+) -> Response:
     view = data.batch_list(data.decode_cursor(cursor))
     return _show(request, "batches.html", viewer, "batches", view=view)
 
 
-def _gallery_page(status: str, code: str, after: int | None, before: int | None
-                  ) -> data.GalleryPage:
+def _gallery_page(
+    status: str, code: str, after: int | None, before: int | None
+) -> data.GalleryPage:
     statuses = (status,) if data.known_status(status) else ()
     where = q.GalleryFilter(statuses=statuses, error_code=code.strip() or None)
     return data.GalleryPage(where, after=after, before=before)
 
 
 @router.get("/batches/{batch_id}")
-def batch(request: Request, batch_id: str, status: str = "", code: str = "",
-          after: int | None = None, before: int | None = None,
-          viewer: Viewer = Depends(require_viewer)) -> Response:
+def batch(
+    request: Request,
+    batch_id: str,
+    status: str = "",
+    code: str = "",
+    after: int | None = None,
+    before: int | None = None,
+    viewer: Viewer = Depends(require_viewer),
+) -> Response:
     at = _gallery_page(status, code, after, before)
     with _found():
         view = data.batch_page(parse_id(batch_id), at)
-    return _show(request, "batch.html", viewer, "batches", view=view,
-                 status=at.where.statuses[0] if at.where.statuses else "",
-                 code=at.where.error_code or "")
+    return _show(
+        request,
+        "batch.html",
+        viewer,
+        "batches",
+        view=view,
+        status=at.where.statuses[0] if at.where.statuses else "",
+        code=at.where.error_code or "",
+    )
 
 
 @router.get("/fragments/batches/{batch_id}")
-def batch_fragment(request: Request, batch_id: str,
-                   viewer: Viewer = Depends(require_viewer)) -> Response:
+def batch_fragment(
+    request: Request, batch_id: str, viewer: Viewer = Depends(require_viewer)
+) -> Response:
     with _found():
         view = data.batch_summary(parse_id(batch_id))
-    return _fragment(request, "_batch_summary.html", final=view["batch"]["completed"],
-                     view=view)
+    return _fragment(request, "_batch_summary.html", final=view["batch"]["completed"], view=view)
 
 
 @router.get("/batches/{batch_id}/manifest")
@@ -154,13 +168,15 @@ def manifest(batch_id: str, viewer: Viewer = Depends(require_viewer)) -> Respons
 def job(request: Request, job_id: str, viewer: Viewer = Depends(require_viewer)) -> Response:
     with _found():
         view = data.job_page(parse_id(job_id))
-    return _show(request, "job.html", viewer, "batches" if view["batch_id"] else "overview",
-                 job=view)
+    return _show(
+        request, "job.html", viewer, "batches" if view["batch_id"] else "overview", job=view
+    )
 
 
 @router.get("/fragments/jobs/{job_id}")
-def job_fragment(request: Request, job_id: str,
-                 viewer: Viewer = Depends(require_viewer)) -> Response:
+def job_fragment(
+    request: Request, job_id: str, viewer: Viewer = Depends(require_viewer)
+) -> Response:
     with _found():
         view = data.job_page(parse_id(job_id))
     final = view["status"] in q.TERMINAL

@@ -20,20 +20,26 @@ HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
-                               "img-src 'self' data:; connect-src 'self'; form-action 'self'; "
-                               "base-uri 'none'; frame-ancestors 'none'",
+    "img-src 'self' data:; connect-src 'self'; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
 
-templates = Jinja2Templates(env=jinja2.Environment(
-    loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True,
-    lstrip_blocks=True))
+templates = Jinja2Templates(
+    env=jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+)
 
 
-def page(request: Request, name: str, context: dict[str, Any], *,
-         status_code: int = 200) -> Response:
+def page(
+    request: Request, name: str, context: dict[str, Any], *, status_code: int = 200
+) -> Response:
     """A rendered template with the dashboard's headers."""
     response = templates.TemplateResponse(request, name, context, status_code=status_code)
     return secured(response)
@@ -91,7 +97,7 @@ def _filesize(size: int | None) -> str:
         return "-"
     units = ["B", "KB", "MB", "GB", "TB"]
     power = min(int(math.log(size, 1000)) if size > 0 else 0, len(units) - 1)
-    return f"{size} B" if power == 0 else f"{size / 1000 ** power:.1f} {units[power]}"
+    return f"{size} B" if power == 0 else f"{size / 1000**power:.1f} {units[power]}"
 
 
 def _number(value: int | float | None) -> str:
@@ -104,5 +110,12 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.1f} %"
 
 
-templates.env.filters.update(when=_when, iso=_iso, duration=_duration, ago=_ago,
-                             filesize=_filesize, number=_number, percent=_percent)
+templates.env.filters.update(
+    when=_when,
+    iso=_iso,
+    duration=_duration,
+    ago=_ago,
+    filesize=_filesize,
+    number=_number,
+    percent=_percent,
+)

@@ -91,14 +91,23 @@ def _image(job_id: str, index: int) -> JobImage:
 
 
 @router.get("/thumbs/{job_id}/{index}")
-def thumbnail(job_id: str, index: int, request: Request, size: int = 256, v: str = "",
-              viewer: Viewer = Depends(require_viewer)) -> Response:
+def thumbnail(
+    job_id: str,
+    index: int,
+    request: Request,
+    size: int = 256,
+    v: str = "",
+    viewer: Viewer = Depends(require_viewer),
+) -> Response:
     """A small JPEG of one stored image (``size``: 256 or 512 pixels)."""
     size = size if size in THUMB_SIZES else THUMB_SIZES[0]
     image = _image(job_id, index)
     etag = f'"{image.sha256[:32]}-{size}"'
-    headers = {"ETag": etag, "Cache-Control": IMMUTABLE if v and image.sha256.startswith(v)
-               else "private, no-cache", "X-Content-Type-Options": "nosniff"}
+    headers = {
+        "ETag": etag,
+        "Cache-Control": IMMUTABLE if v and image.sha256.startswith(v) else "private, no-cache",
+        "X-Content-Type-Options": "nosniff",
+    }
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     key = (image.key, image.sha256, size)
@@ -116,18 +125,24 @@ def _render(store: ObjectStore, image: JobImage, size: int) -> bytes:
         try:
             return make_thumbnail(store.get(image.key), size)
         except (StorageError, OSError, Image.DecompressionBombError) as exc:
-            log.warning("thumbnail_failed", extra={"job_id": str(image.job_id),
-                                                   "index": image.idx, "error": str(exc)})
+            log.warning(
+                "thumbnail_failed",
+                extra={"job_id": str(image.job_id), "index": image.idx, "error": str(exc)},
+            )
             raise NotFoundPage(f"the stored image {image.idx} could not be read") from None
 
 
 @router.get("/images/{job_id}/{index}")
-def full_image(job_id: str, index: int, request: Request,
-               viewer: Viewer = Depends(require_viewer)) -> Response:
+def full_image(
+    job_id: str, index: int, request: Request, viewer: Viewer = Depends(require_viewer)
+) -> Response:
     """The stored image itself: a presigned S3 link, or the file of the embedded mode."""
     image = _image(job_id, index)
     store = request.app.state.links()
     if isinstance(store, LocalStore):
-        return FileResponse(store.path(image.key), media_type=image.content_type,
-                            headers={"Cache-Control": "private, max-age=3600"})
+        return FileResponse(
+            store.path(image.key),
+            media_type=image.content_type,
+            headers={"Cache-Control": "private, max-age=3600"},
+        )
     return RedirectResponse(store.url_for(image.key), status_code=307)

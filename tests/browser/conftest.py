@@ -25,10 +25,19 @@ CHROMEDRIVER = Path(os.environ.get("IMAGEGEN_TEST_CHROMEDRIVER", "/usr/bin/chrom
 SCREENSHOTS = Path(os.environ.get("IMAGEGEN_TEST_SCREENSHOTS", ROOT / "docs" / "screenshots"))
 #: A laptop screen.
 WINDOW = (1366, 900)
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--force-device-scale-factor=1",
-         f"--window-size={WINDOW[0]},{WINDOW[1]}")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--force-device-scale-factor=1",
+    f"--window-size={WINDOW[0]},{WINDOW[1]}",
+)
 
 
 def _missing_browser() -> str | None:
@@ -39,8 +48,10 @@ def _missing_browser() -> str | None:
         return "selenium is not installed (pip install -e '.[dev]')"
     for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
         if not os.access(path, os.X_OK):
-            return (f"{path} is missing: install Debian's {package} (scripts/ensure-browser.sh, "
-                    "or: sudo apt-get install -y chromium chromium-driver)")
+            return (
+                f"{path} is missing: install Debian's {package} (scripts/ensure-browser.sh, "
+                "or: sudo apt-get install -y chromium chromium-driver)"
+            )
     return None
 
 
@@ -53,8 +64,9 @@ def browser_paths() -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def driver(browser_paths: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[object]:
+def driver(
+    browser_paths: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[object]:
     """One headless Chromium for the module (cookies are cleared by the tests that need it)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -73,14 +85,21 @@ def driver(browser_paths: tuple[Path, Path], tmp_path_factory: pytest.TempPathFa
 
 
 @pytest.fixture(scope="module")
-def dashboard_url(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-                  ) -> Iterator[str]:
+def dashboard_url(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """`imagegen api` as its own process, as deployed (the dashboard is part of it)."""
     tmp = tmp_path_factory.mktemp("api")
     port = free_port()
     proc: subprocess.Popen[bytes] = start_imagegen(
-        {**service_env, **PRODUCER_ENV, "IMAGEGEN_DATA_DIR": str(tmp)}, tmp / "api.log",
-        "api", "--host", "127.0.0.1", "--port", str(port))
+        {**service_env, **PRODUCER_ENV, "IMAGEGEN_DATA_DIR": str(tmp)},
+        tmp / "api.log",
+        "api",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/healthz")

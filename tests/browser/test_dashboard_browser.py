@@ -24,8 +24,11 @@ from worker import batches, jobs
 from worker.fleet import read_fleet_state
 
 MISSING = _missing_browser()
-pytestmark = [pytest.mark.browser, pytest.mark.e2e,
-              pytest.mark.skipif(MISSING is not None, reason=f"browser tests skipped: {MISSING}")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.e2e,
+    pytest.mark.skipif(MISSING is not None, reason=f"browser tests skipped: {MISSING}"),
+]
 WAIT_S = 30
 _IMAGES_LOADED = """
 const images = [...document.querySelectorAll(arguments[0])];
@@ -35,8 +38,9 @@ return images.length > 0 && images.every(i => i.complete && i.naturalWidth > 0)
 
 
 @pytest.fixture
-def stack(configured, monkeypatch: pytest.MonkeyPatch, module_worker: Any,
-          dashboard_url: str) -> str:
+def stack(
+    configured, monkeypatch: pytest.MonkeyPatch, module_worker: Any, dashboard_url: str
+) -> str:
     """Tables emptied, this process able to enqueue, a worker running; the dashboard's URL."""
     configure(monkeypatch)
     return dashboard_url
@@ -92,19 +96,32 @@ def _confirm(driver: Any, accept: bool = True) -> str:
 
 
 def _finished_batch(prompts: list[str], name: str) -> batches.BatchReceipt:
-    items = [{"prompt": prompt, "resolution": "1080p",
-              "aspect_ratio": ["1:1", "16:9", "3:4"][n % 3], "ref": f"line-{n}"}
-             for n, prompt in enumerate(prompts)]
+    items = [
+        {
+            "prompt": prompt,
+            "resolution": "1080p",
+            "aspect_ratio": ["1:1", "16:9", "3:4"][n % 3],
+            "ref": f"line-{n}",
+        }
+        for n, prompt in enumerate(prompts)
+    ]
     receipt = batches.enqueue_batch(items, name=name)
     wait_for(receipt.job_ids, timeout_s=180)
     return receipt
 
 
-def test_sign_in_then_the_overview_refreshes_itself(driver: Any, stack: str,
-                                                    screenshots: Path) -> None:
+def test_sign_in_then_the_overview_refreshes_itself(
+    driver: Any, stack: str, screenshots: Path
+) -> None:
     # Given a few finished jobs, one of them refused by the provider's content policy
-    _finished_batch([tagged_prompt("harbour"), tagged_prompt("lighthouse"),
-                     tagged_prompt("refused", "[sim:content_policy]")], "overview")
+    _finished_batch(
+        [
+            tagged_prompt("harbour"),
+            tagged_prompt("lighthouse"),
+            tagged_prompt("refused", "[sim:content_policy]"),
+        ],
+        "overview",
+    )
     # When a signed-out person opens the dashboard and signs in with an API token
     _sign_in(driver, stack, screenshots)
     # Then the overview shows the counts and the failure, and refreshes itself
@@ -114,22 +131,23 @@ def test_sign_in_then_the_overview_refreshes_itself(driver: Any, stack: str,
     assert "content_policy" in _text(driver, "#live")
     first = driver.execute_script("return document.querySelector('#live').dataset.refreshedAt")
     assert first is None
-    _wait(driver, lambda d: d.execute_script(
-        "return document.querySelector('#live').dataset.refreshedAt"), 15)
+    _wait(
+        driver,
+        lambda d: d.execute_script("return document.querySelector('#live').dataset.refreshedAt"),
+        15,
+    )
     _screenshot(driver, screenshots / "overview.png")
     assert TOKEN not in driver.page_source
     assert all(TOKEN not in cookie["value"] for cookie in driver.get_cookies())
 
 
-def test_a_finished_batch_shows_its_thumbnails(driver: Any, stack: str,
-                                               screenshots: Path) -> None:
+def test_a_finished_batch_shows_its_thumbnails(driver: Any, stack: str, screenshots: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
     # Given a batch whose jobs finished: six pictures and one failure
     prompts = [tagged_prompt(f"product photo {n}") for n in range(6)]
-    receipt = _finished_batch([*prompts, tagged_prompt("bad", "[sim:content_policy]")],
-                              "catalogue")
+    receipt = _finished_batch([*prompts, tagged_prompt("bad", "[sim:content_policy]")], "catalogue")
     _sign_in(driver, stack)
     # When the batch is opened from the batch list
     driver.get(f"{stack}/dashboard/batches")
@@ -152,8 +170,9 @@ def test_a_finished_batch_shows_its_thumbnails(driver: Any, stack: str,
     assert "content_policy" in cards[0].text
 
 
-def test_a_failed_job_is_retried_after_confirmation(driver: Any, stack: str,
-                                                    screenshots: Path) -> None:
+def test_a_failed_job_is_retried_after_confirmation(
+    driver: Any, stack: str, screenshots: Path
+) -> None:
     from selenium.webdriver.common.by import By
 
     # Given a job the provider refused once (its second submit will be accepted)
@@ -193,8 +212,11 @@ def test_pause_and_resume_submissions_from_the_overview(driver: Any, stack: str)
     _wait(driver, lambda d: "notice=paused" in d.current_url)
     # Then the fleet is paused, and the overview says so and why
     state = read_fleet_state()
-    assert (state.paused, state.reason, state.paused_by) == (True, "provider maintenance",
-                                                             "dashboard")
+    assert (state.paused, state.reason, state.paused_by) == (
+        True,
+        "provider maintenance",
+        "dashboard",
+    )
     paused = driver.find_element(By.CSS_SELECTOR, "[data-fleet-paused]")
     assert paused.get_attribute("data-fleet-paused") == "yes"
     assert "provider maintenance" in _text(driver, "#live")

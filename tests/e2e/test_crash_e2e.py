@@ -24,13 +24,16 @@ def _prompt(tokens: str) -> str:
 
 
 def _downloads_started(simulator_url: str, prediction_id: str) -> int:
-    log = httpx.get(f"{simulator_url}/_sim/requests",
-                    params={"kind": "download", "prediction_id": prediction_id}).json()
+    log = httpx.get(
+        f"{simulator_url}/_sim/requests",
+        params={"kind": "download", "prediction_id": prediction_id},
+    ).json()
     return len(log["requests"])
 
 
 def test_worker_killed_mid_transfer_leaves_one_object_and_row_per_output(
-        configured, start_worker, beat_process, service_env, simulator_url) -> None:
+    configured, start_worker, beat_process, service_env, simulator_url
+) -> None:
     # Given a job with two slow outputs being copied by a worker
     first = start_worker()
     job_id = jobs.enqueue({"prompt": _prompt("[sim:multi_output=2] [sim:output_slow=80000]")})
@@ -48,8 +51,11 @@ def test_worker_killed_mid_transfer_leaves_one_object_and_row_per_output(
     assert view["status"] == "succeeded", view
     assert [image["index"] for image in view["images"]] == [0, 1]
     s3 = boto3.client("s3", endpoint_url=service_env["IMAGEGEN_S3_ENDPOINT_URL"])
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
-            if str(job_id) in o["Key"]]
+    keys = [
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+        if str(job_id) in o["Key"]
+    ]
     assert sorted(keys) == sorted(image["key"] for image in view["images"])
     for image in view["images"]:
         body = s3.get_object(Bucket=BUCKET, Key=image["key"])["Body"].read()
@@ -58,7 +64,8 @@ def test_worker_killed_mid_transfer_leaves_one_object_and_row_per_output(
 
 
 def test_worker_killed_mid_submit_is_resubmitted_and_flagged(
-        configured, start_worker, beat_process, simulator_url) -> None:
+    configured, start_worker, beat_process, simulator_url
+) -> None:
     # Given a worker waiting on a submit the provider answers slowly (after creating it)
     first = start_worker(IMAGEGEN_SUBMIT_TIMEOUT_S="7")
     prompt = _prompt("[sim:ghost_slow=6] [sim:recover_after=1]")
@@ -78,8 +85,7 @@ def test_worker_killed_mid_submit_is_resubmitted_and_flagged(
     assert any(e["event"] == "submit_lease_expired" for e in view["events"])
 
 
-def test_flushed_broker_loses_no_job(configured, start_worker, beat_process,
-                                     service_env) -> None:
+def test_flushed_broker_loses_no_job(configured, start_worker, beat_process, service_env) -> None:
     # Given ten jobs whose messages are in Redis
     job_ids = [jobs.enqueue({"prompt": _prompt(f"flush {n}")}) for n in range(10)]
     # When Redis is flushed before any worker took them

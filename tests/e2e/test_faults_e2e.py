@@ -66,11 +66,17 @@ def test_every_fault_ends_in_its_named_state(configured, module_worker, simulato
     wrong = []
     for tokens, status, code, ambiguous, predictions in CASES:
         view = views[job_ids[tokens]]
-        got = (view["status"], view["error_code"], view["ambiguous_submits"],
-               predictions_created(simulator_url, prompts[tokens]))
+        got = (
+            view["status"],
+            view["error_code"],
+            view["ambiguous_submits"],
+            predictions_created(simulator_url, prompts[tokens]),
+        )
         if got != (status, code, ambiguous, predictions):
-            wrong.append(f"{tokens}: expected {(status, code, ambiguous, predictions)}, got "
-                         f"{got} ({view['error_message']})")
+            wrong.append(
+                f"{tokens}: expected {(status, code, ambiguous, predictions)}, got "
+                f"{got} ({view['error_message']})"
+            )
         stored = len(view["images"])
         if stored != (1 if status == "succeeded" else 0) or (not view["error_message"] and code):
             wrong.append(f"{tokens}: {stored} images, message {view['error_message']!r}")
@@ -86,10 +92,10 @@ def test_several_outputs_are_all_stored(configured, module_worker) -> None:
     assert all(image["nsfw"] is not None for image in view["images"])
 
 
-@pytest.mark.parametrize("fault", ["[sim:http_401]", "[sim:http_403]",
-                                   "[sim:http_403=permission]"])
-def test_key_and_balance_refusals_keep_the_job_queued(configured, module_worker,
-                                                      simulator_url, fault) -> None:
+@pytest.mark.parametrize("fault", ["[sim:http_401]", "[sim:http_403]", "[sim:http_403=permission]"])
+def test_key_and_balance_refusals_keep_the_job_queued(
+    configured, module_worker, simulator_url, fault
+) -> None:
     # Given a provider that refuses the key or has no balance left
     prompt = _prompt(fault)
     job_id = jobs.enqueue({"prompt": prompt})
@@ -122,8 +128,9 @@ def test_cancel_while_running_copies_nothing(configured, module_worker, simulato
     assert downloads.get(record["id"], 0) == 0
 
 
-def test_cancel_during_transfer_leaves_no_object_and_no_row(configured, module_worker,
-                                                            service_env) -> None:
+def test_cancel_during_transfer_leaves_no_object_and_no_row(
+    configured, module_worker, service_env
+) -> None:
     import boto3
 
     # Given a job whose output is being copied slowly

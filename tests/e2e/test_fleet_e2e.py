@@ -76,22 +76,41 @@ def max_over_any_window(times: list[float], rate: float, burst: int) -> float:
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([str(BIN / "imagegen"), *args], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=120, check=False)
+    done = subprocess.run(
+        [str(BIN / "imagegen"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return done
 
 
 def test_two_workers_never_exceed_the_accounts_limits(
-        configured, service_env, simulator, start_worker, beat_process) -> None:
+    configured, service_env, simulator, start_worker, beat_process
+) -> None:
     # Given a provider account limited to K=6 predictions at once and R=8 submits/s (burst 4),
     # and a fleet of two worker processes of 6 threads each configured just under it
     k, rate, burst = 6, 8.0, 4
-    url = simulator("--latency", "*=0.3-0.8", "--max-concurrency", str(k),
-                    "--submit-rate", str(rate), "--submit-burst", str(burst))
-    fleet_env = {"GPTPROTO_BASE_URL": url, "IMAGEGEN_MAX_IN_FLIGHT": str(k),
-                 "IMAGEGEN_SUBMIT_RATE": "7", "IMAGEGEN_SUBMIT_BURST": "3",
-                 "IMAGEGEN_WORKER_CONCURRENCY": "6"}
+    url = simulator(
+        "--latency",
+        "*=0.3-0.8",
+        "--max-concurrency",
+        str(k),
+        "--submit-rate",
+        str(rate),
+        "--submit-burst",
+        str(burst),
+    )
+    fleet_env = {
+        "GPTPROTO_BASE_URL": url,
+        "IMAGEGEN_MAX_IN_FLIGHT": str(k),
+        "IMAGEGEN_SUBMIT_RATE": "7",
+        "IMAGEGEN_SUBMIT_BURST": "3",
+        "IMAGEGEN_WORKER_CONCURRENCY": "6",
+    }
     for _ in range(2):
         start_worker(**fleet_env)
 
@@ -107,10 +126,12 @@ def test_two_workers_never_exceed_the_accounts_limits(
     assert final == {"succeeded": 200}
     stats = httpx.get(f"{url}/_sim/stats").json()["limits"]
     times = submits_seen(url)
-    print(f"\n200 jobs through K={k}, R={rate}/s in {elapsed:.1f} s: max in flight seen "
-          f"{stats['max_in_flight_seen']}, max submits in 1 s "
-          f"{stats['max_submits_per_second_seen']}, refused {stats['refused']}, "
-          f"submits {len(times)}")
+    print(
+        f"\n200 jobs through K={k}, R={rate}/s in {elapsed:.1f} s: max in flight seen "
+        f"{stats['max_in_flight_seen']}, max submits in 1 s "
+        f"{stats['max_submits_per_second_seen']}, refused {stats['refused']}, "
+        f"submits {len(times)}"
+    )
     assert stats["max_in_flight_seen"] <= k
     assert len(times) >= 200
     assert max_over_any_window(times, rate, burst) <= 1e-9
@@ -118,11 +139,16 @@ def test_two_workers_never_exceed_the_accounts_limits(
 
 
 def test_a_revoked_key_then_an_empty_balance_pause_submissions_without_failing_jobs(
-        configured, service_env, simulator, start_worker, beat_process) -> None:
+    configured, service_env, simulator, start_worker, beat_process
+) -> None:
     # Given a batch of 60 jobs going through one worker
     url = simulator("--latency", "*=0.5-1.0")
-    env = {**service_env, "GPTPROTO_BASE_URL": url, "IMAGEGEN_SUBMIT_RATE": "10",
-           "IMAGEGEN_SUBMIT_BURST": "2"}
+    env = {
+        **service_env,
+        "GPTPROTO_BASE_URL": url,
+        "IMAGEGEN_SUBMIT_RATE": "10",
+        "IMAGEGEN_SUBMIT_BURST": "2",
+    }
     start_worker(**env)
     receipt = batches.enqueue_batch([{"prompt": f"pause {n}", **REQUEST} for n in range(60)])
     wait_counts(lambda c: c.get("succeeded", 0) >= 10, 120)
@@ -187,12 +213,17 @@ def wait_quiet(url: str, quiet_s: float = 2.0, timeout_s: float = 30) -> int:
 
 
 def test_an_interactive_job_overtakes_a_thousand_job_backlog(
-        configured, service_env, simulator, start_worker, beat_process) -> None:
+    configured, service_env, simulator, start_worker, beat_process
+) -> None:
     # Given a 1,000-job batch backlog filling every batch slot of the fleet
     url = simulator("--latency", "*=1.0")
-    env = {"GPTPROTO_BASE_URL": url, "IMAGEGEN_MAX_IN_FLIGHT": "40",
-           "IMAGEGEN_SUBMIT_RATE": "100", "IMAGEGEN_SUBMIT_BURST": "20",
-           "IMAGEGEN_WORKER_CONCURRENCY": "16"}
+    env = {
+        "GPTPROTO_BASE_URL": url,
+        "IMAGEGEN_MAX_IN_FLIGHT": "40",
+        "IMAGEGEN_SUBMIT_RATE": "100",
+        "IMAGEGEN_SUBMIT_BURST": "20",
+        "IMAGEGEN_WORKER_CONCURRENCY": "16",
+    }
     start_worker(**env)
     receipt = batches.enqueue_batch([{"prompt": f"backlog {n}", **REQUEST} for n in range(1000)])
     wait_counts(lambda c: c.get("running", 0) + c.get("submitting", 0) >= 30, 60)
@@ -206,16 +237,22 @@ def test_an_interactive_job_overtakes_a_thousand_job_backlog(
     # Then it went before the backlog: submitted while most of the batch was still queued
     assert view["status"] == "succeeded"
     with get_engine().connect() as conn:
-        queued_then = conn.execute(text(
-            "SELECT count(*) FROM jobs WHERE batch_id = :b AND (submitted_at IS NULL OR "
-            "submitted_at > :at)"), {"b": receipt.batch_id, "at": view["submitted_at"]}).scalar()
+        queued_then = conn.execute(
+            text(
+                "SELECT count(*) FROM jobs WHERE batch_id = :b AND (submitted_at IS NULL OR "
+                "submitted_at > :at)"
+            ),
+            {"b": receipt.batch_id, "at": view["submitted_at"]},
+        ).scalar()
     assert queued_then is not None and queued_then > 800
     prediction = httpx.get(f"{url}/_sim/predictions/{view['prediction_id']}").json()
     generation = prediction["completed_at"] - prediction["created_at"]
     waited = (datetime.fromisoformat(view["submitted_at"]) - enqueued).total_seconds()
-    print(f"\ninteractive job behind a 1,000-job backlog: submitted {waited:.2f} s after "
-          f"enqueue, succeeded {(done - enqueued).total_seconds():.2f} s after enqueue "
-          f"(generation {generation:.2f} s, dispatch interval "
-          f"{service_env['IMAGEGEN_DISPATCH_INTERVAL_S']} s)")
+    print(
+        f"\ninteractive job behind a 1,000-job backlog: submitted {waited:.2f} s after "
+        f"enqueue, succeeded {(done - enqueued).total_seconds():.2f} s after enqueue "
+        f"(generation {generation:.2f} s, dispatch interval "
+        f"{service_env['IMAGEGEN_DISPATCH_INTERVAL_S']} s)"
+    )
     for other in receipt.job_ids:  # don't wait for the backlog
         jobs.cancel(other, reason="test over")

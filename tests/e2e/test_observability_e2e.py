@@ -28,6 +28,7 @@ from worker.db import get_engine
 
 pytestmark = pytest.mark.e2e
 
+
 @dataclass
 class Observed:
     """A running worker: where its metrics are served and where its output goes."""
@@ -48,8 +49,15 @@ def start_worker(service_env: dict[str, str], tmp_path: Path) -> Iterator[StartW
     def start(**env: str) -> Observed:
         port = free_port()
         log = tmp_path / f"worker-{len(started)}.log"
-        proc = start_imagegen({**service_env, "IMAGEGEN_METRICS_PORT": str(port), **env},
-                              log, "worker", "-c", "8", "-n", f"obs-{uuid.uuid4().hex[:6]}@%h")
+        proc = start_imagegen(
+            {**service_env, "IMAGEGEN_METRICS_PORT": str(port), **env},
+            log,
+            "worker",
+            "-c",
+            "8",
+            "-n",
+            f"obs-{uuid.uuid4().hex[:6]}@%h",
+        )
         started.append(Observed(f"http://127.0.0.1:{port}/metrics", log, proc))
         wait_http(started[-1].metrics_url)
         return started[-1]
@@ -65,8 +73,11 @@ def prompt(tokens: str = "") -> str:
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     body = httpx.get(url, timeout=5).text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(body) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+    }
 
 
 def metric(found: dict, name: str, **labels: str) -> float:
@@ -92,15 +103,22 @@ def eventually(check: Callable[[], None], timeout_s: float = 10.0) -> None:
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "imagegen"), *args], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=120, check=False)
+    return subprocess.run(
+        [str(BIN / "imagegen"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+        check=False,
+    )
 
 
 # --- metrics ----------------------------------------------------------------------------------
 
 
-def test_worker_metrics_agree_with_what_the_jobs_did(configured, service_env,
-                                                     start_worker, beat_process) -> None:
+def test_worker_metrics_agree_with_what_the_jobs_did(
+    configured, service_env, start_worker, beat_process
+) -> None:
     # Given a worker, three ordinary jobs, one the provider fails, one rate limited twice
     # and one whose deadline passes before it is submitted
     metrics_url = start_worker().metrics_url
@@ -120,16 +138,26 @@ def test_worker_metrics_agree_with_what_the_jobs_did(configured, service_env,
     assert wait_for([late], timeout_s=60)[late]["status"] == "succeeded"
 
     # Then every transition the worker made is counted once, as the event log has it
-    worker_moves = Counter({(src, dst): n for src, dst, n in rows(
-        "SELECT from_status, to_status, count(*) FROM job_events WHERE from_status IS NOT NULL "
-        "GROUP BY 1, 2")})
+    worker_moves = Counter(
+        {
+            (src, dst): n
+            for src, dst, n in rows(
+                "SELECT from_status, to_status, count(*) FROM job_events "
+                "WHERE from_status IS NOT NULL GROUP BY 1, 2"
+            )
+        }
+    )
     worker_moves.pop(("failed", "queued"))  # the CLI's retry, counted in the CLI's process
 
     def transitions_match() -> None:
         found = scrape(metrics_url)
-        counted = {(dict(k[1])["from_status"], dict(k[1])["to_status"]): v
-                   for k, v in found.items() if k[0] == "imagegen_job_transitions_total"}
+        counted = {
+            (dict(k[1])["from_status"], dict(k[1])["to_status"]): v
+            for k, v in found.items()
+            if k[0] == "imagegen_job_transitions_total"
+        }
         assert counted == worker_moves
+
     eventually(transitions_match)
     found = scrape(metrics_url)
     _check_provider_counters(found, limited)
@@ -139,26 +167,35 @@ def test_worker_metrics_agree_with_what_the_jobs_did(configured, service_env,
 def _check_provider_counters(found: dict, limited: uuid.UUID) -> None:
     submitted = rows("SELECT count(*) FROM job_events WHERE event = 'submitted'")[0][0]
     assert jobs.status(limited)["attempts"] == 1  # the refused tries were not counted
-    assert metric(found, "imagegen_provider_responses_total", endpoint="submit",
-                  code="200") == submitted
-    assert metric(found, "imagegen_provider_responses_total", endpoint="submit",
-                  code="429") == 2
+    assert (
+        metric(found, "imagegen_provider_responses_total", endpoint="submit", code="200")
+        == submitted
+    )
+    assert metric(found, "imagegen_provider_responses_total", endpoint="submit", code="429") == 2
     assert metric(found, "imagegen_provider_rate_limited_total", endpoint="submit") == 2
-    results = sum(v for (name, labels), v in found.items()
-                  if name == "imagegen_provider_responses_total"
-                  and ("endpoint", "result") in labels)
+    results = sum(
+        v
+        for (name, labels), v in found.items()
+        if name == "imagegen_provider_responses_total" and ("endpoint", "result") in labels
+    )
     assert results >= submitted
-    assert metric(found, "imagegen_provider_request_duration_seconds_count",
-                  endpoint="result") == results
-    codes = {dict(labels)["code"] for (name, labels) in found
-             if name == "imagegen_provider_responses_total"}
+    assert (
+        metric(found, "imagegen_provider_request_duration_seconds_count", endpoint="result")
+        == results
+    )
+    codes = {
+        dict(labels)["code"]
+        for (name, labels) in found
+        if name == "imagegen_provider_responses_total"
+    }
     assert codes <= {"200", "429"}  # bounded: status codes, never ids
 
 
 def _check_polls_and_transfers(found: dict) -> None:
     left_running, polls = rows(
         "SELECT count(*), coalesce(sum(poll_count), 0) FROM jobs WHERE id IN "
-        "(SELECT job_id FROM job_events WHERE from_status = 'running')")[0]
+        "(SELECT job_id FROM job_events WHERE from_status = 'running')"
+    )[0]
     assert metric(found, "imagegen_job_polls_count") == left_running == 6
     assert metric(found, "imagegen_job_polls_sum") == polls
     images, stored = rows("SELECT count(*), sum(bytes) FROM job_images")[0]
@@ -170,19 +207,23 @@ def _check_polls_and_transfers(found: dict) -> None:
 
 
 def test_worker_logs_are_json_lines_and_never_contain_the_api_key(
-        configured, start_worker, beat_process) -> None:
+    configured, start_worker, beat_process
+) -> None:
     # Given a worker logging everything (DEBUG) and jobs that meet provider errors: server
     # errors on every submit, a failed prediction, one that goes through, then a rejected key
     worker = start_worker(IMAGEGEN_LOG_LEVEL="DEBUG")
     log = worker.log
-    others = [jobs.enqueue({"prompt": prompt(tokens)})
-              for tokens in ("[sim:http_500]", "[sim:failed=ModelUnavailable]", "")]
+    others = [
+        jobs.enqueue({"prompt": prompt(tokens)})
+        for tokens in ("[sim:http_500]", "[sim:failed=ModelUnavailable]", "")
+    ]
 
     # When they have run (the rejected key pauses the fleet: cancel it once it was tried)
     wait_for(others, timeout_s=120)
     unauthorised = jobs.enqueue({"prompt": prompt("[sim:http_401]")})
-    _wait_for_line(log, lambda e: e.get("event") == "submit_failed"
-                   and e.get("job_id") == str(unauthorised))
+    _wait_for_line(
+        log, lambda e: e.get("event") == "submit_failed" and e.get("job_id") == str(unauthorised)
+    )
     _wait_for_line(log, lambda e: e.get("event") == "submissions_paused")
     jobs.cancel(unauthorised)
     stop_process(worker.proc)  # its shutdown lines too
@@ -201,8 +242,9 @@ def test_worker_logs_are_json_lines_and_never_contain_the_api_key(
     assert any("Warm shutdown" in e["event"] for e in entries)  # Celery's own print, as JSON
 
 
-def _wait_for_line(log: Path, wanted: Callable[[dict[str, Any]], bool],
-                   timeout_s: float = 60) -> None:
+def _wait_for_line(
+    log: Path, wanted: Callable[[dict[str, Any]], bool], timeout_s: float = 60
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for line in log.read_text().splitlines():

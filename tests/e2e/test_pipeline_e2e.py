@@ -27,27 +27,47 @@ pytestmark = pytest.mark.e2e
 
 RATIOS = ["1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "2:3", "3:2", "auto"]
 RESOLUTIONS = ["1080p", "2K", "4K", "2k"]
+
+
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     import os
 
-    return subprocess.run([str(BIN / "imagegen"), *args], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=60, check=False)
+    return subprocess.run(
+        [str(BIN / "imagegen"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=60,
+        check=False,
+    )
 
 
 def test_twenty_mixed_jobs_reach_succeeded_with_verified_objects(
-        configured, module_worker, service_env, simulator_url) -> None:
+    configured, module_worker, service_env, simulator_url
+) -> None:
     # Given a running worker and 20 requests across every ratio and resolution
     run = uuid.uuid4().hex[:8]
     mix = list(itertools.islice(itertools.cycle(itertools.product(RATIOS, RESOLUTIONS)), 20))
-    requests = [{"prompt": f"e2e {run} #{n}", "aspect_ratio": ratio, "resolution": res,
-                 "seed": 100 + n} for n, (ratio, res) in enumerate(mix)]
+    requests = [
+        {"prompt": f"e2e {run} #{n}", "aspect_ratio": ratio, "resolution": res, "seed": 100 + n}
+        for n, (ratio, res) in enumerate(mix)
+    ]
 
     # When the first three go through the CLI and the rest through the Python API
     ids = []
     for request in requests[:3]:
-        done = cli(service_env, "enqueue", request["prompt"], "--aspect-ratio",
-                   request["aspect_ratio"], "--resolution", request["resolution"],
-                   "--seed", str(request["seed"]), "--json")
+        done = cli(
+            service_env,
+            "enqueue",
+            request["prompt"],
+            "--aspect-ratio",
+            request["aspect_ratio"],
+            "--resolution",
+            request["resolution"],
+            "--seed",
+            str(request["seed"]),
+            "--json",
+        )
         assert done.returncode == 0, done.stderr
         ids.append(uuid.UUID(json.loads(done.stdout)["id"]))
     ids += [jobs.enqueue(request) for request in requests[3:]]
@@ -56,8 +76,9 @@ def test_twenty_mixed_jobs_reach_succeeded_with_verified_objects(
     elapsed = time.monotonic() - started
 
     # Then every job succeeded, once, with objects that match rows and the simulator's bytes
-    assert {v["status"] for v in views.values()} == {"succeeded"}, \
-        {str(k): (v["status"], v["error_code"], v["error_message"]) for k, v in views.items()}
+    assert {v["status"] for v in views.values()} == {"succeeded"}, {
+        str(k): (v["status"], v["error_code"], v["error_message"]) for k, v in views.items()
+    }
     s3 = boto3.client("s3", endpoint_url=service_env["IMAGEGEN_S3_ENDPOINT_URL"])
     stats = httpx.get(f"{simulator_url}/_sim/stats").json()
     for request, job_id in zip(requests, ids, strict=True):
@@ -80,8 +101,9 @@ def _check_image(s3, view: dict, request: dict, simulator_url: str) -> None:
     with Image.open(io.BytesIO(body)) as picture:
         assert picture.format == "PNG"
         assert picture.size == (image["width"], image["height"])
-    assert (image["width"], image["height"]) == image_size(request["aspect_ratio"],
-                                                           request["resolution"])
+    assert (image["width"], image["height"]) == image_size(
+        request["aspect_ratio"], request["resolution"]
+    )
     record = httpx.get(f"{simulator_url}/_sim/predictions/{view['prediction_id']}").json()
     served = httpx.get(record["outputs"][0]).content
     assert hashlib.sha256(served).hexdigest() == image["sha256"]
@@ -89,8 +111,9 @@ def _check_image(s3, view: dict, request: dict, simulator_url: str) -> None:
 
 def test_status_cli_reports_the_stored_images(configured, module_worker, service_env) -> None:
     # Given a job that went through
-    job_id = jobs.enqueue({"prompt": f"status {uuid.uuid4().hex}", "resolution": "2K",
-                           "aspect_ratio": "16:9"})
+    job_id = jobs.enqueue(
+        {"prompt": f"status {uuid.uuid4().hex}", "resolution": "2K", "aspect_ratio": "16:9"}
+    )
     wait_for([job_id])
     # When a script asks for its status
     done = cli(service_env, "status", str(job_id), "--json")
@@ -104,4 +127,9 @@ def test_status_cli_reports_the_stored_images(configured, module_worker, service
     assert set(image) >= {"bucket", "key", "bytes", "sha256", "width", "height", "content_type"}
     assert (image["width"], image["height"], image["content_type"]) == (2560, 1440, "image/png")
     assert [e["to"] for e in view["events"] if e["to"]] == [
-        "queued", "submitting", "running", "transferring", "succeeded"]
+        "queued",
+        "submitting",
+        "running",
+        "transferring",
+        "succeeded",
+    ]

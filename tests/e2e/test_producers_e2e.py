@@ -48,8 +48,9 @@ def fast_simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def env(configured, monkeypatch: pytest.MonkeyPatch, service_env: dict[str, str],
-        fast_simulator: str) -> dict[str, str]:
+def env(
+    configured, monkeypatch: pytest.MonkeyPatch, service_env: dict[str, str], fast_simulator: str
+) -> dict[str, str]:
     """The deployment's environment, pointed at the fast simulator, webhooks on 127.0.0.1."""
     configure(monkeypatch, GPTPROTO_BASE_URL=fast_simulator)
     return {**service_env, **PRODUCER_ENV, "GPTPROTO_BASE_URL": fast_simulator}
@@ -62,22 +63,43 @@ def worker(env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[byt
     stop_process(proc)
 
 
-def imagegen(env: dict[str, str], *args: str, timeout_s: float = 120
-             ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "imagegen"), *args], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=timeout_s, check=False)
+def imagegen(
+    env: dict[str, str], *args: str, timeout_s: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "imagegen"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=timeout_s,
+        check=False,
+    )
 
 
 def test_signed_webhooks_for_a_job_and_a_batch(env: dict[str, str], worker: object) -> None:
     # Given a receiver whose first answer is a 500, and the API
-    with WebhookReceiver(replies=[500]) as receiver, running_api() as base_url, \
-            httpx.Client(base_url=base_url, headers=AUTH, timeout=30) as api:
+    with (
+        WebhookReceiver(replies=[500]) as receiver,
+        running_api() as base_url,
+        httpx.Client(base_url=base_url, headers=AUTH, timeout=30) as api,
+    ):
         # When a job and a 3-job batch with callback URLs are submitted
-        job = api.post("/v1/jobs", json={"prompt": "a webhook fox", "resolution": "2K",
-                                         "callback_url": f"{receiver.url}/job"}).json()
-        batch = api.post("/v1/batches", json={
-            "jobs": [{"prompt": f"batch fox {n}", "ref": f"fox-{n}"} for n in range(3)],
-            "callback_url": f"{receiver.url}/batch", "name": "foxes"}).json()
+        job = api.post(
+            "/v1/jobs",
+            json={
+                "prompt": "a webhook fox",
+                "resolution": "2K",
+                "callback_url": f"{receiver.url}/job",
+            },
+        ).json()
+        batch = api.post(
+            "/v1/batches",
+            json={
+                "jobs": [{"prompt": f"batch fox {n}", "ref": f"fox-{n}"} for n in range(3)],
+                "callback_url": f"{receiver.url}/batch",
+                "name": "foxes",
+            },
+        ).json()
         # Then three signed requests arrive: one failed attempt, then both events
         requests = receiver.take(3, timeout_s=120)
         time.sleep(2)
@@ -99,25 +121,34 @@ def test_signed_webhooks_for_a_job_and_a_batch(env: dict[str, str], worker: obje
     assert len({r.headers["X-Imagegen-Delivery"] for r in requests}) == 2  # retry: same id
 
 
-def test_cli_batch_submit_wait_manifest_and_export(env: dict[str, str], worker: object,
-                                                   tmp_path: Path) -> None:
+def test_cli_batch_submit_wait_manifest_and_export(
+    env: dict[str, str], worker: object, tmp_path: Path
+) -> None:
     # Given a JSONL file of LINES requests
     source = tmp_path / "nightly.jsonl"
     with source.open("w") as out:
         for n in range(LINES):
-            out.write(json.dumps({"ref": f"line-{n}", "prompt": f"nightly picture {n}",
-                                  "aspect_ratio": RATIOS[n % len(RATIOS)], "seed": n + 1})
-                      + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "ref": f"line-{n}",
+                        "prompt": f"nightly picture {n}",
+                        "aspect_ratio": RATIOS[n % len(RATIOS)],
+                        "seed": n + 1,
+                    }
+                )
+                + "\n"
+            )
     # When it is submitted and waited for
     started = time.monotonic()
-    done = imagegen(env, "batch", "submit", str(source), "--wait", "--json",
-                    timeout_s=max(600, LINES * 0.5))
+    done = imagegen(
+        env, "batch", "submit", str(source), "--wait", "--json", timeout_s=max(600, LINES * 0.5)
+    )
     elapsed = time.monotonic() - started
     # Then every job succeeded, and the manifest has one line per job with its objects
     assert done.returncode == 0, done.stderr[-2000:]
     view = json.loads(done.stdout)
-    assert (view["total"], view["counts"]["succeeded"], view["completed"]) == (LINES, LINES,
-                                                                               True)
+    assert (view["total"], view["counts"]["succeeded"], view["completed"]) == (LINES, LINES, True)
     print(f"\n{LINES} jobs through `batch submit --wait` in {elapsed:.1f} s")
     listed = imagegen(env, "batch", "manifest", view["id"])
     lines = [json.loads(line) for line in listed.stdout.splitlines()]
@@ -125,8 +156,9 @@ def test_cli_batch_submit_wait_manifest_and_export(env: dict[str, str], worker: 
     assert [line["ref"] for line in lines] == [f"line-{n}" for n in range(LINES)]
     assert all(line["status"] == "succeeded" and len(line["images"]) == 1 for line in lines)
     # And the export holds every image, matching its checksum, with the manifest beside
-    exported = imagegen(env, "export", "--batch", view["id"], str(tmp_path / "out"),
-                        timeout_s=max(600, LINES * 0.2))
+    exported = imagegen(
+        env, "export", "--batch", view["id"], str(tmp_path / "out"), timeout_s=max(600, LINES * 0.2)
+    )
     assert exported.returncode == 0, exported.stderr[-2000:]
     _check_export(tmp_path / "out", lines)
 

@@ -14,8 +14,9 @@ def _prompt(tokens: str) -> str:
     return tagged_prompt("fault", tokens)
 
 
-def test_ambiguous_submit_policy_fail_never_resubmits(configured, start_worker,
-                                                      simulator_url) -> None:
+def test_ambiguous_submit_policy_fail_never_resubmits(
+    configured, start_worker, simulator_url
+) -> None:
     # Given workers told never to resubmit after an ambiguous submission
     start_worker(IMAGEGEN_AMBIGUOUS_SUBMIT="fail")
     prompt = _prompt("[sim:ghost_500] [sim:recover_after=1]")
@@ -28,10 +29,13 @@ def test_ambiguous_submit_policy_fail_never_resubmits(configured, start_worker,
     assert predictions_created(simulator_url, prompt) == 1
 
 
-@pytest.mark.parametrize(("overrides", "code"), [
-    ({"IMAGEGEN_STORAGE_URL": "s3://no-such-bucket-here/images"}, "storage_error"),
-    ({"IMAGEGEN_S3_ENDPOINT_URL": "http://127.0.0.1:9"}, "storage_error"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "code"),
+    [
+        ({"IMAGEGEN_STORAGE_URL": "s3://no-such-bucket-here/images"}, "storage_error"),
+        ({"IMAGEGEN_S3_ENDPOINT_URL": "http://127.0.0.1:9"}, "storage_error"),
+    ],
+)
 def test_storage_faults_end_as_storage_error(configured, start_worker, overrides, code) -> None:
     # Given a worker whose object store refuses uploads (missing bucket) or is down
     start_worker(IMAGEGEN_MAX_TRANSFER_ATTEMPTS="2", **overrides)

@@ -51,8 +51,14 @@ def run(env: dict[str, str], *args: str) -> Done:
 
 def run_process(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """The installed `imagegen` command, as an operator runs it."""
-    return subprocess.run([str(BIN / "imagegen"), *args], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=120, check=False)
+    return subprocess.run(
+        [str(BIN / "imagegen"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+        check=False,
+    )
 
 
 def run_json(env: dict[str, str], *args: str) -> Any:
@@ -77,12 +83,17 @@ def a_batch() -> uuid.UUID:
     return batch.id
 
 
-def a_job(prompt: str = "a cat", *, batch: uuid.UUID | None = None,
-          priority: str = "interactive") -> uuid.UUID:
+def a_job(
+    prompt: str = "a cat", *, batch: uuid.UUID | None = None, priority: str = "interactive"
+) -> uuid.UUID:
     job_id = jobs.enqueue({"prompt": prompt}, priority=priority, dispatch=False)
     if batch is not None:
-        sql("UPDATE jobs SET batch_id = :b, batch_index = :i WHERE id = :id", b=batch,
-            i=int(uuid.uuid4().int % 1_000_000), id=job_id)
+        sql(
+            "UPDATE jobs SET batch_id = :b, batch_index = :i WHERE id = :id",
+            b=batch,
+            i=int(uuid.uuid4().int % 1_000_000),
+            id=job_id,
+        )
     return job_id
 
 
@@ -91,10 +102,19 @@ def failed_job(code: str, *, batch: uuid.UUID | None = None) -> uuid.UUID:
     with session_scope() as session:
         claim = repo.claim_for_submit(session, job_id=job_id, lease_s=60)
         assert claim is not None
-        assert repo.fail(session, job_id=job_id, sources=[JobStatus.SUBMITTING], claim=claim,
-                         code=code, message=f"it went wrong: {code}")
-    sql("UPDATE jobs SET poll_count = 4, poll_errors = 2, transfer_attempts = 1, "
-        "prediction_id = 'p-old' WHERE id = :id", id=job_id)
+        assert repo.fail(
+            session,
+            job_id=job_id,
+            sources=[JobStatus.SUBMITTING],
+            claim=claim,
+            code=code,
+            message=f"it went wrong: {code}",
+        )
+    sql(
+        "UPDATE jobs SET poll_count = 4, poll_errors = 2, transfer_attempts = 1, "
+        "prediction_id = 'p-old' WHERE id = :id",
+        id=job_id,
+    )
     return job_id
 
 
@@ -107,8 +127,11 @@ def cancelled_job() -> uuid.UUID:
 def succeeded_job(*, finished_ago: timedelta, images: int = 0) -> uuid.UUID:
     job_id = a_job("done long ago")
     at = utcnow() - finished_ago
-    sql("UPDATE jobs SET status = 'succeeded', created_at = :at, finished_at = :at "
-        "WHERE id = :id", at=at, id=job_id)
+    sql(
+        "UPDATE jobs SET status = 'succeeded', created_at = :at, finished_at = :at WHERE id = :id",
+        at=at,
+        id=job_id,
+    )
     for index in range(images):
         store_image(job_id, index)
     return job_id
@@ -119,10 +142,22 @@ def store_image(job_id: uuid.UUID, index: int) -> str:
     key = f"{store.prefix}/prune-test/{job_id}/{index}.png"
     store.put(key, io.BytesIO(b"\x89PNG fake"), content_type="image/png")
     with session_scope() as session:
-        repo.record_image(session, values={
-            "job_id": job_id, "idx": index, "bucket": store.bucket, "key": key,
-            "content_type": "image/png", "bytes": 9, "sha256": "0" * 64, "width": 1,
-            "height": 1, "source_url": "https://example.com/x.png", "nsfw": None})
+        repo.record_image(
+            session,
+            values={
+                "job_id": job_id,
+                "idx": index,
+                "bucket": store.bucket,
+                "key": key,
+                "content_type": "image/png",
+                "bytes": 9,
+                "sha256": "0" * 64,
+                "width": 1,
+                "height": 1,
+                "source_url": "https://example.com/x.png",
+                "nsfw": None,
+            },
+        )
     return key
 
 
@@ -134,8 +169,12 @@ def store_from_settings_now() -> Any:
 
 def age(job_id: uuid.UUID, ago: timedelta) -> None:
     at = utcnow() - ago
-    sql("UPDATE jobs SET created_at = :at, finished_at = CASE WHEN finished_at IS NULL "
-        "THEN NULL ELSE :at END WHERE id = :id", at=at, id=job_id)
+    sql(
+        "UPDATE jobs SET created_at = :at, finished_at = CASE WHEN finished_at IS NULL "
+        "THEN NULL ELSE :at END WHERE id = :id",
+        at=at,
+        id=job_id,
+    )
 
 
 def statuses(*job_ids: uuid.UUID) -> list[str]:
@@ -162,8 +201,15 @@ def test_status_without_an_id_summarises_the_queue(configured, service_env) -> N
     view = run_json(service_env, "status")
 
     # Then it counts every state, the work in flight and the backlog
-    assert view["counts"] == {"queued": 2, "submitting": 0, "running": 1, "transferring": 0,
-                              "succeeded": 1, "failed": 3, "cancelled": 1}
+    assert view["counts"] == {
+        "queued": 2,
+        "submitting": 0,
+        "running": 1,
+        "transferring": 0,
+        "succeeded": 1,
+        "failed": 3,
+        "cancelled": 1,
+    }
     assert view["total"] == 8 and view["in_flight"] == 1
     assert view["queued_by_priority"] == {"interactive": 1, "batch": 1}
     assert view["queued_due"] == 2
@@ -200,26 +246,30 @@ def test_jobs_list_filters_by_status_batch_and_age(configured, service_env) -> N
     assert run_json(service_env, "jobs", "list", "--since", "1d") == everything[:2]
     failed = run_json(service_env, "jobs", "list", "--status", "failed")
     assert [(v["id"], v["error_code"]) for v in failed] == [(str(in_batch), "provider_failed")]
-    assert [v["id"] for v in run_json(service_env, "jobs", "list", "-s", "queued,failed",
-                                      "--batch", str(batch))] == [str(in_batch)]
-    assert [v["id"] for v in run_json(service_env, "jobs", "list", "--limit", "1")] == [
-        str(fresh)]
+    assert [
+        v["id"]
+        for v in run_json(service_env, "jobs", "list", "-s", "queued,failed", "--batch", str(batch))
+    ] == [str(in_batch)]
+    assert [v["id"] for v in run_json(service_env, "jobs", "list", "--limit", "1")] == [str(fresh)]
     assert everything[1]["batch_id"] == str(batch)
     table = run(service_env, "jobs", "list")
     assert str(fresh) in table.stdout and "provider_failed" in table.stdout
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["jobs", "list", "--status", "done"], "status: unknown done"),
-    (["jobs", "list", "--since", "yesterday"], "since: must be a duration"),
-    (["jobs", "list", "--batch", "7"], "batch: must be an id"),
-    (["retry"], "give either a job id or --failed"),
-    (["retry", str(uuid.uuid4()), "--failed"], "give either a job id or --failed"),
-    (["retry", str(uuid.uuid4()), "--code", "x"], "only go with --failed"),
-    (["retry", "12"], "job_id: must be a job id"),
-    (["prune", "--older-than", "soon"], "older_than: must be a duration"),
-    (["prune", "--older-than", "0d"], "older_than: must be longer than zero"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["jobs", "list", "--status", "done"], "status: unknown done"),
+        (["jobs", "list", "--since", "yesterday"], "since: must be a duration"),
+        (["jobs", "list", "--batch", "7"], "batch: must be an id"),
+        (["retry"], "give either a job id or --failed"),
+        (["retry", str(uuid.uuid4()), "--failed"], "give either a job id or --failed"),
+        (["retry", str(uuid.uuid4()), "--code", "x"], "only go with --failed"),
+        (["retry", "12"], "job_id: must be a job id"),
+        (["prune", "--older-than", "soon"], "older_than: must be a duration"),
+        (["prune", "--older-than", "0d"], "older_than: must be longer than zero"),
+    ],
+)
 def test_bad_admin_input_exits_2(configured, service_env, args: list[str], message: str) -> None:
     done = run(service_env, *args)
     assert done.returncode == 2, (done.stdout, done.stderr)
@@ -262,8 +312,11 @@ def test_retry_one_failed_job_starts_it_afresh(configured, service_env, redis_ur
 
 @pytest.mark.parametrize("state", ["queued", "cancelled", "succeeded"])
 def test_only_failed_jobs_can_be_retried(configured, service_env, state: str) -> None:
-    job_id = {"queued": a_job, "cancelled": cancelled_job,
-              "succeeded": lambda: succeeded_job(finished_ago=timedelta(0))}[state]()
+    job_id = {
+        "queued": a_job,
+        "cancelled": cancelled_job,
+        "succeeded": lambda: succeeded_job(finished_ago=timedelta(0)),
+    }[state]()
     done = run(service_env, "retry", str(job_id))
     assert done.returncode == 1
     assert f"is {state}: only failed jobs can be retried" in " ".join(done.stderr.split())
@@ -286,8 +339,9 @@ def test_retry_failed_narrows_by_batch_and_code(configured, service_env, redis_u
     queued_before = broker_messages(redis_url)
 
     # When the operator retries the failed jobs of one batch with one code
-    result = run_json(service_env, "retry", "--failed", "--batch", str(batch), "--code",
-                      "provider_failed")
+    result = run_json(
+        service_env, "retry", "--failed", "--batch", str(batch), "--code", "provider_failed"
+    )
 
     # Then exactly those are queued again and the dispatcher is woken (once) to send them
     assert sorted(result["ids"]) == sorted(str(j) for j in target) and result["retried"] == 3
@@ -317,7 +371,8 @@ def test_retry_failed_of_many_jobs_runs_in_chunks(configured, service_env, monke
 
 
 def test_prune_deletes_old_finished_jobs_with_events_images_and_objects(
-        configured, service_env, s3_endpoint, aws_env) -> None:
+    configured, service_env, s3_endpoint, aws_env
+) -> None:
     import boto3
 
     # Given old finished jobs (with stored images), recent ones, and old active ones
@@ -328,11 +383,17 @@ def test_prune_deletes_old_finished_jobs_with_events_images_and_objects(
     old_queued = a_job("still waiting after all this time")
     age(old_queued, timedelta(days=60))
     batch = a_batch()
-    sql("UPDATE batches SET completed_at = :at WHERE id = :id",
-        at=utcnow() - timedelta(days=40), id=batch)
+    sql(
+        "UPDATE batches SET completed_at = :at WHERE id = :id",
+        at=utcnow() - timedelta(days=40),
+        id=batch,
+    )
     keys = _keys_of(old)
-    events = sql("SELECT count(*) FROM job_events JOIN jobs ON jobs.id = job_id "
-                 "WHERE jobs.finished_at < :cutoff", cutoff=utcnow() - timedelta(days=30))[0][0]
+    events = sql(
+        "SELECT count(*) FROM job_events JOIN jobs ON jobs.id = job_id "
+        "WHERE jobs.finished_at < :cutoff",
+        cutoff=utcnow() - timedelta(days=30),
+    )[0][0]
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, **_boto(aws_env))
 
     # When a dry run looks first
@@ -341,24 +402,30 @@ def test_prune_deletes_old_finished_jobs_with_events_images_and_objects(
     assert sql("SELECT count(*) FROM jobs")[0][0] == 8  # nothing deleted
 
     # And then the operator prunes, objects included, in batches of two
-    report = run_json(service_env, "prune", "--older-than", "30d", "--delete-objects",
-                      "--batch-size", "2")
+    report = run_json(
+        service_env, "prune", "--older-than", "30d", "--delete-objects", "--batch-size", "2"
+    )
 
     # Then the old finished jobs are gone with their events, images and objects; the rest stay
     assert (report["jobs"], report["images"], report["objects_deleted"]) == (6, 10, 10)
     assert (report["batches"], report["events"], report["batch_rows"]) == (3, events, 1)
     remaining = {row[0] for row in sql("SELECT id FROM jobs")}
     assert remaining == {recent, old_queued}
-    assert sql("SELECT count(*) FROM job_events WHERE job_id NOT IN (:a, :b)",
-               a=recent, b=old_queued)[0][0] == 0
+    assert (
+        sql("SELECT count(*) FROM job_events WHERE job_id NOT IN (:a, :b)", a=recent, b=old_queued)[
+            0
+        ][0]
+        == 0
+    )
     assert sql("SELECT count(*) FROM job_images")[0][0] == 1
     for key in keys:
         assert "Contents" not in s3.list_objects_v2(Bucket=_bucket(), Prefix=key)
     assert sql("SELECT count(*) FROM batches WHERE id = :id", id=batch)[0][0] == 0
 
 
-def test_prune_without_delete_objects_leaves_storage_alone(configured, service_env,
-                                                           s3_endpoint, aws_env) -> None:
+def test_prune_without_delete_objects_leaves_storage_alone(
+    configured, service_env, s3_endpoint, aws_env
+) -> None:
     import boto3
 
     job_id = succeeded_job(finished_ago=timedelta(days=10), images=1)
@@ -370,7 +437,8 @@ def test_prune_without_delete_objects_leaves_storage_alone(configured, service_e
 
 
 def test_scheduled_prune_is_off_by_default_and_follows_its_settings(
-        configured, monkeypatch) -> None:
+    configured, monkeypatch
+) -> None:
     from worker import maintenance
     from worker.settings import get_settings, reset_settings
 
@@ -396,6 +464,8 @@ def _bucket() -> str:
 
 
 def _boto(aws_env: dict[str, str]) -> dict[str, str]:
-    return {"aws_access_key_id": aws_env["AWS_ACCESS_KEY_ID"],
-            "aws_secret_access_key": aws_env["AWS_SECRET_ACCESS_KEY"],
-            "region_name": aws_env["AWS_DEFAULT_REGION"]}
+    return {
+        "aws_access_key_id": aws_env["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": aws_env["AWS_SECRET_ACCESS_KEY"],
+        "region_name": aws_env["AWS_DEFAULT_REGION"],
+    }

@@ -41,15 +41,21 @@ def jsonl(*objects: object) -> bytes:
 # --- authentication -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("header", [None, "Bearer wrong-token", f"Basic {TOKEN}", "Bearer",
-                                    f"Bearer {TOKEN}x", TOKEN])
+@pytest.mark.parametrize(
+    "header", [None, "Bearer wrong-token", f"Basic {TOKEN}", "Bearer", f"Bearer {TOKEN}x", TOKEN]
+)
 def test_v1_needs_a_valid_bearer_token(api: httpx.Client, header: str | None) -> None:
     headers = {"Authorization": header} if header is not None else {}
     before = row_counts()
-    for method, path in [("POST", "/v1/jobs"), ("GET", f"/v1/jobs/{uuid.uuid4()}"),
-                         ("POST", "/v1/batches"), ("GET", f"/v1/batches/{uuid.uuid4()}")]:
-        reply = httpx.request(method, str(api.base_url) + path, headers=headers,
-                              json={"prompt": "a cat"})
+    for method, path in [
+        ("POST", "/v1/jobs"),
+        ("GET", f"/v1/jobs/{uuid.uuid4()}"),
+        ("POST", "/v1/batches"),
+        ("GET", f"/v1/batches/{uuid.uuid4()}"),
+    ]:
+        reply = httpx.request(
+            method, str(api.base_url) + path, headers=headers, json={"prompt": "a cat"}
+        )
         assert reply.status_code == 401, (path, reply.text)
         assert reply.json()["code"] == "unauthorized"
         assert reply.headers["WWW-Authenticate"] == "Bearer"
@@ -58,8 +64,10 @@ def test_v1_needs_a_valid_bearer_token(api: httpx.Client, header: str | None) ->
 
 def test_both_configured_tokens_work_and_ops_endpoints_need_none(api: httpx.Client) -> None:
     other = {"Authorization": "Bearer other-token-1234"}
-    assert httpx.post(f"{api.base_url}/v1/jobs", headers=other,
-                      json={"prompt": "x"}).status_code == 202
+    assert (
+        httpx.post(f"{api.base_url}/v1/jobs", headers=other, json={"prompt": "x"}).status_code
+        == 202
+    )
     assert httpx.get(f"{api.base_url}/healthz").status_code == 200
     assert httpx.get(f"{api.base_url}/openapi.json").status_code == 200
     docs = httpx.get(f"{api.base_url}/docs")
@@ -70,14 +78,26 @@ def test_both_configured_tokens_work_and_ops_endpoints_need_none(api: httpx.Clie
 
 
 def test_post_job_then_get_and_cancel(api: httpx.Client) -> None:
-    created = api.post("/v1/jobs", json={"prompt": "a lighthouse", "resolution": "4k",
-                                         "aspect_ratio": "16:9", "seed": 9, "ref": "r-1"})
+    created = api.post(
+        "/v1/jobs",
+        json={
+            "prompt": "a lighthouse",
+            "resolution": "4k",
+            "aspect_ratio": "16:9",
+            "seed": 9,
+            "ref": "r-1",
+        },
+    )
     assert created.status_code == 202, created.text
     job = created.json()
     assert created.headers["Location"] == f"/v1/jobs/{job['id']}"
     assert job["status"] == "queued" and job["ref"] == "r-1"
-    assert job["request"] == {"prompt": "a lighthouse", "resolution": "4K",
-                              "aspect_ratio": "16:9", "seed": 9}
+    assert job["request"] == {
+        "prompt": "a lighthouse",
+        "resolution": "4K",
+        "aspect_ratio": "16:9",
+        "seed": 9,
+    }
     assert api.get(f"/v1/jobs/{job['id']}").json()["status"] == "queued"
     cancelled = api.post(f"/v1/jobs/{job['id']}/cancel")
     assert cancelled.status_code == 200
@@ -98,20 +118,21 @@ def test_idempotency_key_same_body_same_job_other_body_conflict(api: httpx.Clien
     conflict = api.post("/v1/jobs", json={**body, "prompt": "two foxes"}, headers=key)
     assert conflict.status_code == 409
     assert conflict.json()["code"] == "idempotency_conflict"
-    assert api.post("/v1/jobs", json={**body, "callback_url": None},
-                    headers=key).status_code == 409
+    assert api.post("/v1/jobs", json={**body, "callback_url": None}, headers=key).status_code == 409
     assert row_counts() == before
 
 
-def test_get_job_has_images_with_presigned_urls_and_timings(api: httpx.Client,
-                                                            service_env: dict[str, str]) -> None:
+def test_get_job_has_images_with_presigned_urls_and_timings(
+    api: httpx.Client, service_env: dict[str, str]
+) -> None:
     # Given a succeeded job with one stored image (rows and object written as a worker would)
     job_id = uuid.UUID(api.post("/v1/jobs", json={"prompt": "p"}).json()["id"])
     png = io.BytesIO()
     Image.new("RGB", (8, 6), "red").save(png, "PNG")
     key = f"images/test/{job_id}/0.png"
     boto3.client("s3", endpoint_url=service_env["IMAGEGEN_S3_ENDPOINT_URL"]).put_object(
-        Bucket=BUCKET, Key=key, Body=png.getvalue())
+        Bucket=BUCKET, Key=key, Body=png.getvalue()
+    )
     _succeed(job_id, key, png.getvalue())
     # When it is read over the API
     job = api.get(f"/v1/jobs/{job_id}").json()
@@ -131,23 +152,43 @@ def _succeed(job_id: uuid.UUID, key: str, data: bytes) -> None:
     with session_scope() as session:
         claim = repo.claim_for_submit(session, job_id=job_id, lease_s=60)
         assert claim is not None
-        repo.mark_running(session, claim=claim, prediction_id="p1", provider_status="created",
-                          next_poll_at=datetime.now(UTC))
-        repo.mark_generated(session, job_id=job_id, provider_status="completed",
-                            outputs=["https://cdn.example.com/x.png"], nsfw=[False])
+        repo.mark_running(
+            session,
+            claim=claim,
+            prediction_id="p1",
+            provider_status="created",
+            next_poll_at=datetime.now(UTC),
+        )
+        repo.mark_generated(
+            session,
+            job_id=job_id,
+            provider_status="completed",
+            outputs=["https://cdn.example.com/x.png"],
+            nsfw=[False],
+        )
         transfer = repo.claim_for_transfer(session, job_id=job_id, lease_s=60)
         assert transfer is not None
-        repo.record_image(session, values={
-            "job_id": job_id, "idx": 0, "bucket": BUCKET, "key": key,
-            "content_type": "image/png", "bytes": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(), "width": 8, "height": 6,
-            "source_url": "https://cdn.example.com/x.png", "nsfw": False})
+        repo.record_image(
+            session,
+            values={
+                "job_id": job_id,
+                "idx": 0,
+                "bucket": BUCKET,
+                "key": key,
+                "content_type": "image/png",
+                "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "width": 8,
+                "height": 6,
+                "source_url": "https://cdn.example.com/x.png",
+                "nsfw": False,
+            },
+        )
         assert repo.mark_succeeded(session, claim=transfer)
         assert repo.get_job(session, job_id).status == JobStatus.SUCCEEDED  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("path", ["/v1/jobs/{id}", "/v1/batches/{id}",
-                                  "/v1/batches/{id}/manifest"])
+@pytest.mark.parametrize("path", ["/v1/jobs/{id}", "/v1/batches/{id}", "/v1/batches/{id}/manifest"])
 def test_unknown_ids_are_404(api: httpx.Client, path: str) -> None:
     reply = api.get(path.format(id=uuid.uuid4()))
     assert reply.status_code == 404 and reply.json()["code"] == "not_found"
@@ -158,10 +199,16 @@ def test_unknown_ids_are_404(api: httpx.Client, path: str) -> None:
 
 
 def test_jsonl_batch_status_and_manifest(api: httpx.Client) -> None:
-    body = jsonl({"prompt": "a", "ref": "first"}, {"prompt": "b", "resolution": "2k"},
-                 {"prompt": "c", "ref": "third", "seed": 3})
-    reply = api.post("/v1/batches?name=nightly&deadline_s=600", content=body,
-                     headers={"Content-Type": "application/x-ndjson"})
+    body = jsonl(
+        {"prompt": "a", "ref": "first"},
+        {"prompt": "b", "resolution": "2k"},
+        {"prompt": "c", "ref": "third", "seed": 3},
+    )
+    reply = api.post(
+        "/v1/batches?name=nightly&deadline_s=600",
+        content=body,
+        headers={"Content-Type": "application/x-ndjson"},
+    )
     assert reply.status_code == 202, reply.text
     batch = reply.json()
     assert (batch["name"], batch["total"], batch["counts"]["queued"]) == ("nightly", 3, 3)
@@ -170,7 +217,10 @@ def test_jsonl_batch_status_and_manifest(api: httpx.Client) -> None:
     assert manifest.headers["content-type"].startswith("application/x-ndjson")
     lines = [json.loads(line) for line in manifest.text.splitlines()]
     assert [(line["index"], line["ref"], line["status"]) for line in lines] == [
-        (0, "first", "queued"), (1, None, "queued"), (2, "third", "queued")]
+        (0, "first", "queued"),
+        (1, None, "queued"),
+        (2, "third", "queued"),
+    ]
     job = api.get(f"/v1/jobs/{lines[1]['job_id']}").json()
     assert (job["priority"], job["batch_id"]) == ("batch", batch["id"])
     assert job["request"]["resolution"] == "2K"
@@ -179,9 +229,14 @@ def test_jsonl_batch_status_and_manifest(api: httpx.Client) -> None:
 def test_json_list_and_envelope_batches(api: httpx.Client) -> None:
     listed = api.post("/v1/batches", json=[{"prompt": "a"}, {"prompt": "b"}])
     assert listed.status_code == 202 and listed.json()["total"] == 2
-    envelope = api.post("/v1/batches", json={
-        "jobs": [{"prompt": "x", "ref": "1"}], "name": "env",
-        "callback_url": "https://hooks.example.com/batch"})
+    envelope = api.post(
+        "/v1/batches",
+        json={
+            "jobs": [{"prompt": "x", "ref": "1"}],
+            "name": "env",
+            "callback_url": "https://hooks.example.com/batch",
+        },
+    )
     assert envelope.status_code == 202, envelope.text
     assert envelope.json()["name"] == "env"
     assert envelope.json()["callback_url"] == "https://hooks.example.com/batch"
@@ -203,12 +258,10 @@ def test_batch_idempotency(api: httpx.Client) -> None:
 def test_bad_batch_lists_every_bad_line_and_writes_nothing(api: httpx.Client) -> None:
     before = row_counts()
     body = jsonl({"prompt": "fine"}, {"prompt": ""}, {"prompt": "x", "seed": -1}) + b"oops\n"
-    reply = api.post("/v1/batches", content=body,
-                     headers={"Content-Type": "application/x-ndjson"})
+    reply = api.post("/v1/batches", content=body, headers={"Content-Type": "application/x-ndjson"})
     assert reply.status_code == 422
     errors = reply.json()["errors"]
-    assert [(e["line"], e["field"]) for e in errors] == [(2, "prompt"), (3, "seed"),
-                                                        (4, "json")]
+    assert [(e["line"], e["field"]) for e in errors] == [(2, "prompt"), (3, "seed"), (4, "json")]
     assert row_counts() == before
 
 
@@ -220,22 +273,30 @@ def test_too_large_bodies_are_413(api: httpx.Client, monkeypatch: pytest.MonkeyP
     assert reply.status_code == 413 and reply.json()["errors"][0]["field"] == "body"
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: counted while it streams in
-        yield from (big[i:i + 100] for i in range(0, len(big), 100))
+        yield from (big[i : i + 100] for i in range(0, len(big), 100))
 
-    streamed = api.post("/v1/batches", content=chunks(),
-                        headers={"Content-Type": "application/x-ndjson"})
+    streamed = api.post(
+        "/v1/batches", content=chunks(), headers={"Content-Type": "application/x-ndjson"}
+    )
     assert streamed.status_code == 413
     assert row_counts() == before
 
 
 def test_openapi_documents_every_endpoint(api: httpx.Client) -> None:
     schema = api.get("/openapi.json").json()
-    assert {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/cancel", "/v1/batches",
-            "/v1/batches/{batch_id}", "/v1/batches/{batch_id}/manifest"} <= set(schema["paths"])
+    assert {
+        "/v1/jobs",
+        "/v1/jobs/{job_id}",
+        "/v1/jobs/{job_id}/cancel",
+        "/v1/batches",
+        "/v1/batches/{batch_id}",
+        "/v1/batches/{batch_id}/manifest",
+    } <= set(schema["paths"])
     batch_body = schema["paths"]["/v1/batches"]["post"]["requestBody"]["content"]
     assert {"application/json", "application/x-ndjson"} <= set(batch_body)
     assert {"BatchCreate", "BatchLine", "JobCreate", "JobOut", "BatchOut", "ErrorBody"} <= set(
-        schema["components"]["schemas"])
+        schema["components"]["schemas"]
+    )
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
 
 
@@ -243,24 +304,36 @@ def test_openapi_documents_every_endpoint(api: httpx.Client) -> None:
 
 
 def test_imagegen_api_serves_with_tokens_and_refuses_to_start_without(
-        configured, service_env: dict[str, str], tmp_path) -> None:
+    configured, service_env: dict[str, str], tmp_path
+) -> None:
     import os
     import subprocess
 
     from tests.conftest import BIN
     from tests.harness import free_port, start_imagegen, stop_process, wait_http
 
-    refused = subprocess.run([str(BIN / "imagegen"), "api"], capture_output=True, text=True,
-                             env={**os.environ, **service_env, "IMAGEGEN_API_TOKENS": " , "},
-                             timeout=60, check=False)
+    refused = subprocess.run(
+        [str(BIN / "imagegen"), "api"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **service_env, "IMAGEGEN_API_TOKENS": " , "},
+        timeout=60,
+        check=False,
+    )
     assert refused.returncode == 2 and "IMAGEGEN_API_TOKENS" in refused.stderr
     port = free_port()
-    proc = start_imagegen({**service_env, "IMAGEGEN_API_TOKENS": TOKEN}, tmp_path / "api.log",
-                          "api", "--port", str(port))
+    proc = start_imagegen(
+        {**service_env, "IMAGEGEN_API_TOKENS": TOKEN},
+        tmp_path / "api.log",
+        "api",
+        "--port",
+        str(port),
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
-        reply = httpx.post(f"http://127.0.0.1:{port}/v1/jobs", headers=AUTH,
-                           json={"prompt": "served"})
+        reply = httpx.post(
+            f"http://127.0.0.1:{port}/v1/jobs", headers=AUTH, json={"prompt": "served"}
+        )
         assert reply.status_code == 202, reply.text
     finally:
         stop_process(proc)

@@ -47,7 +47,6 @@ def base_url(configured, monkeypatch: pytest.MonkeyPatch, api_url: str) -> str:
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_no_input_gives_a_server_error(case: schemathesis.Case, base_url: str) -> None:
     case.call_and_validate(base_url=base_url, headers=AUTH, checks=[not_a_server_error])

@@ -39,44 +39,58 @@ def producer(configured, monkeypatch: pytest.MonkeyPatch) -> list[list[uuid.UUID
 
 
 def items(count: int, prefix: str = "p") -> list[dict[str, object]]:
-    return [{"prompt": f"{prefix} {n}", "ref": f"{prefix}-{n}", "seed": n + 1}
-            for n in range(count)]
+    return [
+        {"prompt": f"{prefix} {n}", "ref": f"{prefix}-{n}", "seed": n + 1} for n in range(count)
+    ]
 
 
 def test_enqueue_batch_writes_every_job_in_order(producer: list[list[uuid.UUID]]) -> None:
     receipt = batches.enqueue_batch(items(250), name="nightly", deadline_s=900)
     with session_scope() as session:
-        rows = session.scalars(select(Job).where(Job.batch_id == receipt.batch_id)
-                               .order_by(Job.batch_index)).all()
+        rows = session.scalars(
+            select(Job).where(Job.batch_id == receipt.batch_id).order_by(Job.batch_index)
+        ).all()
         batch = session.get(Batch, receipt.batch_id)
     assert [row.id for row in rows] == receipt.job_ids
     assert [row.ref for row in rows[:2]] == ["p-0", "p-1"]
     assert {(row.status, row.priority) for row in rows} == {("queued", "batch")}
-    assert all(abs((row.deadline_at - row.created_at).total_seconds() - 900) < 1
-               for row in rows)
+    assert all(abs((row.deadline_at - row.created_at).total_seconds() - 900) < 1 for row in rows)
     assert batch is not None and (batch.total, batch.name) == (250, "nightly")
     assert producer == [receipt.job_ids]  # nudged once, after the commit
 
 
-NASTY = ["tab\there", "new\nline\r\nwindows", "back\\slash \\N \\.", "\\.", "\\N",
-         "ünïcödé ✓ 🦊", "quote ' \" ; DROP TABLE jobs; --", "  leading and trailing  "]
+NASTY = [
+    "tab\there",
+    "new\nline\r\nwindows",
+    "back\\slash \\N \\.",
+    "\\.",
+    "\\N",
+    "ünïcödé ✓ 🦊",
+    "quote ' \" ; DROP TABLE jobs; --",
+    "  leading and trailing  ",
+]
 
 
 def test_bulk_insert_stores_every_character_as_given(producer: list[list[uuid.UUID]]) -> None:
     given = [{"prompt": text, "ref": f"{n}:{text}", "seed": n + 1} for n, text in enumerate(NASTY)]
-    given.append({"prompt": "with images", "images": ["https://example.com/a\\b.png",
-                                                      "data:image/png;base64,iVBORw0K"]})
+    given.append(
+        {
+            "prompt": "with images",
+            "images": ["https://example.com/a\\b.png", "data:image/png;base64,iVBORw0K"],
+        }
+    )
     receipt = batches.enqueue_batch(given)
     with session_scope() as session:
-        rows = session.scalars(select(Job).where(Job.batch_id == receipt.batch_id)
-                               .order_by(Job.batch_index)).all()
+        rows = session.scalars(
+            select(Job).where(Job.batch_id == receipt.batch_id).order_by(Job.batch_index)
+        ).all()
         stored = [(row.prompt, row.ref, row.seed, row.images) for row in rows]
-    assert stored == [(g["prompt"], g.get("ref"), g.get("seed"), g.get("images"))
-                      for g in given]
+    assert stored == [(g["prompt"], g.get("ref"), g.get("seed"), g.get("images")) for g in given]
 
 
 def test_transactional_enqueue_exists_only_if_the_caller_commits(
-        producer: list[list[uuid.UUID]]) -> None:
+    producer: list[list[uuid.UUID]],
+) -> None:
     before = row_counts()
     with Session(get_engine()) as session:
         session.begin()
@@ -105,7 +119,8 @@ def test_batch_idempotency_key(producer: list[list[uuid.UUID]]) -> None:
 
 
 def test_a_batch_wakes_the_dispatcher_once_and_sends_no_job_message(
-        producer: list[list[uuid.UUID]], monkeypatch: pytest.MonkeyPatch) -> None:
+    producer: list[list[uuid.UUID]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     woken: list[bool] = []
     sent: list[str] = []
     monkeypatch.setattr("worker.dispatch.wake_dispatcher", lambda **kw: woken.append(True))
@@ -122,10 +137,12 @@ def _deliveries(**where: object) -> list[WebhookDelivery]:
 
 @pytest.mark.parametrize("round_", range(4))
 def test_concurrent_last_jobs_complete_the_batch_exactly_once(
-        producer: list[list[uuid.UUID]], round_: int) -> None:
+    producer: list[list[uuid.UUID]], round_: int
+) -> None:
     # Given a batch of 8 jobs with a callback URL
-    receipt = batches.enqueue_batch(items(8, f"r{round_}"),
-                                    callback_url="https://hooks.example.com/b")
+    receipt = batches.enqueue_batch(
+        items(8, f"r{round_}"), callback_url="https://hooks.example.com/b"
+    )
     barrier = threading.Barrier(8)
     errors: list[BaseException] = []
 
@@ -147,12 +164,14 @@ def test_concurrent_last_jobs_complete_the_batch_exactly_once(
     view = batches.batch_status(receipt.batch_id)
     assert view["completed"] and view["counts"]["cancelled"] == 8
     events = _deliveries(batch_id=receipt.batch_id)
-    assert [(e.event, e.url) for e in events] == [("batch.completed",
-                                                  "https://hooks.example.com/b")]
+    assert [(e.event, e.url) for e in events] == [
+        ("batch.completed", "https://hooks.example.com/b")
+    ]
 
 
 def test_a_job_with_a_callback_records_its_event_only_if_its_end_commits(
-        producer: list[list[uuid.UUID]]) -> None:
+    producer: list[list[uuid.UUID]],
+) -> None:
     job_id = jobs.enqueue({"prompt": "x"}, callback_url="https://hooks.example.com/j")
     with Session(get_engine()) as session:
         session.begin()
@@ -165,17 +184,24 @@ def test_a_job_with_a_callback_records_its_event_only_if_its_end_commits(
 
 
 def test_a_retried_job_and_its_batch_report_their_new_ending_too(
-        producer: list[list[uuid.UUID]]) -> None:
+    producer: list[list[uuid.UUID]],
+) -> None:
     from worker import admin
 
     # Given a one-job batch whose job failed, with callbacks on the job and the batch
     receipt = batches.enqueue_batch([{"prompt": "x"}], callback_url="https://hooks.example.com/b")
     (job_id,) = receipt.job_ids
     with session_scope() as session:
-        session.execute(update(Job).where(Job.id == job_id)
-                        .values(callback_url="https://hooks.example.com/j"))
-        repo.fail(session, job_id=job_id, sources=[JobStatus.QUEUED], code="provider_failed",
-                  message="boom")
+        session.execute(
+            update(Job).where(Job.id == job_id).values(callback_url="https://hooks.example.com/j")
+        )
+        repo.fail(
+            session,
+            job_id=job_id,
+            sources=[JobStatus.QUEUED],
+            code="provider_failed",
+            message="boom",
+        )
     # When an operator retries it and it ends again
     admin.retry_job(job_id)
     assert not batches.batch_status(receipt.batch_id)["completed"]  # open again
@@ -189,8 +215,11 @@ def test_the_sweep_completes_a_batch_a_crash_left_open(producer: list[list[uuid.
     # Given a batch whose jobs ended without the completion check (a crash after the commit)
     receipt = batches.enqueue_batch(items(3), callback_url="https://hooks.example.com/b")
     with session_scope() as session:
-        session.execute(update(Job).where(Job.batch_id == receipt.batch_id)
-                        .values(status=JobStatus.FAILED.value))
+        session.execute(
+            update(Job)
+            .where(Job.batch_id == receipt.batch_id)
+            .values(status=JobStatus.FAILED.value)
+        )
     assert not batches.batch_status(receipt.batch_id)["completed"]
     # When the sweep runs (twice)
     first = outbox.sweep(get_engine(), stale_s=60)
@@ -202,27 +231,37 @@ def test_the_sweep_completes_a_batch_a_crash_left_open(producer: list[list[uuid.
 
 
 def test_the_sweep_resends_deliveries_whose_message_was_lost(
-        producer: list[list[uuid.UUID]]) -> None:
+    producer: list[list[uuid.UUID]],
+) -> None:
     job_id = jobs.enqueue({"prompt": "x"}, callback_url="https://hooks.example.com/j")
     jobs.cancel(job_id)
     with session_scope() as session:  # as if its message was lost a while ago
-        session.execute(text("UPDATE webhook_deliveries SET next_attempt_at = now() - "
-                             "interval '10 minutes', updated_at = now() - interval '10 minutes'"))
+        session.execute(
+            text(
+                "UPDATE webhook_deliveries SET next_attempt_at = now() - "
+                "interval '10 minutes', updated_at = now() - interval '10 minutes'"
+            )
+        )
     assert outbox.sweep(get_engine(), stale_s=60).deliveries_resent == 1
     assert outbox.sweep(get_engine(), stale_s=60).deliveries_resent == 0  # touched
 
 
-def test_embedded_sqlite_batches(configured, monkeypatch: pytest.MonkeyPatch,
-                                 tmp_path: Path) -> None:
+def test_embedded_sqlite_batches(
+    configured, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from worker.db import reset_engine, upgrade
 
-    configure(monkeypatch, IMAGEGEN_DATABASE_URL=f"sqlite:///{tmp_path / 'embedded.db'}",
-              IMAGEGEN_BROKER_URL="memory://")
+    configure(
+        monkeypatch,
+        IMAGEGEN_DATABASE_URL=f"sqlite:///{tmp_path / 'embedded.db'}",
+        IMAGEGEN_BROKER_URL="memory://",
+    )
     reset_engine()
     upgrade()
     with_image = {"prompt": "with image", "images": ["https://example.com/a.png"]}
-    receipt = batches.enqueue_batch([*items(30), with_image],
-                                    callback_url="https://hooks.example.com/b")
+    receipt = batches.enqueue_batch(
+        [*items(30), with_image], callback_url="https://hooks.example.com/b"
+    )
     lines = list(batches.manifest(receipt.batch_id))
     assert [line["job_id"] for line in lines] == [str(j) for j in receipt.job_ids]
     assert jobs.status(receipt.job_ids[-1])["request"]["images"] == ["https://example.com/a.png"]

@@ -17,32 +17,44 @@ pytestmark = pytest.mark.integration
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "imagegen"), *args], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=60, check=False)
+    return subprocess.run(
+        [str(BIN / "imagegen"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=60,
+        check=False,
+    )
 
 
 def row_counts() -> tuple[int, int]:
     with get_engine().connect() as conn:
-        return (conn.execute(text("SELECT count(*) FROM jobs")).scalar_one(),
-                conn.execute(text("SELECT count(*) FROM job_events")).scalar_one())
+        return (
+            conn.execute(text("SELECT count(*) FROM jobs")).scalar_one(),
+            conn.execute(text("SELECT count(*) FROM job_events")).scalar_one(),
+        )
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["enqueue", ""], "prompt: String should have at least 1 character"),
-    (["enqueue", "x" * 2001], "prompt: String should have at most 2000 characters"),
-    (["enqueue", "cat", "--aspect-ratio", "5:4"], "aspect_ratio: Input should be"),
-    (["enqueue", "cat", "--resolution", "8k"], "resolution: Input should be"),
-    (["enqueue", "cat", "--seed", "0"], "seed: Input should be greater than or equal to 1"),
-    (["enqueue", "cat", "--seed", "2147483648"], "seed: Input should be less than or equal"),
-    (["enqueue", "cat", "--image", "http://example.com/a.png"], "scheme must be https"),
-    (["enqueue", "cat", "--image", "https://192.168.1.5/a.png"], "private, loopback"),
-    (["enqueue", "cat", "--priority", "urgent"], "priority: must be one of"),
-    (["enqueue", "cat", "--idempotency-key", "k" * 201], "idempotency_key: must be 1 to 200"),
-    (["status", "not-a-uuid"], "job_id: must be a job id"),
-    (["cancel", "12"], "job_id: must be a job id"),
-])
-def test_bad_input_exits_2_names_the_field_and_writes_nothing(configured, service_env,
-                                                              args, message) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["enqueue", ""], "prompt: String should have at least 1 character"),
+        (["enqueue", "x" * 2001], "prompt: String should have at most 2000 characters"),
+        (["enqueue", "cat", "--aspect-ratio", "5:4"], "aspect_ratio: Input should be"),
+        (["enqueue", "cat", "--resolution", "8k"], "resolution: Input should be"),
+        (["enqueue", "cat", "--seed", "0"], "seed: Input should be greater than or equal to 1"),
+        (["enqueue", "cat", "--seed", "2147483648"], "seed: Input should be less than or equal"),
+        (["enqueue", "cat", "--image", "http://example.com/a.png"], "scheme must be https"),
+        (["enqueue", "cat", "--image", "https://192.168.1.5/a.png"], "private, loopback"),
+        (["enqueue", "cat", "--priority", "urgent"], "priority: must be one of"),
+        (["enqueue", "cat", "--idempotency-key", "k" * 201], "idempotency_key: must be 1 to 200"),
+        (["status", "not-a-uuid"], "job_id: must be a job id"),
+        (["cancel", "12"], "job_id: must be a job id"),
+    ],
+)
+def test_bad_input_exits_2_names_the_field_and_writes_nothing(
+    configured, service_env, args, message
+) -> None:
     before = row_counts()
     done = run(service_env, *args)
     assert done.returncode == 2, (done.stdout, done.stderr)
@@ -53,14 +65,17 @@ def test_bad_input_exits_2_names_the_field_and_writes_nothing(configured, servic
 def test_enqueue_json_then_status_and_cancel(configured, service_env) -> None:
     # broker down on purpose: the job is still recorded, and the failure to nudge is logged
     env = {**service_env, "IMAGEGEN_BROKER_URL": "redis://127.0.0.1:1/0"}
-    done = run(env, "enqueue", "a quiet harbour", "-a", "16:9", "-r", "4k", "--seed", "7",
-               "--json")
+    done = run(env, "enqueue", "a quiet harbour", "-a", "16:9", "-r", "4k", "--seed", "7", "--json")
     assert done.returncode == 0, done.stderr
     job_id = json.loads(done.stdout)["id"]
     view = json.loads(run(service_env, "status", job_id, "--json").stdout)
     assert view["status"] == "queued"
-    assert view["request"] == {"prompt": "a quiet harbour", "aspect_ratio": "16:9",
-                               "resolution": "4K", "seed": 7}
+    assert view["request"] == {
+        "prompt": "a quiet harbour",
+        "aspect_ratio": "16:9",
+        "resolution": "4K",
+        "seed": 7,
+    }
     cancelled = run(service_env, "cancel", job_id, "--json")
     assert json.loads(cancelled.stdout)["status"] == "cancelled"
 

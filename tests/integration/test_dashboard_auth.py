@@ -25,8 +25,7 @@ def api_url(service_env: dict[str, str]) -> Iterator[str]:
 
 
 @pytest.fixture
-def browser(configured, monkeypatch: pytest.MonkeyPatch, api_url: str
-            ) -> Iterator[httpx.Client]:
+def browser(configured, monkeypatch: pytest.MonkeyPatch, api_url: str) -> Iterator[httpx.Client]:
     """A client that keeps cookies, like a browser (not signed in yet)."""
     configure(monkeypatch)
     with httpx.Client(base_url=api_url, timeout=30) as client:
@@ -46,11 +45,18 @@ def _queued_job() -> uuid.UUID:
 # --- signing in ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/dashboard/", "/dashboard/batches",
-                                  f"/dashboard/jobs/{uuid.uuid4()}",
-                                  f"/dashboard/batches/{uuid.uuid4()}?status=failed"])
-def test_pages_send_a_signed_out_person_to_the_sign_in_page(browser: httpx.Client,
-                                                            path: str) -> None:
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/dashboard/",
+        "/dashboard/batches",
+        f"/dashboard/jobs/{uuid.uuid4()}",
+        f"/dashboard/batches/{uuid.uuid4()}?status=failed",
+    ],
+)
+def test_pages_send_a_signed_out_person_to_the_sign_in_page(
+    browser: httpx.Client, path: str
+) -> None:
     reply = browser.get(path, follow_redirects=False)
     assert reply.status_code == 303
     assert reply.headers["location"].startswith("/dashboard/login?next=%2Fdashboard%2F")
@@ -59,11 +65,18 @@ def test_pages_send_a_signed_out_person_to_the_sign_in_page(browser: httpx.Clien
     assert "IMAGEGEN_API_TOKENS" in page.text
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("GET", "/dashboard/fragments/overview"), ("GET", f"/dashboard/thumbs/{uuid.uuid4()}/0"),
-    ("POST", f"/dashboard/jobs/{uuid.uuid4()}/cancel"), ("POST", "/dashboard/fleet/pause")])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/dashboard/fragments/overview"),
+        ("GET", f"/dashboard/thumbs/{uuid.uuid4()}/0"),
+        ("POST", f"/dashboard/jobs/{uuid.uuid4()}/cancel"),
+        ("POST", "/dashboard/fleet/pause"),
+    ],
+)
 def test_fragments_images_and_actions_answer_401_when_signed_out(
-        browser: httpx.Client, method: str, path: str) -> None:
+    browser: httpx.Client, method: str, path: str
+) -> None:
     assert browser.request(method, path, follow_redirects=False).status_code == 401
 
 
@@ -72,8 +85,7 @@ def test_root_leads_to_the_dashboard(browser: httpx.Client) -> None:
     assert reply.status_code == 307 and reply.headers["location"] == "/dashboard/"
 
 
-def test_sign_in_sets_a_strict_http_only_cookie_without_the_token(
-        browser: httpx.Client) -> None:
+def test_sign_in_sets_a_strict_http_only_cookie_without_the_token(browser: httpx.Client) -> None:
     wrong = sign_in(browser, token="not-a-token")
     assert wrong.status_code == 401 and "not valid" in wrong.text
     assert "set-cookie" not in wrong.headers and "not-a-token" not in wrong.text
@@ -96,18 +108,21 @@ def test_sign_in_only_goes_back_to_dashboard_pages(browser: httpx.Client) -> Non
 def test_sign_out_needs_the_csrf_token_then_ends_the_session(signed_in: httpx.Client) -> None:
     page = signed_in.get("/dashboard/")
     assert signed_in.post("/dashboard/logout", data={}).status_code == 403
-    reply = signed_in.post("/dashboard/logout", data={"csrf": csrf_of(page.text)},
-                           follow_redirects=False)
+    reply = signed_in.post(
+        "/dashboard/logout", data={"csrf": csrf_of(page.text)}, follow_redirects=False
+    )
     assert reply.status_code == 303 and reply.headers["location"] == "/dashboard/login"
     assert 'imagegen_session=""' in reply.headers["set-cookie"]
     assert signed_in.get("/dashboard/", follow_redirects=False).status_code == 303
 
 
 def test_a_tampered_cookie_or_changed_tokens_end_the_session(
-        signed_in: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    signed_in: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
     value = signed_in.cookies["imagegen_session"]
-    signed_in.cookies.set("imagegen_session", value[:-2] + ("AA" if value[-2:] != "AA" else "BB"),
-                          path="/dashboard")
+    signed_in.cookies.set(
+        "imagegen_session", value[:-2] + ("AA" if value[-2:] != "AA" else "BB"), path="/dashboard"
+    )
     assert signed_in.get("/dashboard/", follow_redirects=False).status_code == 303
     signed_in.cookies.set("imagegen_session", value, path="/dashboard")
     assert signed_in.get("/dashboard/").status_code == 200
@@ -117,8 +132,12 @@ def test_a_tampered_cookie_or_changed_tokens_end_the_session(
 
 def test_a_bearer_token_works_without_cookie_or_csrf(browser: httpx.Client) -> None:
     assert browser.get("/dashboard/", headers=AUTH).status_code == 200
-    reply = browser.post("/dashboard/fleet/pause", headers=AUTH, follow_redirects=False,
-                         data={"reason": "scripted", "confirmed": "yes"})
+    reply = browser.post(
+        "/dashboard/fleet/pause",
+        headers=AUTH,
+        follow_redirects=False,
+        data={"reason": "scripted", "confirmed": "yes"},
+    )
     assert reply.status_code == 303 and read_fleet_state().paused is True
     wrong = {"Authorization": "Bearer nope"}
     assert browser.get("/dashboard/", headers=wrong, follow_redirects=False).status_code == 303
@@ -134,8 +153,11 @@ def test_actions_refuse_missing_wrong_or_cross_site_csrf(signed_in: httpx.Client
     assert signed_in.post(path, data={"confirmed": "yes"}).status_code == 403
     assert signed_in.post(path, data={"confirmed": "yes", "csrf": csrf + "x"}).status_code == 403
     assert signed_in.post(path, json={"confirmed": "yes", "csrf": csrf}).status_code == 403
-    cross = signed_in.post(path, data={"confirmed": "yes", "csrf": csrf},
-                           headers={"Origin": "https://evil.example.com"})
+    cross = signed_in.post(
+        path,
+        data={"confirmed": "yes", "csrf": csrf},
+        headers={"Origin": "https://evil.example.com"},
+    )
     assert cross.status_code == 403
     assert jobs.status(job_id)["status"] == "queued"
 
@@ -162,14 +184,20 @@ def test_retry_sends_a_failed_job_back_to_the_queue(signed_in: httpx.Client) -> 
     finish(job_id, "failed", error_code="provider_failed")
     page = signed_in.get(f"/dashboard/jobs/{job_id}")
     assert f"/dashboard/jobs/{job_id}/retry" in page.text
-    reply = signed_in.post(f"/dashboard/jobs/{job_id}/retry", follow_redirects=False,
-                           data={"csrf": csrf_of(page.text), "confirmed": "yes"})
+    reply = signed_in.post(
+        f"/dashboard/jobs/{job_id}/retry",
+        follow_redirects=False,
+        data={"csrf": csrf_of(page.text), "confirmed": "yes"},
+    )
     assert reply.headers["location"].endswith("?notice=retried")
     view = jobs.status(job_id)
     assert view["status"] == "queued" and view["error_code"] is None
     assert view["events"][-1]["event"] == "retried"
-    again = signed_in.post(f"/dashboard/jobs/{job_id}/retry", follow_redirects=False,
-                           data={"csrf": csrf_of(page.text), "confirmed": "yes"})
+    again = signed_in.post(
+        f"/dashboard/jobs/{job_id}/retry",
+        follow_redirects=False,
+        data={"csrf": csrf_of(page.text), "confirmed": "yes"},
+    )
     assert again.headers["location"].endswith("?notice=not_retryable")
 
 
@@ -177,11 +205,16 @@ def test_pause_and_resume_from_the_overview(signed_in: httpx.Client) -> None:
     csrf = csrf_of(signed_in.get("/dashboard/").text)
     asked = signed_in.post("/dashboard/fleet/pause", data={"csrf": csrf, "reason": "maintenance"})
     assert "Pause submissions?" in asked.text and read_fleet_state().paused is False
-    signed_in.post("/dashboard/fleet/pause",
-                   data={"csrf": csrf, "reason": "  provider  maintenance ", "confirmed": "yes"})
+    signed_in.post(
+        "/dashboard/fleet/pause",
+        data={"csrf": csrf, "reason": "  provider  maintenance ", "confirmed": "yes"},
+    )
     state = read_fleet_state()
-    assert (state.paused, state.reason, state.paused_by) == (True, "provider maintenance",
-                                                             "dashboard")
+    assert (state.paused, state.reason, state.paused_by) == (
+        True,
+        "provider maintenance",
+        "dashboard",
+    )
     page = signed_in.get("/dashboard/")
     assert 'data-fleet-paused="yes"' in page.text and "provider maintenance" in page.text
     assert "/dashboard/fleet/resume" in page.text
@@ -216,13 +249,21 @@ def test_fleet_endpoints_read_pause_and_resume(browser: httpx.Client) -> None:
 
 def test_the_api_token_never_appears_in_a_page_or_a_header(signed_in: httpx.Client) -> None:
     job_id = _queued_job()
-    receipt = batches.enqueue_batch([{"prompt": "one"}, {"prompt": "two"}], name="night",
-                                    dispatch=False)
+    receipt = batches.enqueue_batch(
+        [{"prompt": "one"}, {"prompt": "two"}], name="night", dispatch=False
+    )
     finish(receipt.job_ids[0], "failed", error_code="content_policy")
-    paths = ["/dashboard/", "/dashboard/fragments/overview", "/dashboard/batches",
-             f"/dashboard/batches/{receipt.batch_id}", f"/dashboard/jobs/{job_id}",
-             f"/dashboard/jobs/{receipt.job_ids[0]}", f"/dashboard/batches/{receipt.batch_id}"
-             "/manifest", "/dashboard/login", f"/dashboard/fragments/jobs/{job_id}"]
+    paths = [
+        "/dashboard/",
+        "/dashboard/fragments/overview",
+        "/dashboard/batches",
+        f"/dashboard/batches/{receipt.batch_id}",
+        f"/dashboard/jobs/{job_id}",
+        f"/dashboard/jobs/{receipt.job_ids[0]}",
+        f"/dashboard/batches/{receipt.batch_id}/manifest",
+        "/dashboard/login",
+        f"/dashboard/fragments/jobs/{job_id}",
+    ]
     for path in paths:
         reply = signed_in.get(path, follow_redirects=True)
         assert reply.status_code == 200, path

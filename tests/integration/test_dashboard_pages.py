@@ -66,8 +66,9 @@ def test_overview_counts_states_failures_throughput_and_the_queue(client: httpx.
     finish(receipt.job_ids[0], "succeeded", at=now - timedelta(minutes=3))
     finish(receipt.job_ids[1], "failed", error_code="content_policy")
     finish(receipt.job_ids[2], "failed", error_code="content_policy")
-    finish(receipt.job_ids[3], "failed", error_code="provider_failed",
-           at=now - timedelta(hours=30))  # outside the 24-hour window
+    finish(
+        receipt.job_ids[3], "failed", error_code="provider_failed", at=now - timedelta(hours=30)
+    )  # outside the 24-hour window
     page = client.get("/dashboard/")
     assert page.status_code == 200
     assert page.headers["cache-control"] == "no-store"
@@ -110,8 +111,7 @@ def test_batch_list_is_paginated_newest_first(client: httpx.Client) -> None:
     assert client.get("/dashboard/batches?cursor=garbage").status_code == 200
 
 
-def test_gallery_pages_through_a_batch_and_filters_by_state_and_code(
-        client: httpx.Client) -> None:
+def test_gallery_pages_through_a_batch_and_filters_by_state_and_code(client: httpx.Client) -> None:
     receipt = _batch(60)
     ids = receipt.job_ids
     for n in range(50):
@@ -147,27 +147,41 @@ def test_batch_summary_fragment_and_manifest_download(client: httpx.Client) -> N
     assert "X-Dashboard-Final" not in fragment.headers
     manifest = client.get(f"/dashboard/batches/{receipt.batch_id}/manifest")
     assert manifest.status_code == 200
-    assert manifest.headers["content-disposition"] == \
-        f'attachment; filename="manifest-{receipt.batch_id}.jsonl"'
+    assert (
+        manifest.headers["content-disposition"]
+        == f'attachment; filename="manifest-{receipt.batch_id}.jsonl"'
+    )
     lines = [json.loads(line) for line in manifest.text.splitlines()]
     assert [(line["ref"], line["status"]) for line in lines] == [
-        ("sku-0", "succeeded"), ("sku-1", "queued"), ("sku-2", "queued")]
+        ("sku-0", "succeeded"),
+        ("sku-1", "queued"),
+        ("sku-2", "queued"),
+    ]
 
 
 # --- one job ------------------------------------------------------------------------------------
 
 
 def test_job_page_shows_request_provider_timings_images_and_events(
-        client: httpx.Client, s3) -> None:  # type: ignore[no-untyped-def]
-    job_id = jobs.enqueue({"prompt": "a lighthouse at dawn", "seed": 7, "resolution": "4K"},
-                          dispatch=False)
+    client: httpx.Client, s3
+) -> None:  # type: ignore[no-untyped-def]
+    job_id = jobs.enqueue(
+        {"prompt": "a lighthouse at dawn", "seed": 7, "resolution": "4K"}, dispatch=False
+    )
     picture = _put(s3, stored(BUCKET, f"images/j/{job_id}/0.png", 1200, 800))
     finish(job_id, "succeeded", image=picture)
     page = client.get(f"/dashboard/jobs/{job_id}").text
-    for text in ["a lighthouse at dawn", f"pred-{job_id.hex[:10]}",
-                 "1200 \N{MULTIPLICATION SIGN} 800 px", f"{len(picture.data):,} bytes", "4K",
-                 "succeeded", "Event log",
-                 f"/dashboard/images/{job_id}/0", "Submit attempts"]:
+    for text in [
+        "a lighthouse at dawn",
+        f"pred-{job_id.hex[:10]}",
+        "1200 \N{MULTIPLICATION SIGN} 800 px",
+        f"{len(picture.data):,} bytes",
+        "4K",
+        "succeeded",
+        "Event log",
+        f"/dashboard/images/{job_id}/0",
+        "Submit attempts",
+    ]:
         assert text in page, text
     assert "/retry" not in page and "/cancel" not in page  # it ended well
     thumb = _THUMB.search(page)
@@ -176,11 +190,20 @@ def test_job_page_shows_request_provider_timings_images_and_events(
     assert full.status_code == 307 and httpx.get(full.headers["location"]).content == picture.data
 
 
-@pytest.mark.parametrize("path", ["/dashboard/jobs/{id}", "/dashboard/batches/{id}",
-                                  "/dashboard/thumbs/{id}/0", "/dashboard/images/{id}/0",
-                                  "/dashboard/batches/{id}/manifest",
-                                  "/dashboard/fragments/jobs/{id}", "/dashboard/lookup?id={id}",
-                                  "/dashboard/jobs/not-an-id", "/dashboard/lookup?id=x"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/dashboard/jobs/{id}",
+        "/dashboard/batches/{id}",
+        "/dashboard/thumbs/{id}/0",
+        "/dashboard/images/{id}/0",
+        "/dashboard/batches/{id}/manifest",
+        "/dashboard/fragments/jobs/{id}",
+        "/dashboard/lookup?id={id}",
+        "/dashboard/jobs/not-an-id",
+        "/dashboard/lookup?id=x",
+    ],
+)
 def test_unknown_ids_are_404_pages(client: httpx.Client, path: str) -> None:
     reply = client.get(path.format(id=uuid.uuid4()))
     assert reply.status_code == 404
@@ -211,14 +234,16 @@ def test_thumbnails_are_small_jpegs_cached_by_checksum(client: httpx.Client, s3)
     large = client.get(url.group(1).replace("&amp;", "&"))
     assert Image.open(io.BytesIO(large.content)).size == (512, 341)
     assert "immutable" in large.headers["cache-control"]
-    again = client.get(f"/dashboard/thumbs/{job_id}/0?size=256",
-                       headers={"If-None-Match": small.headers["etag"]})
+    again = client.get(
+        f"/dashboard/thumbs/{job_id}/0?size=256", headers={"If-None-Match": small.headers["etag"]}
+    )
     assert again.status_code == 304 and not again.content
     assert client.get(f"/dashboard/thumbs/{job_id}/1").status_code == 404
 
 
 def test_thumbnails_work_with_the_local_folder_of_the_embedded_mode(
-        configured, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    configured, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     configure(monkeypatch, IMAGEGEN_STORAGE_URL=tmp_path.as_uri())
     reset_settings()
     job_id = jobs.enqueue({"prompt": "a local picture"}, dispatch=False)

@@ -55,9 +55,13 @@ def test_concurrent_claims_never_exceed_the_in_flight_cap(configured) -> None:
         for job_id in rng.sample(job_ids, 20):
             with session_scope() as session:
                 result = repo.claim_for_submit(session, job_id=job_id, lease_s=60, limits=limits)
-            key = ("claimed" if isinstance(result, repo.Claim) else
-                   result.refused.value if isinstance(result, Admission) and result.refused
-                   else "gone")
+            key = (
+                "claimed"
+                if isinstance(result, repo.Claim)
+                else result.refused.value
+                if isinstance(result, Admission) and result.refused
+                else "gone"
+            )
             with lock:
                 outcomes[key] += 1
 
@@ -72,8 +76,9 @@ def test_concurrent_claims_never_exceed_the_in_flight_cap(configured) -> None:
     # job taken, and the refused jobs are back in the dispatcher's queue
     assert outcomes["claimed"] == 7 and statuses()["submitting"] == 7
     assert outcomes[Refused.IN_FLIGHT.value] > 0
-    assert sql("SELECT count(*) FROM jobs WHERE status = 'queued' AND dispatched_at IS NOT NULL"
-               ) == [(0,)]
+    assert sql(
+        "SELECT count(*) FROM jobs WHERE status = 'queued' AND dispatched_at IS NOT NULL"
+    ) == [(0,)]
 
 
 def test_concurrent_claims_take_each_token_once(configured) -> None:
@@ -108,8 +113,7 @@ def test_batch_jobs_leave_the_reserved_slots_to_interactive_ones(configured) -> 
 
     results = [claim(job_id) for job_id in batch_jobs]
     assert sum(isinstance(r, repo.Claim) for r in results) == 2
-    assert [isinstance(claim(job_id), repo.Claim) for job_id in interactive] == [True, True,
-                                                                                  False]
+    assert [isinstance(claim(job_id), repo.Claim) for job_id in interactive] == [True, True, False]
 
 
 # --- the dispatcher -----------------------------------------------------------------------------
@@ -118,9 +122,12 @@ def test_batch_jobs_leave_the_reserved_slots_to_interactive_ones(configured) -> 
 def dispatcher(**overrides: Any) -> tuple[Dispatcher, list[tuple[uuid.UUID, float]]]:
     sent: list[tuple[uuid.UUID, float]] = []
     settings = Settings(**{**get_settings().model_dump(), **overrides})
-    return Dispatcher(settings=settings, sessions=session_scope,
-                      send=lambda job_id, countdown: sent.append((job_id, countdown)),
-                      rng=random.Random(1)), sent
+    return Dispatcher(
+        settings=settings,
+        sessions=session_scope,
+        send=lambda job_id, countdown: sent.append((job_id, countdown)),
+        rng=random.Random(1),
+    ), sent
 
 
 def test_interactive_jobs_go_first_and_batches_share_fairly(configured) -> None:
@@ -182,8 +189,13 @@ def test_a_lost_message_is_sent_again_and_nothing_goes_while_paused(configured) 
 def test_a_retried_job_of_a_finished_batch_is_dispatched_again(configured) -> None:
     (job_id,) = a_batch(1)
     with session_scope() as session:
-        repo.fail(session, job_id=job_id, sources=[repo.JobStatus.QUEUED], code="provider_failed",
-                  message="boom")
+        repo.fail(
+            session,
+            job_id=job_id,
+            sources=[repo.JobStatus.QUEUED],
+            code="provider_failed",
+            message="boom",
+        )
     assert sql("SELECT completed_at IS NOT NULL FROM batches") == [(True,)]
     admin.retry_job(job_id)
     assert sql("SELECT completed_at IS NULL FROM batches") == [(True,)]
@@ -227,12 +239,10 @@ def test_a_pause_reason_is_checked(configured, service_env) -> None:
 
 def test_the_first_pause_reason_stays(configured) -> None:
     with session_scope() as session:
-        assert fleet.set_paused(session, reason="provider answered 401", by="provider",
-                                code="auth")
+        assert fleet.set_paused(session, reason="provider answered 401", by="provider", code="auth")
         assert not fleet.set_paused(session, reason="later", by="provider", code="balance")
     state = fleet.read_fleet_state()
-    assert (state.paused, state.pause_code, state.reason) == (True, "auth",
-                                                              "provider answered 401")
+    assert (state.paused, state.pause_code, state.reason) == (True, "auth", "provider answered 401")
 
 
 def test_one_dispatch_cycle_at_a_time_beside_a_reconciler_pass(configured) -> None:

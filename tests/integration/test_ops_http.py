@@ -38,8 +38,9 @@ def client(configured) -> Iterator[httpx.Client]:
     """The router on a bare app, served by uvicorn over real HTTP in a thread."""
     app = FastAPI()
     app.include_router(router)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(),
-                                           log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning", lifespan="off")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -59,8 +60,11 @@ def reconfigure(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
 
 
 def samples(body: str) -> dict[str, float]:
-    return {f"{s.name}{dict(sorted(s.labels.items()))}": s.value
-            for family in text_string_to_metric_families(body) for s in family.samples}
+    return {
+        f"{s.name}{dict(sorted(s.labels.items()))}": s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+    }
 
 
 # --- health -----------------------------------------------------------------------------------
@@ -76,19 +80,38 @@ def test_readyz_checks_database_broker_and_storage(client: httpx.Client) -> None
     body = answer.json()
     assert body["status"] == "ready"
     assert {name: check["ok"] for name, check in body["checks"].items()} == {
-        "database": True, "broker": True, "storage": True}
+        "database": True,
+        "broker": True,
+        "storage": True,
+    }
 
 
-@pytest.mark.parametrize(("variable", "value", "failing", "says"), [
-    ("IMAGEGEN_BROKER_URL", "redis://:hunter2secret@127.0.0.1:1/0", "broker", "ConnectionError"),
-    ("IMAGEGEN_S3_ENDPOINT_URL", "http://127.0.0.1:1", "storage", "EndpointConnectionError"),
-    ("IMAGEGEN_DATABASE_URL",
-     "postgresql+psycopg://postgres:hunter2secret@127.0.0.1:1/nothing", "database",
-     "OperationalError"),
-])
+@pytest.mark.parametrize(
+    ("variable", "value", "failing", "says"),
+    [
+        (
+            "IMAGEGEN_BROKER_URL",
+            "redis://:hunter2secret@127.0.0.1:1/0",
+            "broker",
+            "ConnectionError",
+        ),
+        ("IMAGEGEN_S3_ENDPOINT_URL", "http://127.0.0.1:1", "storage", "EndpointConnectionError"),
+        (
+            "IMAGEGEN_DATABASE_URL",
+            "postgresql+psycopg://postgres:hunter2secret@127.0.0.1:1/nothing",
+            "database",
+            "OperationalError",
+        ),
+    ],
+)
 def test_readyz_answers_503_naming_what_is_unreachable(
-        client: httpx.Client, monkeypatch: pytest.MonkeyPatch, variable: str, value: str,
-        failing: str, says: str) -> None:
+    client: httpx.Client,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    failing: str,
+    says: str,
+) -> None:
     # Given one dependency that cannot be reached
     reconfigure(monkeypatch, **{variable: value, "IMAGEGEN_READY_TIMEOUT_S": "1.5"})
     # When the orchestrator probes readiness
@@ -103,7 +126,8 @@ def test_readyz_answers_503_naming_what_is_unreachable(
 
 
 def test_readyz_gives_up_on_a_dependency_that_hangs(
-        client: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import socket
 
     # a listening socket that never accepts: connecting works, nothing ever answers
@@ -111,8 +135,11 @@ def test_readyz_gives_up_on_a_dependency_that_hangs(
         silent.bind(("127.0.0.1", 0))
         silent.listen(0)
         port = silent.getsockname()[1]
-        reconfigure(monkeypatch, IMAGEGEN_S3_ENDPOINT_URL=f"http://127.0.0.1:{port}",
-                    IMAGEGEN_READY_TIMEOUT_S="1")
+        reconfigure(
+            monkeypatch,
+            IMAGEGEN_S3_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+            IMAGEGEN_READY_TIMEOUT_S="1",
+        )
         started = time.monotonic()
         answer = client.get("/readyz")
         elapsed = time.monotonic() - started
@@ -133,8 +160,10 @@ def test_metrics_show_the_queue_as_the_table_has_it(client: httpx.Client) -> Non
     jobs.enqueue({"prompt": "new"}, dispatch=False)
     running = jobs.enqueue({"prompt": "busy"}, dispatch=False)
     with get_engine().begin() as conn:
-        conn.execute(text("UPDATE jobs SET created_at = :at WHERE id = :id"),
-                     {"at": utcnow() - timedelta(minutes=10), "id": old})
+        conn.execute(
+            text("UPDATE jobs SET created_at = :at WHERE id = :id"),
+            {"at": utcnow() - timedelta(minutes=10), "id": old},
+        )
         conn.execute(text("UPDATE jobs SET status = 'running' WHERE id = :id"), {"id": running})
     metrics.refresh_queue_metrics()
 
@@ -159,7 +188,8 @@ def test_metrics_show_the_queue_as_the_table_has_it(client: httpx.Client) -> Non
 
 
 def test_metrics_still_answer_when_the_database_is_down(
-        client: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
     reconfigure(monkeypatch, IMAGEGEN_DATABASE_URL="postgresql+psycopg://x@127.0.0.1:1/x")
     metrics.refresh_queue_metrics()
     answer = client.get("/metrics")
@@ -176,8 +206,10 @@ def counted(source: str, target: str) -> float:
 
 
 def polls() -> tuple[float, float]:
-    return (REGISTRY.get_sample_value("imagegen_job_polls_count") or 0.0,
-            REGISTRY.get_sample_value("imagegen_job_polls_sum") or 0.0)
+    return (
+        REGISTRY.get_sample_value("imagegen_job_polls_count") or 0.0,
+        REGISTRY.get_sample_value("imagegen_job_polls_sum") or 0.0,
+    )
 
 
 def test_a_rolled_back_transition_is_not_counted(configured) -> None:
@@ -195,12 +227,19 @@ def test_a_rolled_back_transition_is_not_counted(configured) -> None:
 def test_polls_per_job_are_observed_when_it_leaves_running(configured) -> None:
     job_id = jobs.enqueue({"prompt": "polled"}, dispatch=False)
     with get_engine().begin() as conn:
-        conn.execute(text("UPDATE jobs SET status = 'running', poll_count = 7 WHERE id = :id"),
-                     {"id": job_id})
+        conn.execute(
+            text("UPDATE jobs SET status = 'running', poll_count = 7 WHERE id = :id"),
+            {"id": job_id},
+        )
     count, total = polls()
     with session_scope() as session:
-        repo.fail(session, job_id=job_id, sources=[JobStatus.RUNNING], code="provider_failed",
-                  message="no")
+        repo.fail(
+            session,
+            job_id=job_id,
+            sources=[JobStatus.RUNNING],
+            code="provider_failed",
+            message="no",
+        )
     assert polls() == (count + 1, total + 7)
     assert counted("running", "failed") >= 1
 
@@ -211,7 +250,8 @@ def test_operator_retries_are_counted(configured) -> None:
         repo.fail(session, job_id=job_id, sources=[JobStatus.QUEUED], code="x", message="y")
     before = counted("failed", "queued")
     with session_scope() as session:
-        moved = repo.retry_failed(session, job_ids=[job_id, uuid.uuid4()],
-                                  deadline_at=utcnow() + timedelta(hours=1))
+        moved = repo.retry_failed(
+            session, job_ids=[job_id, uuid.uuid4()], deadline_at=utcnow() + timedelta(hours=1)
+        )
     assert moved == [job_id]
     assert counted("failed", "queued") == before + 1

@@ -45,8 +45,9 @@ def test_concurrent_duplicate_submits_reach_the_provider_once(configured, simula
     pipeline = get_pipeline()
     # When eight deliveries of its submit task run at the same time
     results: list[object] = []
-    threads = [threading.Thread(target=lambda: results.append(pipeline.submit(job_id)))
-               for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: results.append(pipeline.submit(job_id))) for _ in range(8)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -60,8 +61,9 @@ def test_concurrent_duplicate_submits_reach_the_provider_once(configured, simula
 
 def test_steps_run_again_after_success_change_nothing(configured) -> None:
     # Given a job driven to success
-    job_id = jobs.enqueue({"prompt": _unique("late delivery"), "resolution": "1080p"},
-                          dispatch=False)
+    job_id = jobs.enqueue(
+        {"prompt": _unique("late delivery"), "resolution": "1080p"}, dispatch=False
+    )
     _drive(job_id)
     before = jobs.status(job_id)
     assert before["status"] == "succeeded", before
@@ -76,14 +78,17 @@ def test_steps_run_again_after_success_change_nothing(configured) -> None:
     assert after["events"] == before["events"]
 
 
-@pytest.mark.parametrize(("marker", "code"), [
-    ("[sim:content_policy]", "content_policy"),
-    ("[sim:invalid_params]", "invalid_request"),
-    ("[sim:failed=InternalServiceFailure]", "provider_failed"),
-    ("[sim:failed=1200]", "content_policy"),
-    ("[sim:no_output]", "no_output"),
-    ("[sim:output_expired]", "output_unavailable"),
-])
+@pytest.mark.parametrize(
+    ("marker", "code"),
+    [
+        ("[sim:content_policy]", "content_policy"),
+        ("[sim:invalid_params]", "invalid_request"),
+        ("[sim:failed=InternalServiceFailure]", "provider_failed"),
+        ("[sim:failed=1200]", "content_policy"),
+        ("[sim:no_output]", "no_output"),
+        ("[sim:output_expired]", "output_unavailable"),
+    ],
+)
 def test_provider_outcomes_end_with_named_codes(configured, marker: str, code: str) -> None:
     # Given a job whose prediction meets a provider fault
     job_id = jobs.enqueue({"prompt": _unique(f"fault {marker}")}, dispatch=False)

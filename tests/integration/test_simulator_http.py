@@ -114,9 +114,10 @@ def test_submit_poll_download(client: httpx.Client) -> None:
 def test_status_progresses_with_the_clock() -> None:
     clock = FakeClock()
     config = SimulatorConfig(queue_s=1, latency={"1080p": LatencyRange(2, 2)})
-    with serve_in_thread(config, clock=clock) as running, httpx.Client(
-        base_url=running.base_url, headers={"Authorization": KEY}, timeout=5
-    ) as http:
+    with (
+        serve_in_thread(config, clock=clock) as running,
+        httpx.Client(base_url=running.base_url, headers={"Authorization": KEY}, timeout=5) as http,
+    ):
         prediction_id = created(http, "a slow one")
         statuses = []
         for _ in range(4):
@@ -141,12 +142,15 @@ def test_raw_and_bearer_keys(client: httpx.Client, header: str) -> None:
     assert answer.status_code == 200
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": ""}, {"Authorization": "Bearer"},
-                                     {"Authorization": "Bearer pk-nope"}])
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": ""}, {"Authorization": "Bearer"}, {"Authorization": "Bearer pk-nope"}],
+)
 def test_missing_or_invalid_key_is_401(server: RunningSimulator, headers: dict[str, str]) -> None:
-    for answer in (httpx.post(f"{server.base_url}{SUBMIT}", json={"prompt": "x"}, headers=headers),
-                   httpx.get(f"{server.base_url}/api/v3/predictions/{'0' * 32}/result",
-                             headers=headers)):
+    for answer in (
+        httpx.post(f"{server.base_url}{SUBMIT}", json={"prompt": "x"}, headers=headers),
+        httpx.get(f"{server.base_url}/api/v3/predictions/{'0' * 32}/result", headers=headers),
+    ):
         assert answer.status_code == 401
         assert set(answer.json()["error"]) == {"message", "type"}
 
@@ -164,11 +168,17 @@ def test_revoking_a_key_at_run_time(client: httpx.Client) -> None:
 # --- validation --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fields", [{"prompt": ""}, {"prompt": "x" * 2001},
-                                    {"prompt": "x", "aspect_ratio": "5:4"},
-                                    {"prompt": "x", "seed": 0},
-                                    {"prompt": "x", "images": ["http://insecure.test/a.png"]},
-                                    {"prompt": "x [sim:no_such_fault]"}])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"prompt": ""},
+        {"prompt": "x" * 2001},
+        {"prompt": "x", "aspect_ratio": "5:4"},
+        {"prompt": "x", "seed": 0},
+        {"prompt": "x", "images": ["http://insecure.test/a.png"]},
+        {"prompt": "x [sim:no_such_fault]"},
+    ],
+)
 def test_invalid_submits_are_400(client: httpx.Client, fields: dict[str, Any]) -> None:
     answer = client.post(SUBMIT, json=fields)
 
@@ -201,8 +211,9 @@ def test_unknown_prediction_is_404(client: httpx.Client) -> None:
         ("invalid_params", 400, False, None),
     ],
 )
-def test_submit_faults(client: httpx.Client, token: str, status: int, html: bool,
-                       retry_after: str | None) -> None:
+def test_submit_faults(
+    client: httpx.Client, token: str, status: int, html: bool, retry_after: str | None
+) -> None:
     answer = submit(client, f"a cat [sim:{token}]")
 
     assert answer.status_code == status
@@ -219,8 +230,9 @@ def test_submit_faults(client: httpx.Client, token: str, status: int, html: bool
 def test_content_policy_matches_the_contract(client: httpx.Client) -> None:
     answer = submit(client, "[sim:content_policy]")
 
-    assert answer.json() == {"error": {"message": "Input may not meet the guidelines",
-                                       "type": "503"}}
+    assert answer.json() == {
+        "error": {"message": "Input may not meet the guidelines", "type": "503"}
+    }
 
 
 # --- ghost tasks -------------------------------------------------------------------------------
@@ -303,8 +315,11 @@ def test_transient_poll_errors(client: httpx.Client, token: str, status: int) ->
     [
         ("urls_list", "urls", lambda value: isinstance(value, list) and "get" in value[0]),
         ("error_empty", "error", lambda value: value == ""),
-        ("date_rfc3339", "created_at",
-         lambda value: re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", value)),
+        (
+            "date_rfc3339",
+            "created_at",
+            lambda value: re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", value),
+        ),
         ("nsfw_null", "has_nsfw_contents", lambda value: value is None),
         ("nsfw_empty", "has_nsfw_contents", lambda value: value == []),
         ("status_alias", "status", lambda value: value == "success"),
@@ -324,8 +339,9 @@ def test_submit_may_answer_processing(client: httpx.Client) -> None:
 # --- outputs -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("token", "status"), [("output_expired", 404),
-                                               ("output_expired=403", 403)])
+@pytest.mark.parametrize(
+    ("token", "status"), [("output_expired", 404), ("output_expired=403", 403)]
+)
 def test_expired_outputs(client: httpx.Client, token: str, status: int) -> None:
     url = result(client, f"x [sim:{token}]")["outputs"][0]
 
@@ -386,8 +402,13 @@ def test_admin_record_links_the_served_outputs(client: httpx.Client) -> None:
 
     assert record["status"] == "completed" and record["completed_at"] <= time.time()
     assert record["outputs"] == data["outputs"]
-    assert record["params"] == {"prompt": "recorded [sim:multi_output=2]", "aspect_ratio": "1:1",
-                                "resolution": "1080p", "seed": 1, "image_count": 0}
+    assert record["params"] == {
+        "prompt": "recorded [sim:multi_output=2]",
+        "aspect_ratio": "1:1",
+        "resolution": "1080p",
+        "seed": 1,
+        "image_count": 0,
+    }
     assert httpx.get(record["outputs"][1]).content == httpx.get(data["outputs"][1]).content
 
 

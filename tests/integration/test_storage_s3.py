@@ -37,7 +37,7 @@ class BreaksAfter(io.RawIOBase):
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         if self._sent >= self._limit:
             raise Broken("connection reset")
-        count = self._source.readinto(buffer[:min(len(buffer), 64 * 1024)])
+        count = self._source.readinto(buffer[: min(len(buffer), 64 * 1024)])
         self._sent += count
         return count
 
@@ -49,8 +49,7 @@ def store(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Store
     client = boto3.client("s3", endpoint_url=s3_endpoint)
     if BUCKET not in {bucket["Name"] for bucket in client.list_buckets()["Buckets"]}:
         client.create_bucket(Bucket=BUCKET)
-    yield S3Store(BUCKET, "t", endpoint_url=s3_endpoint, chunk_bytes=PART,
-                  presign_expiry_s=60)
+    yield S3Store(BUCKET, "t", endpoint_url=s3_endpoint, chunk_bytes=PART, presign_expiry_s=60)
 
 
 def stored(store: S3Store, key: str) -> bytes:
@@ -59,19 +58,27 @@ def stored(store: S3Store, key: str) -> bytes:
 
 def pending_uploads(s3_endpoint: str) -> list[str]:
     client = boto3.client("s3", endpoint_url=s3_endpoint)
-    return [upload["Key"] for upload in
-            client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])]
+    return [
+        upload["Key"] for upload in client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
+    ]
 
 
-@pytest.mark.parametrize(("size", "announced"), [
-    (100_000, True), (100_000, False), (PART, False), (PART, True),
-    (2 * PART + 123, False), (2 * PART + 123, True), (3 * PART, False),
-])
+@pytest.mark.parametrize(
+    ("size", "announced"),
+    [
+        (100_000, True),
+        (100_000, False),
+        (PART, False),
+        (PART, True),
+        (2 * PART + 123, False),
+        (2 * PART + 123, True),
+        (3 * PART, False),
+    ],
+)
 def test_stores_exactly_what_was_read(store: S3Store, size: int, announced: bool) -> None:
     data = os.urandom(size)
     key = f"t/{size}-{announced}.png"
-    store.put(key, io.BytesIO(data), content_type="image/png",
-              size=size if announced else None)
+    store.put(key, io.BytesIO(data), content_type="image/png", size=size if announced else None)
     assert stored(store, key) == data
 
 
@@ -95,8 +102,9 @@ def test_a_stream_without_readinto_is_read_too(store: S3Store) -> None:
 
 
 @pytest.mark.parametrize("breaks_at", [1000, PART + 1000, 2 * PART])
-def test_a_broken_stream_leaves_no_object_and_no_upload(store: S3Store, s3_endpoint: str,
-                                                        breaks_at: int) -> None:
+def test_a_broken_stream_leaves_no_object_and_no_upload(
+    store: S3Store, s3_endpoint: str, breaks_at: int
+) -> None:
     key = f"t/broken-{breaks_at}.png"
     with pytest.raises(Broken):
         store.put(key, BreaksAfter(os.urandom(3 * PART), breaks_at), content_type="image/png")

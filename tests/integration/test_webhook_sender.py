@@ -32,8 +32,13 @@ def producer(configured, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def sender(producer: None) -> Iterator[WebhookSender]:
     with httpx.Client(timeout=5, follow_redirects=False) as http:
-        yield WebhookSender(settings=get_settings(), sessions=session_scope, http=http,
-                            store=None, rng=random.Random(7))
+        yield WebhookSender(
+            settings=get_settings(),
+            sessions=session_scope,
+            http=http,
+            store=None,
+            rng=random.Random(7),
+        )
 
 
 def ended_job(url: str) -> tuple[uuid.UUID, uuid.UUID]:
@@ -41,8 +46,9 @@ def ended_job(url: str) -> tuple[uuid.UUID, uuid.UUID]:
     job_id = jobs.enqueue({"prompt": "a cat", "seed": 5}, callback_url=url, ref="ref-9")
     jobs.cancel(job_id, reason="test")
     with session_scope() as session:
-        delivery = session.scalars(select(WebhookDelivery)
-                                   .where(WebhookDelivery.job_id == job_id)).one()
+        delivery = session.scalars(
+            select(WebhookDelivery).where(WebhookDelivery.job_id == job_id)
+        ).one()
         return job_id, delivery.id
 
 
@@ -50,8 +56,11 @@ def state(delivery_id: uuid.UUID) -> tuple[WebhookDelivery, list[WebhookAttempt]
     with session_scope() as session:
         delivery = session.get(WebhookDelivery, delivery_id)
         assert delivery is not None
-        attempts = session.scalars(select(WebhookAttempt).where(
-            WebhookAttempt.delivery_id == delivery_id).order_by(WebhookAttempt.id)).all()
+        attempts = session.scalars(
+            select(WebhookAttempt)
+            .where(WebhookAttempt.delivery_id == delivery_id)
+            .order_by(WebhookAttempt.id)
+        ).all()
         return delivery, list(attempts)
 
 
@@ -70,10 +79,8 @@ def test_a_delivery_is_signed_and_recorded(sender: WebhookSender) -> None:
     job = event["data"]["job"]
     assert (job["id"], job["status"], job["ref"]) == (str(job_id), "cancelled", "ref-9")
     delivery, attempts = state(delivery_id)
-    assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("delivered", 1,
-                                                                              200)
-    assert [(a.attempt, a.status_code, a.event) for a in attempts] == [(1, 200,
-                                                                       "job.cancelled")]
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("delivered", 1, 200)
+    assert [(a.attempt, a.status_code, a.event) for a in attempts] == [(1, 200, "job.cancelled")]
     assert WEBHOOK_SECRET not in json.dumps([a.error for a in attempts])
     assert sender.deliver(delivery_id) is None  # a duplicate message posts nothing
     assert receiver.received.empty()
@@ -111,8 +118,9 @@ def test_gives_up_after_the_window(producer: None, monkeypatch: pytest.MonkeyPat
     with WebhookReceiver(replies=[500]) as receiver, httpx.Client() as http:
         _, delivery_id = ended_job(receiver.url)
         time.sleep(0.01)
-        sender = WebhookSender(settings=get_settings(), sessions=session_scope, http=http,
-                               store=None)
+        sender = WebhookSender(
+            settings=get_settings(), sessions=session_scope, http=http, store=None
+        )
         assert sender.deliver(delivery_id) is None
     assert state(delivery_id)[0].status == "failed"
 
@@ -125,14 +133,16 @@ def test_unreachable_target_is_recorded_and_retried(sender: WebhookSender) -> No
     assert "ConnectError" in (attempts[0].error or "")
 
 
-def test_private_addresses_are_refused_at_send_time(producer: None,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_private_addresses_are_refused_at_send_time(
+    producer: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with WebhookReceiver() as receiver:
         _, delivery_id = ended_job(receiver.url)  # accepted while private URLs were allowed
         configure(monkeypatch, IMAGEGEN_ALLOW_PRIVATE_URLS="false")
         with httpx.Client() as http:
-            sender = WebhookSender(settings=get_settings(), sessions=session_scope, http=http,
-                                   store=None)
+            sender = WebhookSender(
+                settings=get_settings(), sessions=session_scope, http=http, store=None
+            )
             assert sender.deliver(delivery_id) is None
         assert receiver.received.empty()  # never contacted
     delivery, attempts = state(delivery_id)
@@ -140,12 +150,18 @@ def test_private_addresses_are_refused_at_send_time(producer: None,
 
 
 def test_a_public_name_resolving_to_a_private_address_is_refused(
-        producer: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    producer: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, delivery_id = ended_job("https://hooks.example.com/x")
     configure(monkeypatch, IMAGEGEN_ALLOW_PRIVATE_URLS="false")
     with httpx.Client() as http:
-        sender = WebhookSender(settings=get_settings(), sessions=session_scope, http=http,
-                               store=None, resolver=lambda host, port: ["10.0.0.7"])
+        sender = WebhookSender(
+            settings=get_settings(),
+            sessions=session_scope,
+            http=http,
+            store=None,
+            resolver=lambda host, port: ["10.0.0.7"],
+        )
         assert sender.deliver(delivery_id) is None
     assert "resolves to a private" in (state(delivery_id)[1][0].error or "")
 
@@ -157,8 +173,9 @@ def test_no_secret_no_send(producer: None, monkeypatch: pytest.MonkeyPatch) -> N
     reset_settings()
     with WebhookReceiver() as receiver, httpx.Client() as http:
         _, delivery_id = ended_job(receiver.url)
-        sender = WebhookSender(settings=get_settings(), sessions=session_scope, http=http,
-                               store=None)
+        sender = WebhookSender(
+            settings=get_settings(), sessions=session_scope, http=http, store=None
+        )
         assert sender.deliver(delivery_id) is not None  # waits for the secret
         assert receiver.received.empty()
     delivery, attempts = state(delivery_id)

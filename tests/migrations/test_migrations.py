@@ -50,8 +50,15 @@ def _tables(url: str) -> set[str]:
 
 def test_upgrade_head_matches_the_models(empty_db: str) -> None:
     upgrade(empty_db)
-    assert _tables(empty_db) == {"jobs", "job_images", "job_events", "batches",
-                                 "webhook_deliveries", "webhook_attempts", "fleet_controls"}
+    assert _tables(empty_db) == {
+        "jobs",
+        "job_images",
+        "job_events",
+        "batches",
+        "webhook_deliveries",
+        "webhook_attempts",
+        "fleet_controls",
+    }
     assert _diff(empty_db) == []
 
 
@@ -105,9 +112,12 @@ def _wait_for_lock_wait(engine: Engine, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     with engine.connect() as conn:
         while time.monotonic() < deadline:
-            waiting = conn.scalar(text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock' AND query ILIKE '%INDEX%'"))
+            waiting = conn.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND query ILIKE '%INDEX%'"
+                )
+            )
             conn.rollback()
             if waiting:
                 return

@@ -29,8 +29,18 @@ DOCKERFILE = ROOT / "Dockerfile"
 PROMETHEUS = ROOT / "deploy" / "prometheus.yml"
 
 #: What the stack must contain (design.md, "Modes").
-STACK = {"postgres", "redis", "minio", "createbucket", "migrations", "api", "worker", "beat",
-         "flower", "simulator"}
+STACK = {
+    "postgres",
+    "redis",
+    "minio",
+    "createbucket",
+    "migrations",
+    "api",
+    "worker",
+    "beat",
+    "flower",
+    "simulator",
+}
 STATEFUL = {"postgres", "redis", "minio"}
 LONG_RUNNING = {"api", "worker", "flower", "simulator"}
 #: imagegen subcommands still being built elsewhere: an expected failure until registered
@@ -66,6 +76,7 @@ def env_example() -> dict[str, str]:
 
 def interpolate(value: str, env: dict[str, str]) -> str:
     """Compose's ${VAR}, ${VAR:-default}, ${VAR:?error} and $$, as `docker compose` does."""
+
     def one(match: re.Match[str]) -> str:
         name, op, arg = match.group(1), match.group(2), match.group(3)
         current = env.get(name, "")
@@ -74,6 +85,7 @@ def interpolate(value: str, env: dict[str, str]) -> str:
         if op in (":?", "?") and not current:
             raise AssertionError(f"${{{name}}} is required: {arg}")
         return current
+
     return _VARIABLE.sub(one, value).replace("$$", "$")
 
 
@@ -89,8 +101,7 @@ def command_of(name: str) -> list[str]:
 def test_the_stack_is_complete() -> None:
     assert set(services()) >= STACK
     assert services()["simulator"]["profiles"] == ["dryrun"]
-    assert set(project_services()) >= {"migrations", "api", "worker", "beat", "flower",
-                                       "simulator"}
+    assert set(project_services()) >= {"migrations", "api", "worker", "beat", "flower", "simulator"}
 
 
 def test_every_variable_it_interpolates_is_documented_in_env_example() -> None:
@@ -101,8 +112,14 @@ def test_every_variable_it_interpolates_is_documented_in_env_example() -> None:
 
 def test_required_variables_fail_loudly_when_missing() -> None:
     required = {name for name, op, _ in _VARIABLE.findall(COMPOSE.read_text()) if op == ":?"}
-    assert required >= {"POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "GPTPROTO_API_KEY",
-                        "FLOWER_BASIC_AUTH", "IMAGEGEN_API_TOKENS", "IMAGEGEN_WEBHOOK_SECRET"}
+    assert required >= {
+        "POSTGRES_PASSWORD",
+        "MINIO_ROOT_PASSWORD",
+        "GPTPROTO_API_KEY",
+        "FLOWER_BASIC_AUTH",
+        "IMAGEGEN_API_TOKENS",
+        "IMAGEGEN_WEBHOOK_SECRET",
+    }
     with pytest.raises(AssertionError, match="POSTGRES_PASSWORD"):
         interpolate(services()["postgres"]["environment"]["POSTGRES_PASSWORD"], {})
 
@@ -176,8 +193,11 @@ def _container_env(name: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("name", sorted(services()))
 def test_every_imagegen_variable_is_a_real_setting(name: str) -> None:
-    ours = {key for key in _container_env(name)
-            if key.startswith("IMAGEGEN_") or key in FOREIGN_ENV.values()}
+    ours = {
+        key
+        for key in _container_env(name)
+        if key.startswith("IMAGEGEN_") or key in FOREIGN_ENV.values()
+    }
     unknown = ours - _setting_names()
     assert not unknown, f"{name} sets variables no setting reads: {sorted(unknown)}"
 
@@ -188,8 +208,7 @@ def test_env_example_imagegen_variables_are_real_settings() -> None:
 
 
 @pytest.mark.parametrize("name", project_services())
-def test_the_rendered_environment_validates(name: str, monkeypatch: pytest.MonkeyPatch
-                                            ) -> None:
+def test_the_rendered_environment_validates(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     for key in _setting_names():
         monkeypatch.delenv(key, raising=False)
     for key, value in _container_env(name).items():
@@ -258,7 +277,7 @@ def test_prometheus_scrapes_the_api_and_every_worker() -> None:
 def _final_stage() -> list[str]:
     lines = [line.strip() for line in DOCKERFILE.read_text().splitlines()]
     starts = [i for i, line in enumerate(lines) if line.upper().startswith("FROM ")]
-    return lines[starts[-1]:]
+    return lines[starts[-1] :]
 
 
 def test_the_image_runs_as_an_unprivileged_user() -> None:

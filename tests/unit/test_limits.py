@@ -14,10 +14,19 @@ from worker import limits as rules
 from worker.limits import Breaker, Bucket, Limits, Refused
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-LIMITS = Limits(submit_rate=2.0, submit_burst=4, max_in_flight=10, interactive_reserve=2,
-                cooldown_base_s=1.0, cooldown_max_s=60.0, rate_min_fraction=0.1,
-                rate_recovery_s=90.0, breaker_threshold=3, breaker_open_s=30.0,
-                probe_lease_s=120.0)
+LIMITS = Limits(
+    submit_rate=2.0,
+    submit_burst=4,
+    max_in_flight=10,
+    interactive_reserve=2,
+    cooldown_base_s=1.0,
+    cooldown_max_s=60.0,
+    rate_min_fraction=0.1,
+    rate_recovery_s=90.0,
+    breaker_threshold=3,
+    breaker_open_s=30.0,
+    probe_lease_s=120.0,
+)
 
 
 def at(seconds: float) -> datetime:
@@ -28,8 +37,14 @@ def full() -> Bucket:
     return Bucket(tokens=1e9, tokens_at=T0)
 
 
-def admit(bucket: Bucket, seconds: float = 0.0, *, priority: str = "interactive",
-          in_flight: int = 0, limits: Limits = LIMITS) -> rules.Admission:
+def admit(
+    bucket: Bucket,
+    seconds: float = 0.0,
+    *,
+    priority: str = "interactive",
+    in_flight: int = 0,
+    limits: Limits = LIMITS,
+) -> rules.Admission:
     return rules.admit(limits, bucket, at(seconds), priority=priority, in_flight=in_flight)
 
 
@@ -61,10 +76,14 @@ def test_a_zero_rate_means_no_rate_limit() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.floats(min_value=0, max_value=0.6), min_size=1, max_size=200),
-       st.floats(min_value=0.2, max_value=50), st.integers(min_value=1, max_value=20))
+@given(
+    st.lists(st.floats(min_value=0, max_value=0.6), min_size=1, max_size=200),
+    st.floats(min_value=0.2, max_value=50),
+    st.integers(min_value=1, max_value=20),
+)
 def test_no_window_ever_sees_more_than_rate_times_length_plus_burst(
-        gaps: list[float], rate: float, burst: int) -> None:
+    gaps: list[float], rate: float, burst: int
+) -> None:
     limits = replace(LIMITS, submit_rate=rate, submit_burst=burst, max_in_flight=10**6)
     bucket, now, admitted = Bucket(tokens=1e9, tokens_at=T0), 0.0, []
     for gap in gaps:
@@ -84,8 +103,9 @@ def test_no_window_ever_sees_more_than_rate_times_length_plus_burst(
 def test_a_pause_refuses_everything() -> None:
     paused = replace(full(), paused=True, pause_code="auth")
     assert admit(paused).refused is Refused.PAUSED
-    budget = rules.dispatch_budget(LIMITS, paused, T0, in_flight=0, outstanding=0,
-                                   horizon_s=1, max_messages=100)
+    budget = rules.dispatch_budget(
+        LIMITS, paused, T0, in_flight=0, outstanding=0, horizon_s=1, max_messages=100
+    )
     assert budget.total == 0 and budget.refused is Refused.PAUSED
 
 
@@ -161,10 +181,24 @@ def test_a_success_in_between_resets_the_failure_count() -> None:
 # --- the dispatcher's budget --------------------------------------------------------------------
 
 
-def budget(bucket: Bucket, *, in_flight: int = 0, outstanding: int = 0, seconds: float = 0,
-           limits: Limits = LIMITS, horizon_s: float = 1.0) -> rules.Budget:
-    return rules.dispatch_budget(limits, bucket, at(seconds), in_flight=in_flight,
-                                 outstanding=outstanding, horizon_s=horizon_s, max_messages=1000)
+def budget(
+    bucket: Bucket,
+    *,
+    in_flight: int = 0,
+    outstanding: int = 0,
+    seconds: float = 0,
+    limits: Limits = LIMITS,
+    horizon_s: float = 1.0,
+) -> rules.Budget:
+    return rules.dispatch_budget(
+        limits,
+        bucket,
+        at(seconds),
+        in_flight=in_flight,
+        outstanding=outstanding,
+        horizon_s=horizon_s,
+        max_messages=1000,
+    )
 
 
 def test_the_budget_fills_free_slots_with_the_tokens_of_the_next_interval() -> None:

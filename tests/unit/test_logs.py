@@ -13,8 +13,14 @@ from worker.logs import JsonFormatter, RedactingHandler, TextFormatter
 KEY = "sk-test-4f8d2c9e1b7a"
 
 
-def emit(formatter: logging.Formatter, message: str, *, secrets: tuple[str, ...] = (KEY,),
-         exc: BaseException | None = None, **extra: object) -> str:
+def emit(
+    formatter: logging.Formatter,
+    message: str,
+    *,
+    secrets: tuple[str, ...] = (KEY,),
+    exc: BaseException | None = None,
+    **extra: object,
+) -> str:
     stream = io.StringIO()
     handler = RedactingHandler(stream, secrets)
     handler.setFormatter(formatter)
@@ -38,12 +44,12 @@ def test_json_lines_carry_the_event_and_its_context() -> None:
 
 @pytest.mark.parametrize("formatter", [JsonFormatter(), TextFormatter()])
 def test_the_key_and_bearer_credentials_never_reach_the_stream(
-        formatter: logging.Formatter) -> None:
+    formatter: logging.Formatter,
+) -> None:
     try:
         raise RuntimeError(f"header was Authorization: Bearer {KEY}, key {KEY}")
     except RuntimeError as error:
-        text = emit(formatter, f"oops {KEY}", exc=error, detail=f"x{KEY}y",
-                    header="Bearer abc.def")
+        text = emit(formatter, f"oops {KEY}", exc=error, detail=f"x{KEY}y", header="Bearer abc.def")
     assert KEY not in text and "abc.def" not in text
     assert "***" in text
 
@@ -73,9 +79,11 @@ def test_in_json_mode_even_uncaught_errors_and_warnings_are_json_lines() -> None
         f"configure_logging('INFO', json_lines=True, secrets=['{KEY}'])\n"
         "warnings.warn('careful')\n"
         "t = threading.Thread(target=lambda: 1 / 0, name='t'); t.start(); t.join()\n"
-        f"raise RuntimeError('bad key {KEY}')\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60, check=False)
+        f"raise RuntimeError('bad key {KEY}')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
     entries = [json.loads(line) for line in done.stderr.splitlines()]
     assert [e["event"] for e in entries][1:] == ["uncaught_exception"] * 2
     assert "careful" in entries[0]["event"] and entries[0]["logger"] == "py.warnings"

@@ -13,8 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from worker import metrics
 
 
-def value(name: str, labels: dict[str, str] | None = None,
-          registry: CollectorRegistry | None = None) -> float:
+def value(
+    name: str, labels: dict[str, str] | None = None, registry: CollectorRegistry | None = None
+) -> float:
     from prometheus_client import REGISTRY
 
     found = (registry or REGISTRY).get_sample_value(name, labels or {})
@@ -22,9 +23,10 @@ def value(name: str, labels: dict[str, str] | None = None,
 
 
 def test_provider_responses_count_latency_outcome_and_429s() -> None:
-    before = {code: value("imagegen_provider_responses_total", {"endpoint": "submit",
-                                                                "code": code})
-              for code in ("200", "429", "transport_error", "other")}
+    before = {
+        code: value("imagegen_provider_responses_total", {"endpoint": "submit", "code": code})
+        for code in ("200", "429", "transport_error", "other")
+    }
     limited = value("imagegen_provider_rate_limited_total", {"endpoint": "submit"})
     seen = value("imagegen_provider_request_duration_seconds_count", {"endpoint": "submit"})
     for status in (200, 429, None, 999):
@@ -33,8 +35,10 @@ def test_provider_responses_count_latency_outcome_and_429s() -> None:
         after = value("imagegen_provider_responses_total", {"endpoint": "submit", "code": code})
         assert after == before[code] + 1
     assert value("imagegen_provider_rate_limited_total", {"endpoint": "submit"}) == limited + 1
-    assert value("imagegen_provider_request_duration_seconds_count",
-                 {"endpoint": "submit"}) == seen + 4
+    assert (
+        value("imagegen_provider_request_duration_seconds_count", {"endpoint": "submit"})
+        == seen + 4
+    )
 
 
 def test_transfers_add_bytes_and_durations() -> None:
@@ -56,17 +60,26 @@ def test_pause_and_breaker_changes_are_counted() -> None:
         metrics.set_breaker("ajar")
 
 
-FACTS = metrics.QueueFacts(active={"queued": 3, "submitting": 0, "running": 2,
-                                   "transferring": 1},
-                           queued_by_priority={"interactive": 1, "batch": 2}, queued_due=2,
-                           oldest_queued_age_s=42.5, paused=True, breaker="half_open",
-                           cooldown_s=3.5, submit_rate=1.5, max_in_flight=40)
+FACTS = metrics.QueueFacts(
+    active={"queued": 3, "submitting": 0, "running": 2, "transferring": 1},
+    queued_by_priority={"interactive": 1, "batch": 2},
+    queued_due=2,
+    oldest_queued_age_s=42.5,
+    paused=True,
+    breaker="half_open",
+    cooldown_s=3.5,
+    submit_rate=1.5,
+    max_in_flight=40,
+)
 
 
 def scrape(registry: CollectorRegistry) -> dict[str, float]:
     text = generate_latest(registry).decode()
-    return {f"{s.name}{sorted(s.labels.items())}": s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        f"{s.name}{sorted(s.labels.items())}": s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def test_queue_collector_publishes_the_facts_and_caches_them() -> None:

@@ -60,11 +60,20 @@ class ScriptedProvider:
         return self._next(self.results)
 
 
-def prediction(state: PredictionState, outputs: list[str] | None = None,
-               error: str | None = None) -> Prediction:
-    return Prediction(id=PID, state=state, raw_status=state.value, outputs=outputs or [],
-                      error=error, has_nsfw=[False], created_at=None, execution_time_ms=None,
-                      result_url=None)
+def prediction(
+    state: PredictionState, outputs: list[str] | None = None, error: str | None = None
+) -> Prediction:
+    return Prediction(
+        id=PID,
+        state=state,
+        raw_status=state.value,
+        outputs=outputs or [],
+        error=error,
+        has_nsfw=[False],
+        created_at=None,
+        execution_time_ms=None,
+        result_url=None,
+    )
 
 
 @pytest.fixture
@@ -80,15 +89,27 @@ def world(tmp_path: Path) -> Iterator[tuple[Pipeline, ScriptedProvider, sessionm
             yield session
 
     image = png_bytes()
-    downloads = httpx.Client(transport=httpx.MockTransport(
-        lambda request: httpx.Response(200, content=image, headers={"content-type": "image/png"})
-        if "good" in request.url.path else httpx.Response(404)))
-    settings = Settings(max_submit_attempts=3, retry_base_s=1, retry_max_s=4,
-                        ambiguous_submit="retry")
+    downloads = httpx.Client(
+        transport=httpx.MockTransport(
+            lambda request: (
+                httpx.Response(200, content=image, headers={"content-type": "image/png"})
+                if "good" in request.url.path
+                else httpx.Response(404)
+            )
+        )
+    )
+    settings = Settings(
+        max_submit_attempts=3, retry_base_s=1, retry_max_s=4, ambiguous_submit="retry"
+    )
     provider = ScriptedProvider()
-    pipeline = Pipeline(settings=settings, sessions=sessions, provider=provider,
-                        store=LocalStore(tmp_path / "store"), http=downloads,
-                        rng=random.Random(7))
+    pipeline = Pipeline(
+        settings=settings,
+        sessions=sessions,
+        provider=provider,
+        store=LocalStore(tmp_path / "store"),
+        http=downloads,
+        rng=random.Random(7),
+    )
     yield pipeline, provider, factory
     downloads.close()
     engine.dispose()
@@ -98,10 +119,13 @@ def new_job(factory: sessionmaker[Session]) -> uuid.UUID:
     from datetime import UTC, datetime, timedelta
 
     with factory.begin() as session:
-        job = repo.insert_job(session, fields={"prompt": "p", "aspect_ratio": "1:1",
-                                               "resolution": "1080p"}, priority="interactive",
-                              idempotency_key=None,
-                              deadline_at=datetime.now(UTC) + timedelta(hours=1))
+        job = repo.insert_job(
+            session,
+            fields={"prompt": "p", "aspect_ratio": "1:1", "resolution": "1080p"},
+            priority="interactive",
+            idempotency_key=None,
+            deadline_at=datetime.now(UTC) + timedelta(hours=1),
+        )
         return job.id
 
 
@@ -123,8 +147,10 @@ def test_happy_path_moves_through_every_state(world) -> None:
     pipeline, provider, factory = world
     job_id = new_job(factory)
     provider.submits = [prediction(PredictionState.PENDING)]
-    provider.results = [prediction(PredictionState.PENDING),
-                        prediction(PredictionState.COMPLETED, ["https://cdn.test/good/0.png"])]
+    provider.results = [
+        prediction(PredictionState.PENDING),
+        prediction(PredictionState.COMPLETED, ["https://cdn.test/good/0.png"]),
+    ]
     assert pipeline.submit(job_id) == Next("poll", pipeline.settings.poll_initial_delay_s)
     assert pipeline.poll(job_id).step == "poll"
     assert pipeline.poll(job_id) == Next("transfer")
@@ -139,8 +165,10 @@ def test_happy_path_moves_through_every_state(world) -> None:
 def test_ambiguous_submit_is_counted_then_retried(world) -> None:
     pipeline, provider, factory = world
     job_id = new_job(factory)
-    provider.submits = [e.ProviderServerError("502 bad gateway", status_code=502),
-                        prediction(PredictionState.PENDING)]
+    provider.submits = [
+        e.ProviderServerError("502 bad gateway", status_code=502),
+        prediction(PredictionState.PENDING),
+    ]
     assert pipeline.submit(job_id) is None  # queued again for the dispatcher, after a backoff
     job = job_row(factory, job_id)
     wait = (job.next_action_at - datetime.now(UTC)).total_seconds()
@@ -163,15 +191,16 @@ def test_unsent_submits_exhaust_the_budget(world) -> None:
         make_due(factory, job_id)
     assert pipeline.submit(job_id) is None
     job = job_row(factory, job_id)
-    assert (job.status, job.error_code, job.ambiguous_submits) == ("failed",
-                                                                   "retries_exhausted", 0)
+    assert (job.status, job.error_code, job.ambiguous_submits) == ("failed", "retries_exhausted", 0)
 
 
 def test_fleet_wide_refusal_keeps_the_job_queued_without_spending_attempts(world) -> None:
     pipeline, provider, factory = world
     job_id = new_job(factory)
-    provider.submits = [e.PermissionDenied("insufficient balance"),
-                        prediction(PredictionState.PENDING)]
+    provider.submits = [
+        e.PermissionDenied("insufficient balance"),
+        prediction(PredictionState.PENDING),
+    ]
     assert pipeline.submit(job_id) is None
     job = job_row(factory, job_id)
     assert (job.status, job.attempts) == ("queued", 0)
@@ -210,8 +239,9 @@ def test_runs_of_server_errors_open_the_breaker_and_a_probe_closes_it(world) -> 
     pipeline, provider, factory = world
     threshold = pipeline.limits.breaker_threshold
     jobs = [new_job(factory) for _ in range(threshold + 1)]
-    provider.submits = [e.ProviderServerError("503", status_code=503)
-                        for _ in range(threshold)] + [prediction(PredictionState.PENDING)]
+    provider.submits = [e.ProviderServerError("503", status_code=503) for _ in range(threshold)] + [
+        prediction(PredictionState.PENDING)
+    ]
     for job_id in jobs[:threshold]:
         assert pipeline.submit(job_id) is None
     with factory.begin() as session:
@@ -220,8 +250,9 @@ def test_runs_of_server_errors_open_the_breaker_and_a_probe_closes_it(world) -> 
     assert pipeline.submit(jobs[-1]) is None  # open: refused without a call
     assert len(provider.calls) == threshold
     with factory.begin() as session:  # the breaker's wait is over
-        session.execute(update(FleetControl).values(
-            breaker_opened_at=datetime.now(UTC) - timedelta(hours=1)))
+        session.execute(
+            update(FleetControl).values(breaker_opened_at=datetime.now(UTC) - timedelta(hours=1))
+        )
     assert pipeline.submit(jobs[-1]).step == "poll"  # the probe goes and succeeds
     with factory.begin() as session:
         bucket = fleet.read_bucket(session)
@@ -307,8 +338,14 @@ def test_reconciler_redrives_expires_and_fails_overdue_jobs(world) -> None:
     _set(factory, lost_message, updated_at=past, next_action_at=past, dispatched_at=past)
     provider.submits = [prediction(PredictionState.PENDING)]
     pipeline.submit(dead_submitter)
-    _set(factory, dead_submitter, status="submitting", lease_expires_at=past, updated_at=past,
-         prediction_id=None)
+    _set(
+        factory,
+        dead_submitter,
+        status="submitting",
+        lease_expires_at=past,
+        updated_at=past,
+        prediction_id=None,
+    )
     _set(factory, too_late, deadline_at=past)
     sent: list[tuple[str, uuid.UUID]] = []
 
@@ -317,8 +354,11 @@ def test_reconciler_redrives_expires_and_fails_overdue_jobs(world) -> None:
         with factory.begin() as session:
             yield session
 
-    reconciler = Reconciler(settings=pipeline.settings, sessions=sessions,
-                            send=lambda step, job_id: sent.append((step, job_id)))
+    reconciler = Reconciler(
+        settings=pipeline.settings,
+        sessions=sessions,
+        send=lambda step, job_id: sent.append((step, job_id)),
+    )
     result = reconciler.run_once()
     assert (result.deadlines, result.leases_expired) == (1, 1)
     assert job_row(factory, too_late).error_code == "deadline_exceeded"
@@ -326,17 +366,22 @@ def test_reconciler_redrives_expires_and_fails_overdue_jobs(world) -> None:
     assert (expired.status, expired.ambiguous_submits) == ("queued", 1)
     assert sent == []  # queued jobs are the dispatcher's
     dispatched: list[uuid.UUID] = []
-    dispatcher = Dispatcher(settings=pipeline.settings, sessions=sessions,
-                            send=lambda job_id, countdown: dispatched.append(job_id))
+    dispatcher = Dispatcher(
+        settings=pipeline.settings,
+        sessions=sessions,
+        send=lambda job_id, countdown: dispatched.append(job_id),
+    )
     assert dispatcher.run_once().sent == 2
     assert set(dispatched) == {lost_message, dead_submitter}  # its message was lost long ago
     assert dispatcher.run_once().sent == 0  # just sent: not again until it counts as lost
 
 
-@pytest.mark.parametrize("resolution, fastest, slowest", [("1080p", 15, 60), ("2K", 20, 80),
-                                                          ("4K", 30, 120)])
+@pytest.mark.parametrize(
+    "resolution, fastest, slowest", [("1080p", 15, 60), ("2K", 20, 80), ("4K", 30, 120)]
+)
 def test_the_poll_schedule_sees_every_prediction_soon_after_it_is_done(
-        resolution: str, fastest: float, slowest: float) -> None:
+    resolution: str, fastest: float, slowest: float
+) -> None:
     from worker.pipeline import first_poll_delay, next_poll_delay
 
     # Given the contract's spread of generation times, and the default poll settings

@@ -5,28 +5,38 @@ import pytest
 from worker import errors as e
 from worker.retry import Retry, RetryPolicy, Stop
 
-POLICY = RetryPolicy(base_s=2, max_s=60, max_submit_attempts=4, max_poll_errors=5,
-                     max_transfer_attempts=3, ambiguous_submit="retry", fleet_pause_s=30)
+POLICY = RetryPolicy(
+    base_s=2,
+    max_s=60,
+    max_submit_attempts=4,
+    max_poll_errors=5,
+    max_transfer_attempts=3,
+    ambiguous_submit="retry",
+    fleet_pause_s=30,
+)
 
 
-@pytest.mark.parametrize(("step", "error", "attempt", "expected"), [
-    ("submit", e.ProviderUnreachable(), 1, Retry),
-    ("submit", e.ProviderUnreachable(), 4, Stop),
-    ("submit", e.ProviderServerError(status_code=502), 1, Retry),
-    ("submit", e.RateLimited(retry_after_s=7), 1, Retry),
-    ("submit", e.RateLimited(), 99, Retry),  # the fleet cools down; never the job's fault
-    ("submit", e.InvalidRequest(), 1, Stop),
-    ("submit", e.ContentPolicyViolation(), 1, Stop),
-    ("submit", e.AuthenticationFailed(), 99, Retry),
-    ("submit", e.PermissionDenied(), 99, Retry),
-    ("poll", e.ProviderServerError(), 4, Retry),
-    ("poll", e.ProviderServerError(), 5, Stop),
-    ("poll", e.PredictionNotFound(), 1, Stop),
-    ("transfer", e.OutputCorrupt(), 2, Retry),
-    ("transfer", e.OutputCorrupt(), 3, Stop),
-    ("transfer", e.OutputExpired(), 1, Stop),
-    ("transfer", e.StorageError(), 1, Retry),
-])
+@pytest.mark.parametrize(
+    ("step", "error", "attempt", "expected"),
+    [
+        ("submit", e.ProviderUnreachable(), 1, Retry),
+        ("submit", e.ProviderUnreachable(), 4, Stop),
+        ("submit", e.ProviderServerError(status_code=502), 1, Retry),
+        ("submit", e.RateLimited(retry_after_s=7), 1, Retry),
+        ("submit", e.RateLimited(), 99, Retry),  # the fleet cools down; never the job's fault
+        ("submit", e.InvalidRequest(), 1, Stop),
+        ("submit", e.ContentPolicyViolation(), 1, Stop),
+        ("submit", e.AuthenticationFailed(), 99, Retry),
+        ("submit", e.PermissionDenied(), 99, Retry),
+        ("poll", e.ProviderServerError(), 4, Retry),
+        ("poll", e.ProviderServerError(), 5, Stop),
+        ("poll", e.PredictionNotFound(), 1, Stop),
+        ("transfer", e.OutputCorrupt(), 2, Retry),
+        ("transfer", e.OutputCorrupt(), 3, Stop),
+        ("transfer", e.OutputExpired(), 1, Stop),
+        ("transfer", e.StorageError(), 1, Retry),
+    ],
+)
 def test_decision_table(step, error, attempt, expected) -> None:
     assert isinstance(POLICY.decide(step, error, attempt, random.Random(1)), expected)
 
@@ -77,8 +87,10 @@ def test_retry_after_is_a_floor() -> None:
     assert isinstance(decision, Retry) and decision.delay_s >= 45
 
 
-@pytest.mark.parametrize("error", [e.RateLimited(), e.InvalidRequest(),
-                                   e.ContentPolicyViolation(), e.AuthenticationFailed()])
+@pytest.mark.parametrize(
+    "error",
+    [e.RateLimited(), e.InvalidRequest(), e.ContentPolicyViolation(), e.AuthenticationFailed()],
+)
 def test_definite_refusals_are_not_ambiguous(error) -> None:
     decision = POLICY.decide("submit", error, 1)
     assert not decision.ambiguous

@@ -19,15 +19,18 @@ def test_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:
     assert headers[TIMESTAMP_HEADER] == "1700000000"
 
 
-@pytest.mark.parametrize(("secret", "timestamp", "body", "now", "valid"), [
-    (SECRET, "1700000000", BODY, 1700000000, True),
-    (SECRET, "1700000000", BODY, 1700000299, True),
-    (SECRET, "1700000000", BODY, 1700000301, False),  # too old: a replay
-    (SECRET, "1700000000", BODY + b" ", 1700000000, False),  # body changed
-    (b"other", "1700000000", BODY, 1700000000, False),  # wrong secret
-    (SECRET, "1700000001", BODY, 1700000000, False),  # timestamp changed
-    (SECRET, "soon", BODY, 1700000000, False),
-])
+@pytest.mark.parametrize(
+    ("secret", "timestamp", "body", "now", "valid"),
+    [
+        (SECRET, "1700000000", BODY, 1700000000, True),
+        (SECRET, "1700000000", BODY, 1700000299, True),
+        (SECRET, "1700000000", BODY, 1700000301, False),  # too old: a replay
+        (SECRET, "1700000000", BODY + b" ", 1700000000, False),  # body changed
+        (b"other", "1700000000", BODY, 1700000000, False),  # wrong secret
+        (SECRET, "1700000001", BODY, 1700000000, False),  # timestamp changed
+        (SECRET, "soon", BODY, 1700000000, False),
+    ],
+)
 def test_verify(secret: bytes, timestamp: str, body: bytes, now: int, valid: bool) -> None:
     header = f"v1={signature(SECRET, 1700000000, BODY)}"
     assert verify(secret, timestamp=timestamp, header=header, body=body, now=now) is valid

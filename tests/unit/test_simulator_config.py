@@ -53,8 +53,9 @@ def test_partial_latency_keeps_defaults() -> None:
         (("sk-a",), ("sk-a",), "sk-a", False),
     ],
 )
-def test_accepts_key(accepted: tuple[str, ...], revoked: tuple[str, ...], key: str | None,
-                     ok: bool) -> None:
+def test_accepts_key(
+    accepted: tuple[str, ...], revoked: tuple[str, ...], key: str | None, ok: bool
+) -> None:
     config = SimulatorConfig(api_keys=frozenset(accepted), revoked_keys=frozenset(revoked))
 
     assert config.accepts_key(key) is ok
@@ -63,8 +64,9 @@ def test_accepts_key(accepted: tuple[str, ...], revoked: tuple[str, ...], key: s
 def test_updated_accepts_cli_shapes() -> None:
     config = SimulatorConfig(seed=3)
 
-    new = config.updated({"latency": ["4K=0"], "profile": "flaky,stuck=0.5",
-                          "revoked_keys": ["sk-x"]})
+    new = config.updated(
+        {"latency": ["4K=0"], "profile": "flaky,stuck=0.5", "revoked_keys": ["sk-x"]}
+    )
 
     assert new.latency["4K"] == LatencyRange(0, 0)
     assert new.latency["1080p"] == config.latency["1080p"]
@@ -81,9 +83,16 @@ def test_updated_accepts_json_shapes() -> None:
     assert new.profile == {"nsfw": 1.0}
 
 
-@pytest.mark.parametrize("changes", [{"unknown": 1}, {"profile": {"bogus": 0.1}},
-                                     {"queue_s": -1}, {"latency": {"1080p": [2, 1]}},
-                                     {"latency": 5}])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"unknown": 1},
+        {"profile": {"bogus": 0.1}},
+        {"queue_s": -1},
+        {"latency": {"1080p": [2, 1]}},
+        {"latency": 5},
+    ],
+)
 def test_updated_rejects(changes: dict[str, object]) -> None:
     with pytest.raises((ValueError, ValidationError)):
         SimulatorConfig().updated(changes)

@@ -20,11 +20,35 @@ from simulator.faults import (
 )
 
 CONTRACT_FAULTS = {
-    "http_401", "http_403", "http_429", "http_429_retry_after", "http_500", "http_502",
-    "http_503", "http_504", "content_policy", "invalid_params", "ghost_500", "ghost_slow",
-    "failed", "stuck", "no_output", "nsfw", "poll_500", "poll_429", "urls_list", "error_empty",
-    "date_rfc3339", "nsfw_null", "nsfw_empty", "status_alias", "output_expired", "output_slow",
-    "output_truncated", "output_mislabelled", "multi_output",
+    "http_401",
+    "http_403",
+    "http_429",
+    "http_429_retry_after",
+    "http_500",
+    "http_502",
+    "http_503",
+    "http_504",
+    "content_policy",
+    "invalid_params",
+    "ghost_500",
+    "ghost_slow",
+    "failed",
+    "stuck",
+    "no_output",
+    "nsfw",
+    "poll_500",
+    "poll_429",
+    "urls_list",
+    "error_empty",
+    "date_rfc3339",
+    "nsfw_null",
+    "nsfw_empty",
+    "status_alias",
+    "output_expired",
+    "output_slow",
+    "output_truncated",
+    "output_mislabelled",
+    "multi_output",
 }
 
 
@@ -51,7 +75,10 @@ def test_parse_tokens(prompt: str, expected: dict[str, str | None]) -> None:
 
 def test_tokens_keep_prompt_order() -> None:
     assert list(parse_tokens("[sim:nsfw] [sim:http_502] [sim:stuck]")) == [
-        "nsfw", "http_502", "stuck"]
+        "nsfw",
+        "http_502",
+        "stuck",
+    ]
 
 
 def test_unknown_token_is_an_error() -> None:
@@ -65,8 +92,9 @@ def test_parse_profile_merges_presets_and_items() -> None:
     assert profile == {**PRESETS["flaky"], "http_500": 0.5, "stuck": 0.0}
 
 
-@pytest.mark.parametrize("spec", ["nope", "bogus=0.1", "http_500=2", "http_500=-0.1",
-                                  "http_500=abc"])
+@pytest.mark.parametrize(
+    "spec", ["nope", "bogus=0.1", "http_500=2", "http_500=-0.1", "http_500=abc"]
+)
 def test_parse_profile_rejects(spec: str) -> None:
     with pytest.raises(ValueError):
         parse_profile(spec)
@@ -78,8 +106,9 @@ def test_presets_only_name_registered_faults() -> None:
 
 
 def test_choose_faults_forced_then_drawn() -> None:
-    chosen = choose_faults("x [sim:nsfw=1]", {"http_500": 1.0, "stuck": 0.0, "nsfw": 1.0},
-                           random.Random(1))
+    chosen = choose_faults(
+        "x [sim:nsfw=1]", {"http_500": 1.0, "stuck": 0.0, "nsfw": 1.0}, random.Random(1)
+    )
 
     assert chosen == {"nsfw": "1", "http_500": None}
 

@@ -44,9 +44,18 @@ def test_square_1080p_is_1440_and_auto_renders_square() -> None:
         assert image_size("auto", resolution) == image_size("1:1", resolution)
 
 
-@pytest.mark.parametrize(("spelling", "canonical"),
-                         [("1080p", "1080p"), ("1080P", "1080p"), ("2k", "2K"), ("4K", "4K"),
-                          (" 4k ", "4K"), ("8K", None), ("", None)])
+@pytest.mark.parametrize(
+    ("spelling", "canonical"),
+    [
+        ("1080p", "1080p"),
+        ("1080P", "1080p"),
+        ("2k", "2K"),
+        ("4K", "4K"),
+        (" 4k ", "4K"),
+        ("8K", None),
+        ("", None),
+    ],
+)
 def test_resolution_in_any_case(spelling: str, canonical: str | None) -> None:
     assert normalize_resolution(spelling) == canonical
 

@@ -55,8 +55,10 @@ def test_zero_latency_completes_at_once() -> None:
 def test_latency_is_drawn_within_range_and_repeats_with_the_seed() -> None:
     def latencies(seed: int) -> list[float]:
         clock = FakeClock()
-        sim = Simulator(SimulatorConfig(seed=seed, queue_s=0,
-                                        latency={"1080p": LatencyRange(1.0, 3.0)}), clock=clock)
+        sim = Simulator(
+            SimulatorConfig(seed=seed, queue_s=0, latency={"1080p": LatencyRange(1.0, 3.0)}),
+            clock=clock,
+        )
         params = SubmitParams(prompt="x")
         made = [sim.create_prediction(params, sim.draw(params)) for _ in range(20)]
         return [item.done_at - item.created_at for item in made if item.done_at is not None]
@@ -101,8 +103,7 @@ def test_failed_without_text_picks_a_known_one() -> None:
 
 def test_record_carries_completed_at_and_faults() -> None:
     clock = FakeClock()
-    prediction = make("x [sim:nsfw]", clock=clock, queue_s=0,
-                      latency={"1080p": LatencyRange(1, 1)})
+    prediction = make("x [sim:nsfw]", clock=clock, queue_s=0, latency={"1080p": LatencyRange(1, 1)})
 
     record = prediction.record(clock())
 

@@ -68,8 +68,10 @@ def test_a_stuck_prediction_holds_its_slot_for_good() -> None:
 
 def test_simulator_reports_and_resets_its_limits() -> None:
     clock = FakeClock()
-    sim = Simulator(SimulatorConfig(max_concurrency=1, latency={"1080p": LatencyRange(5, 5)},
-                                    queue_s=0.0), clock=clock)
+    sim = Simulator(
+        SimulatorConfig(max_concurrency=1, latency={"1080p": LatencyRange(5, 5)}, queue_s=0.0),
+        clock=clock,
+    )
     params = SubmitParams(prompt="a cat")
     first = sim.create_prediction(params, sim.draw(params))
     second = sim.create_prediction(params, sim.draw(params))

@@ -31,11 +31,19 @@ def test_entries_carry_notes_and_status() -> None:
     log.note(entry, prediction_id=PREDICTION, faults=["nsfw", "nsfw"])
     log.close(entry, 200)
 
-    assert log.entries() == [{
-        "seq": 1, "time": 10.0, "kind": "submit", "method": "POST", "path": SUBMIT_PATH,
-        "status": 200, "prompt": "a cat [sim:nsfw]", "prediction_id": PREDICTION,
-        "faults": ["nsfw"],
-    }]
+    assert log.entries() == [
+        {
+            "seq": 1,
+            "time": 10.0,
+            "kind": "submit",
+            "method": "POST",
+            "path": SUBMIT_PATH,
+            "status": 200,
+            "prompt": "a cat [sim:nsfw]",
+            "prediction_id": PREDICTION,
+            "faults": ["nsfw"],
+        }
+    ]
 
 
 def test_old_entries_go_but_counts_stay_exact() -> None:

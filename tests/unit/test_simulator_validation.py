@@ -17,7 +17,8 @@ def body(**fields: object) -> bytes:
 
 def test_defaults() -> None:
     assert parse_submit(body(prompt="a cat")) == SubmitParams(
-        prompt="a cat", aspect_ratio="1:1", resolution="1080p", seed=1, image_count=0)
+        prompt="a cat", aspect_ratio="1:1", resolution="1080p", seed=1, image_count=0
+    )
 
 
 @pytest.mark.parametrize(

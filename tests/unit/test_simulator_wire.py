@@ -22,8 +22,13 @@ def prediction(
     faults: dict[str, str | None] | None = None, outcome: Outcome | None = None
 ) -> Prediction:
     return Prediction(
-        id="0" * 32, seq=1, params=SubmitParams(prompt="x"), faults=faults or {},
-        created_at=CREATED, processing_at=CREATED + 1, done_at=CREATED + 3.5,
+        id="0" * 32,
+        seq=1,
+        params=SubmitParams(prompt="x"),
+        faults=faults or {},
+        created_at=CREATED,
+        processing_at=CREATED + 1,
+        done_at=CREATED + 3.5,
         outcome=outcome or Outcome("completed"),
     )
 
@@ -32,16 +37,21 @@ def test_default_shape_while_created() -> None:
     data = prediction_data(prediction(), status="created", result_url=RESULT_URL, outputs=[])
 
     assert data == {
-        "id": "0" * 32, "model": "viduq2", "status": "created", "outputs": [],
-        "urls": {"get": RESULT_URL}, "error": None, "executionTime": 0,
-        "timings": {"inference": 0}, "has_nsfw_contents": [],
+        "id": "0" * 32,
+        "model": "viduq2",
+        "status": "created",
+        "outputs": [],
+        "urls": {"get": RESULT_URL},
+        "error": None,
+        "executionTime": 0,
+        "timings": {"inference": 0},
+        "has_nsfw_contents": [],
         "created_at": "2026-01-01 00:00:00",
     }
 
 
 def test_completed_fills_timings_and_nsfw_flags() -> None:
-    data = prediction_data(prediction(), status="completed", result_url=RESULT_URL,
-                           outputs=["u1"])
+    data = prediction_data(prediction(), status="completed", result_url=RESULT_URL, outputs=["u1"])
 
     assert data["executionTime"] == 2500 and data["timings"] == {"inference": 2500}
     assert data["has_nsfw_contents"] == [False]
@@ -68,8 +78,9 @@ def test_failed_carries_the_error_text() -> None:
     ],
 )
 def test_schema_drift(faults: dict[str, str | None], field: str, expected: object) -> None:
-    data = prediction_data(prediction(faults), status="completed", result_url=RESULT_URL,
-                           outputs=["u1"])
+    data = prediction_data(
+        prediction(faults), status="completed", result_url=RESULT_URL, outputs=["u1"]
+    )
 
     if isinstance(expected, re.Pattern):
         assert expected.fullmatch(data[field])
@@ -108,8 +119,9 @@ def test_rfc3339_has_nanoseconds() -> None:
         ("invalid_params", None, 400, False, None),
     ],
 )
-def test_submit_errors(name: str, arg: str | None, status: int, html: bool,
-                       retry_after: str | None) -> None:
+def test_submit_errors(
+    name: str, arg: str | None, status: int, html: bool, retry_after: str | None
+) -> None:
     response = submit_error(name, {name: arg})
 
     assert response.status_code == status
@@ -159,18 +171,22 @@ def test_output_cache_evicts_least_recently_used() -> None:
         ({}, 1, []),
         ({"output_truncated": None}, 1, ["output_truncated"]),
         ({"output_truncated": None}, 2, []),
-        ({"output_truncated": "always", "output_slow": None}, 9, ["output_slow",
-                                                                  "output_truncated"]),
-        ({"output_expired": "403", "output_mislabelled": None}, 3,
-         ["output_expired", "output_mislabelled"]),
+        (
+            {"output_truncated": "always", "output_slow": None},
+            9,
+            ["output_slow", "output_truncated"],
+        ),
+        (
+            {"output_expired": "403", "output_mislabelled": None},
+            3,
+            ["output_expired", "output_mislabelled"],
+        ),
     ],
 )
-def test_download_faults(faults: dict[str, str | None], attempt: int,
-                         expected: list[str]) -> None:
+def test_download_faults(faults: dict[str, str | None], attempt: int, expected: list[str]) -> None:
     assert download_faults(faults, attempt) == expected
 
 
-@pytest.mark.parametrize(("arg", "status"), [(None, 404), ("404", 404), ("403", 403),
-                                             ("500", 404)])
+@pytest.mark.parametrize(("arg", "status"), [(None, 404), ("404", 404), ("403", 403), ("500", 404)])
 def test_expired_outputs(arg: str | None, status: int) -> None:
     assert expired_response({"output_expired": arg}).status_code == status

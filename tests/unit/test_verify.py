@@ -19,7 +19,7 @@ def png(width: int = 64, height: int = 48) -> bytes:
 
 def chunked(data: bytes, size: int = 7):
     for start in range(0, len(data), size):
-        yield data[start:start + size]
+        yield data[start : start + size]
 
 
 def drain(reader: VerifyingReader) -> bytes:
@@ -36,13 +36,16 @@ def test_measures_hashes_and_reads_dimensions() -> None:
     assert reader.sha256.hexdigest() == hashlib.sha256(data).hexdigest()
 
 
-@pytest.mark.parametrize(("body", "expected", "message"), [
-    (png()[:-20], "full", "truncated"),
-    (png()[:-20], None, "incomplete"),
-    (b"<html>not found</html>", None, "not a PNG"),
-    (png()[:40] + b"\x00" * 8 + png()[48:], None, "CRC mismatch"),
-    (png() + b"trailing", None, "after the PNG end"),
-])
+@pytest.mark.parametrize(
+    ("body", "expected", "message"),
+    [
+        (png()[:-20], "full", "truncated"),
+        (png()[:-20], None, "incomplete"),
+        (b"<html>not found</html>", None, "not a PNG"),
+        (png()[:40] + b"\x00" * 8 + png()[48:], None, "CRC mismatch"),
+        (png() + b"trailing", None, "after the PNG end"),
+    ],
+)
 def test_rejects_broken_outputs(body: bytes, expected: str | None, message: str) -> None:
     length = len(png()) if expected == "full" else None
     reader = VerifyingReader(chunked(body), expected_bytes=length, max_bytes=10**6)
@@ -59,16 +62,19 @@ def test_size_limit() -> None:
 
 
 def png_chunk(kind: bytes, body: bytes) -> bytes:
-    return (struct.pack(">I", len(body)) + kind + body
-            + struct.pack(">I", zlib.crc32(kind + body)))
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
 def one_idat_png(width: int, height: int) -> bytes:
     """A PNG whose whole picture is one IDAT chunk (some encoders write it so)."""
     rows = b"".join(b"\x00" + os.urandom(width * 3) for _ in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
-            + png_chunk(b"IDAT", zlib.compress(rows, 0)) + png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(rows, 0))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def test_one_big_chunk_is_checked_as_it_streams() -> None:
