@@ -11,9 +11,12 @@ from typing import Any
 
 from celery import Celery
 
-from worker.settings import Settings, get_settings
+from worker.settings import STEPS_QUEUE, TRANSFER_QUEUE, Settings, get_settings
 
-QUEUE = "imagegen"
+#: Tasks that copy bytes to or from storage: their own queue, so that a burst of large copies
+#: never delays the polls and dispatch cycles of the jobs still moving (and so that copies can
+#: have workers of their own: ``imagegen worker --queues imagegen.transfer``).
+TRANSFER_TASKS = ("imagegen.transfer", "imagegen.discard")
 
 app = Celery("imagegen", include=["worker.tasks", "worker.webhook_tasks", "worker.maintenance"])
 
@@ -23,7 +26,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_url": settings.effective_broker_url,
         "broker_transport_options": _transport_options(settings),
         "broker_connection_retry_on_startup": True,
-        "task_default_queue": QUEUE,
+        "task_default_queue": STEPS_QUEUE,
+        "task_routes": {name: {"queue": TRANSFER_QUEUE} for name in TRANSFER_TASKS},
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_acks_on_failure_or_timeout": True,

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from worker import jobs
 from worker.errors import BadInput, ConfigurationError, ImagegenError, JobNotFound
-from worker.settings import get_settings
+from worker.settings import get_settings, parse_queues
 
 app = typer.Typer(
     help="Durable text-to-image job queue (GPTProto viduq2).",
@@ -166,6 +166,14 @@ def worker(
     ),
     pool: str = typer.Option("threads", help="Celery pool: threads (I/O bound) or prefork."),
     hostname: str | None = typer.Option(None, "--hostname", "-n", help="Worker node name."),
+    queues: str | None = typer.Option(
+        None,
+        "--queues",
+        "-Q",
+        help="Queues to take tasks from, comma-separated: imagegen (dispatch, submit, poll, "
+        "reconcile, webhooks) and imagegen.transfer (copies to storage). Default: both "
+        "(IMAGEGEN_WORKER_QUEUES).",
+    ),
     loglevel: str | None = typer.Option(None, help="Log level (IMAGEGEN_LOG_LEVEL)."),
     beat: bool | None = typer.Option(
         None,
@@ -177,12 +185,15 @@ def worker(
 ) -> None:
     """Run a Celery worker that takes jobs through submit, poll and transfer."""
     from worker import metrics
-    from worker.celery_app import QUEUE
     from worker.celery_app import app as celery
     from worker.logs import configure_from_settings
     from worker.provider.client import ProviderClient
 
     settings = get_settings()
+    try:
+        queue_list = parse_queues(queues) if queues is not None else settings.worker_queue_list
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--queues") from None
     ProviderClient.from_settings(settings).close()  # fail now if the key is missing
     json_lines = configure_from_settings(settings, loglevel)
     metrics.serve(settings.metrics_port)  # the threads pool shares it; prefork children don't
@@ -190,7 +201,7 @@ def worker(
     argv = [
         "worker",
         "-Q",
-        QUEUE,
+        ",".join(queue_list),
         "-P",
         pool,
         "-n",

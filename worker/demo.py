@@ -118,10 +118,12 @@ def _worker() -> Iterator[None]:
     from celery.contrib.testing.worker import start_worker
 
     from worker.celery_app import app
+    from worker.settings import QUEUES
 
     with (
         start_worker(
             app,
+            queues=list(QUEUES),
             pool="threads",
             concurrency=8,
             perform_ping_check=False,

@@ -19,6 +19,11 @@ from worker.errors import ConfigurationError
 ENV_PREFIX = "IMAGEGEN_"
 #: Settings read from variables outside the IMAGEGEN_ prefix, by field name.
 FOREIGN_ENV = {"api_key": "GPTPROTO_API_KEY", "base_url": "GPTPROTO_BASE_URL"}
+#: The broker queues (``worker.celery_app`` routes the tasks): the steps that keep jobs moving
+#: (dispatch, submit, poll, reconcile, webhooks), and the bulk copies to storage.
+STEPS_QUEUE = "imagegen"
+TRANSFER_QUEUE = "imagegen.transfer"
+QUEUES = (STEPS_QUEUE, TRANSFER_QUEUE)
 
 
 class Settings(BaseSettings):
@@ -106,6 +111,8 @@ class Settings(BaseSettings):
 
     # --- worker --------------------------------------------------------------------------------
     worker_concurrency: int = Field(default=16, ge=1)
+    #: The queues a worker takes tasks from, comma-separated (all of them by default).
+    worker_queues: str = ",".join(QUEUES)
     visibility_timeout_s: int = Field(default=3600, ge=60)
     allow_private_urls: bool = False
     log_level: str = "INFO"
@@ -161,6 +168,11 @@ class Settings(BaseSettings):
             return value
         raise ValueError("must be s3://bucket[/prefix] or file:///absolute/folder")
 
+    @field_validator("worker_queues")
+    @classmethod
+    def _known_queues(cls, value: str) -> str:
+        return ",".join(parse_queues(value))
+
     @field_validator("base_url")
     @classmethod
     def _http_base(cls, value: str) -> str:
@@ -179,6 +191,10 @@ class Settings(BaseSettings):
         return self
 
     # --- derived -------------------------------------------------------------------------------
+    @property
+    def worker_queue_list(self) -> list[str]:
+        return self.worker_queues.split(",")
+
     @property
     def reserved_for_interactive(self) -> int:
         """In-flight slots batch jobs leave free for interactive ones."""
@@ -225,9 +241,8 @@ def get_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         problems = [
-            f"{env_name(str(e['loc'][0]))}: {e['msg']}"
-            if e["loc"]
-            else e["msg"].removeprefix("Value error, ")
+            (f"{env_name(str(e['loc'][0]))}: " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ")
             for e in exc.errors()
         ]
         raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None
@@ -236,3 +251,14 @@ def get_settings() -> Settings:
 def reset_settings() -> None:
     """Forget the cached settings (tests, and commands that change the environment)."""
     get_settings.cache_clear()
+
+
+def parse_queues(value: str) -> list[str]:
+    """The queue names of a comma-separated list, each one of :data:`QUEUES`, at least one."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in QUEUES]
+    if unknown or not names:
+        raise ValueError(
+            f"must name one or more of {', '.join(QUEUES)} (comma-separated); got {value.strip()!r}"
+        )
+    return list(dict.fromkeys(names))
