@@ -280,15 +280,15 @@ class Pipeline:
             claim = repo.claim_for_transfer(
                 session, job_id=job_id, lease_s=self.settings.transfer_lease_s
             )
-            job = repo.get_job(session, job_id) if claim else None
             done = repo.stored_indexes(session, job_id) if claim else set()
+        job = claim.job if claim else None
         if claim is None or job is None:
             return None
         if self._past_deadline(job):
             self._expire(job_id, JobStatus.TRANSFERRING)
             return None
-        if job.transfer_attempts > self.settings.max_transfer_attempts:
-            self._exhausted(job_id, JobStatus.TRANSFERRING, "transfer", job.transfer_attempts - 1)
+        if claim.attempt > self.settings.max_transfer_attempts:
+            self._exhausted(job_id, JobStatus.TRANSFERRING, "transfer", claim.attempt - 1)
             return None
         try:
             fresh = True  # the claim has just taken the lease: no need to renew it yet

@@ -32,7 +32,7 @@ class Claim:
 
     job_id: uuid.UUID
     token: uuid.UUID
-    #: For a submit claim: the attempt it counts, and the job as it was read (detached).
+    #: The attempt the claim counts, and the job as read with it (submit and transfer claims).
     attempt: int = 0
     job: Job | None = field(default=None, compare=False, repr=False)
 
@@ -437,7 +437,8 @@ def mark_generated(
 
 
 def claim_for_transfer(session: Session, *, job_id: uuid.UUID, lease_s: float) -> Claim | None:
-    """Take the transfer lease of a transferring job whose lease is free or expired."""
+    """Take the transfer lease of a transferring job whose lease is free or expired; the claim
+    carries the job as the update left it (its attempt counted)."""
     token, values = _lease_values(lease_s)
     now = utcnow()
     statement = (
@@ -449,11 +450,13 @@ def claim_for_transfer(session: Session, *, job_id: uuid.UUID, lease_s: float) -
             or_(Job.next_action_at.is_(None), Job.next_action_at <= now),
         )
         .values(**values, transfer_attempts=Job.transfer_attempts + 1, updated_at=now)
+        .returning(Job)
     )
-    if session.execute(statement).rowcount != 1:  # type: ignore[attr-defined]
+    job = session.scalars(statement).first()
+    if job is None:
         return None
     add_event(session, job_id=job_id, event="transfer_started")
-    return Claim(job_id, token)
+    return Claim(job_id, token, attempt=job.transfer_attempts, job=job)
 
 
 def release_transfer(session: Session, *, claim: Claim, not_before: datetime, reason: str) -> bool:
