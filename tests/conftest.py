@@ -10,13 +10,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis as redis_lib
-from sqlalchemy import text
+from psycopg.errors import DeadlockDetected
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 
 from tests import harness
 from tests.harness import API_KEY, BIN, PG_ADMIN_URL, REDIS_URL, stop_process
@@ -101,6 +104,20 @@ def service_env(
     )
 
 
+def empty_tables(engine: Engine, tables: str, attempts: int = 5) -> None:
+    """TRUNCATE the tables. A module's worker, beat or API server may be reading them meanwhile:
+    TRUNCATE locks table after table, so Postgres may pick it as a deadlock's victim; try again."""
+    for attempt in range(attempts):
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+            return
+        except OperationalError as exc:
+            if not isinstance(exc.orig, DeadlockDetected) or attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+
+
 @pytest.fixture
 def configured(service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """This process configured like a service-mode producer, tables emptied first."""
@@ -118,8 +135,7 @@ def configured(service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> 
     import models
 
     tables = ", ".join(t.name for t in models.Base.metadata.sorted_tables)
-    with get_engine().begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+    empty_tables(get_engine(), tables)
     from worker import fleet
 
     fleet.read_fleet_state()  # the fleet's control rows, as the migration leaves them
