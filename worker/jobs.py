@@ -269,17 +269,7 @@ def job_view(job: Job) -> dict[str, Any]:
 
 
 def image_view(image: Any) -> dict[str, Any]:
-    return {
-        "index": image.idx,
-        "bucket": image.bucket,
-        "key": image.key,
-        "content_type": image.content_type,
-        "bytes": image.bytes,
-        "sha256": image.sha256,
-        "width": image.width,
-        "height": image.height,
-        "nsfw": image.nsfw,
-    }
+    return views.image_resource(image, links=None, with_url=False)
 
 
 def event_view(item: Any) -> dict[str, Any]:

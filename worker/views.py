@@ -69,10 +69,14 @@ def timings(job: Job) -> dict[str, Any]:
     }
 
 
-def image_resource(image: JobImage, links: Linker | None) -> dict[str, Any]:
+def image_resource(
+    image: JobImage, links: Linker | None, *, with_url: bool = True
+) -> dict[str, Any]:
+    """An image row for the API (with its URL) and the CLI (``with_url=False``)."""
+    url = {"url": links.url_for(image.key) if links else None} if with_url else {}
     return {
         "index": image.idx,
-        "url": links.url_for(image.key) if links else None,
+        **url,
         "bucket": image.bucket,
         "key": image.key,
         "content_type": image.content_type,
