@@ -132,6 +132,21 @@ def start_simulator(log: Path, *args: str) -> tuple[subprocess.Popen[bytes], str
     return proc, url
 
 
+def run_imagegen(
+    env: dict[str, str], *args: str, timeout_s: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """The installed `imagegen` command run to its end, as an operator runs it, with ``env`` on
+    top of this environment; its exit code, stdout and stderr (never raises on failure)."""
+    return subprocess.run(
+        [str(BIN / "imagegen"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=timeout_s,
+        check=False,
+    )
+
+
 def start_imagegen(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
     """An `imagegen ...` process (worker, beat) with ``env`` on top of this environment."""
     with log.open("ab") as sink:

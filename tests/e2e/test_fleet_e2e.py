@@ -5,7 +5,6 @@ batch; an interactive job overtakes a 1,000-job batch backlog."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 import uuid
@@ -19,7 +18,6 @@ import pytest
 from sqlalchemy import text
 
 from tests import harness
-from tests.conftest import BIN
 from tests.waiting import wait_for
 from worker import batches, fleet, jobs
 from worker.db import get_engine
@@ -76,14 +74,7 @@ def max_over_any_window(times: list[float], rate: float, burst: int) -> float:
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [str(BIN / "imagegen"), *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        timeout=120,
-        check=False,
-    )
+    done = harness.run_imagegen(env, *args)
     assert done.returncode == 0, done.stderr
     return done
 

@@ -6,7 +6,6 @@ errors included. Real worker process, Postgres, Redis, moto S3 and the simulator
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 import uuid
@@ -21,7 +20,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from tests.harness import API_KEY, BIN, free_port, start_imagegen, stop_process, wait_http
+from tests.harness import (
+    API_KEY,
+    free_port,
+    run_imagegen,
+    start_imagegen,
+    stop_process,
+    wait_http,
+)
 from tests.waiting import wait_for
 from worker import jobs
 from worker.db import get_engine
@@ -102,15 +108,7 @@ def eventually(check: Callable[[], None], timeout_s: float = 10.0) -> None:
             time.sleep(0.2)
 
 
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "imagegen"), *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        timeout=120,
-        check=False,
-    )
+cli = run_imagegen  # the installed command, as an operator runs it
 
 
 # --- metrics ----------------------------------------------------------------------------------

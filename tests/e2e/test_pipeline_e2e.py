@@ -10,7 +10,6 @@ import hashlib
 import io
 import itertools
 import json
-import subprocess
 import time
 import uuid
 
@@ -19,7 +18,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.conftest import BIN, BUCKET
+from tests.conftest import BUCKET
+from tests.harness import run_imagegen
 from tests.waiting import wait_for
 from worker import jobs
 
@@ -29,17 +29,7 @@ RATIOS = ["1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "2:3", "3:2", "auto"]
 RESOLUTIONS = ["1080p", "2K", "4K", "2k"]
 
 
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    import os
-
-    return subprocess.run(
-        [str(BIN / "imagegen"), *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        timeout=60,
-        check=False,
-    )
+cli = run_imagegen  # the installed command, as an operator runs it
 
 
 def test_twenty_mixed_jobs_reach_succeeded_with_verified_objects(

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,7 +21,7 @@ from typer.testing import CliRunner
 
 from models import Batch
 from models.base import utcnow
-from tests.conftest import BIN
+from tests.harness import run_imagegen
 from worker import jobs
 from worker import repository as repo
 from worker.cli import app
@@ -49,16 +47,7 @@ def run(env: dict[str, str], *args: str) -> Done:
     return Done(result.exit_code, result.stdout, result.stderr)
 
 
-def run_process(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """The installed `imagegen` command, as an operator runs it."""
-    return subprocess.run(
-        [str(BIN / "imagegen"), *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        timeout=120,
-        check=False,
-    )
+run_process = run_imagegen  # the installed command, as an operator runs it
 
 
 def run_json(env: dict[str, str], *args: str) -> Any:

@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import uuid
 
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import BIN
+from tests.harness import run_imagegen
 from worker.db import get_engine
 
 pytestmark = pytest.mark.integration
 
 
-def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "imagegen"), *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        timeout=60,
-        check=False,
-    )
+run = run_imagegen  # the installed command, as an operator runs it
 
 
 def row_counts() -> tuple[int, int]:
