@@ -18,8 +18,10 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/imagegen demo
 
-## The whole test suite against real Postgres, Redis, an S3 server and the simulator.
+## The import contracts, then the whole test suite against real Postgres, Redis, an S3 server
+## and the simulator.
 test: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 	./scripts/ensure-services.sh
 	./scripts/ensure-browser.sh
 	$(BIN)/pytest
@@ -41,10 +43,12 @@ bench: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-## ruff: the lint rules, and the formatting `make fmt` applies.
+## ruff: the lint rules and the formatting `make fmt` applies; import-linter: the direction of
+## every import is the architecture's (pyproject.toml, [tool.importlinter]).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .
@@ -54,7 +58,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) demo-output .imagegen .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo-output .imagegen .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
 
 ## The service-mode stack with Docker Compose (copy .env.example to .env first).
 up:

@@ -1,7 +1,7 @@
 """The HTTP API for other services: ``create_app()`` builds it (``imagegen api`` serves it).
 
 Routes under ``/v1`` need a bearer token; ``/healthz``, ``/readyz`` and ``/metrics`` (from
-``api.ops``, when present) do not. The web dashboard (``api.dashboard``) is under
+``api.routes.ops``) do not. The web dashboard (``api.dashboard``) is under
 ``/dashboard``, behind a sign-in with the same tokens. OpenAPI at ``/openapi.json``,
 interactive docs at ``/docs``.
 Route handlers are plain ``def`` (or hand blocking work to the thread pool): the database and
@@ -16,12 +16,18 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api import batch_routes, dashboard, errors, fleet_routes, job_routes
-from api.limits import BodyLimit
+from api import errors
+from api.body_limit import BodyLimit
+from api.dashboard import site
+from api.routes import batches as batch_routes
+from api.routes import fleet as fleet_routes
+from api.routes import jobs as job_routes
+from api.routes import ops
 from api.schemas import BatchCreate, BatchLine
-from worker.schemas import MAX_BODY_BYTES
-from worker.settings import get_settings
-from worker.storage import ObjectStore, store_from_settings
+from worker.blobs.storage import ObjectStore, store_from_settings
+from worker.broker.tasks import install_ports
+from worker.core.request import MAX_BODY_BYTES
+from worker.core.settings import get_settings
 
 DESCRIPTION = """Enqueue text-to-image jobs (GPTProto viduq2) one by one or in batches of up
 to 100,000, follow them, and fetch the stored images through presigned links.
@@ -34,14 +40,15 @@ _SMALL_BODY = 1024 * 1024
 
 
 def create_app() -> FastAPI:
+    install_ports()  # enqueues, cancels and retries nudge the workers through Celery
     app = FastAPI(title="imagegen-queue", version="1", description=DESCRIPTION)
     errors.install(app)
     app.add_middleware(BodyLimit, limit_for=_body_limit)
     app.include_router(job_routes.router)
     app.include_router(batch_routes.router)
     app.include_router(fleet_routes.router)
-    _include_ops(app)
-    dashboard.install(app)
+    app.include_router(ops.router)
+    site.install(app)
     app.state.links = _Links()
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -53,14 +60,6 @@ def _body_limit(path: str) -> int:
     if path.startswith("/v1/jobs"):
         return 2 * MAX_BODY_BYTES  # room for JSON escaping; the 20 MB rule is checked after
     return _SMALL_BODY
-
-
-def _include_ops(app: FastAPI) -> None:
-    try:
-        from api import ops
-    except ImportError:  # the operations endpoints are optional
-        return
-    app.include_router(ops.router)
 
 
 class _Links:

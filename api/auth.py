@@ -13,7 +13,7 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError
-from worker.settings import get_settings
+from worker.core.settings import get_settings
 
 bearer = HTTPBearer(auto_error=False, description="A token from IMAGEGEN_API_TOKENS")
 

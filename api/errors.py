@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from worker.errors import (
+from worker.core.errors import (
     BadInput,
     BadLines,
     BatchNotFound,

@@ -7,10 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from worker.batch_input import MAX_REF_CHARS
-from worker.batches import MAX_NAME_CHARS
-from worker.jobs import MAX_DEADLINE_S
-from worker.schemas import GenerationRequest
+from worker.core.batch_input import MAX_REF_CHARS
+from worker.core.request import GenerationRequest
+from worker.service.batches import MAX_NAME_CHARS
+from worker.service.jobs import MAX_DEADLINE_S
 
 _REQUEST_FIELDS = set(GenerationRequest.model_fields)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uvicorn
 
-from worker.errors import ConfigurationError
-from worker.logs import configure_from_settings
-from worker.settings import get_settings
+from worker.core.errors import ConfigurationError
+from worker.core.settings import get_settings
+from worker.telemetry.logs import configure_from_settings
 
 
 def serve(*, host: str, port: int, workers: int = 1) -> None:

@@ -18,10 +18,10 @@ from typing import Any
 import redis
 from celery import Celery
 
-from worker.celery_app import celery_config
+from worker.broker.app import celery_config
+from worker.core.settings import get_settings
 from worker.provider.client import ProviderClient
 from worker.provider.wire import PredictionState
-from worker.settings import get_settings
 
 QUEUE = "imagegen-bench"
 

@@ -53,7 +53,7 @@ def main() -> None:
                 "IMAGEGEN_LOG_LEVEL": "WARNING",
             }
         )
-        from worker.db import upgrade
+        from worker.db.schema import upgrade
 
         upgrade(url)
         started = time.perf_counter()
@@ -64,7 +64,7 @@ def main() -> None:
         )
         measure(batch_id, sample, args.jobs, args.runs)
     finally:
-        from worker.db import reset_engine
+        from worker.db.engine import reset_engine
 
         reset_engine()
         drop_database(url)
@@ -72,8 +72,8 @@ def main() -> None:
 
 def fill(count: int) -> tuple[uuid.UUID, uuid.UUID]:
     """The big batch in its mix, the small batches, image rows; then VACUUM ANALYZE."""
-    from worker.batches import enqueue_batch
-    from worker.db import get_engine, session_scope
+    from worker.db.engine import get_engine, session_scope
+    from worker.service.batches import enqueue_batch
 
     items = [
         {"prompt": f"product photo number {n}, studio light", "ref": f"sku-{n}"}

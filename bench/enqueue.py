@@ -105,8 +105,8 @@ def write_jsonl(path: Path, count: int) -> Path:
 
 def measure(source: Path, count: int) -> Repeat:
     """One repeat: the batch path, then the same rows by raw COPY (indexed and bare)."""
-    from worker.batch_input import parse_jsonl
-    from worker.batches import enqueue_batch, nudge
+    from worker.core.batch_input import parse_jsonl
+    from worker.service.batches import enqueue_batch, nudge
 
     _empty_job_tables()
     started = time.perf_counter()
@@ -128,13 +128,13 @@ def measure(source: Path, count: int) -> Repeat:
 
 
 def _columns() -> str:
-    from worker.batch_repository import JOB_COLUMNS
+    from worker.store.batches import JOB_COLUMNS
 
     return ", ".join(JOB_COLUMNS)
 
 
 def _index_count() -> int:
-    from worker.db import get_engine
+    from worker.db.engine import get_engine
 
     with get_engine().connect() as conn:
         return int(
@@ -143,7 +143,7 @@ def _index_count() -> int:
 
 
 def _empty_job_tables() -> None:
-    from worker.db import get_engine
+    from worker.db.engine import get_engine
 
     with get_engine().begin() as conn:
         conn.execute(text("TRUNCATE jobs, batches CASCADE"))
@@ -186,7 +186,7 @@ def _raw_copy(rows: bytes, *, like_jobs: bool) -> float:
 @contextmanager
 def _driver_connection() -> Iterator[psycopg.Connection[Any]]:
     """A psycopg connection of the configured database, for COPY (closed at the end)."""
-    from worker.db import get_engine
+    from worker.db.engine import get_engine
 
     raw = get_engine().raw_connection()
     try:

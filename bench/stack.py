@@ -70,7 +70,7 @@ class Stack:
     # --- lifecycle ------------------------------------------------------------------------------
 
     def __enter__(self) -> Stack:
-        from worker.db import upgrade
+        from worker.db.schema import upgrade
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
@@ -163,7 +163,7 @@ class Stack:
             names.append(name)
         self.stop("beat")  # one beat per stack, with the settings of the latest workers
         self.processes["beat"] = harness.start_imagegen(env, self.workdir / "beat.log", "beat")
-        from worker.celery_app import app
+        from worker.broker.app import app
 
         self._wait_ready(app, names)
         return [self.processes[f"worker-{index}"].pid for index in range(count)]

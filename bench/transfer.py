@@ -179,7 +179,7 @@ def plain_round(stack: Stack, pictures: list[bytes]) -> Measured:
 
 def _stored_bytes(batch_id: Any) -> int:
     from models import Job, JobImage
-    from worker.db import session_scope
+    from worker.db.engine import session_scope
 
     with session_scope() as session:
         total = session.scalar(

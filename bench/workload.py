@@ -82,7 +82,7 @@ def requests(count: int, *, prompts: int, tag: str, **fields: Any) -> list[dict[
 
 def enqueue(items: list[dict[str, Any]], *, name: str) -> tuple[uuid.UUID, list[uuid.UUID]]:
     """Enqueue ``items`` as one batch through ``enqueue_batch``; its id and the job ids."""
-    from worker.batches import enqueue_batch
+    from worker.service.batches import enqueue_batch
 
     receipt = enqueue_batch(items, name=name)
     return receipt.batch_id, receipt.job_ids
@@ -100,7 +100,7 @@ def run(items: list[dict[str, Any]], *, name: str, timeout_s: float) -> Round:
 
 def wait(batch_id: uuid.UUID, *, timeout_s: float) -> bool:
     """Wait until no job of the batch is active; False on time-out."""
-    from worker.db import session_scope
+    from worker.db.engine import session_scope
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -118,7 +118,7 @@ def wait(batch_id: uuid.UUID, *, timeout_s: float) -> bool:
 
 def finished(batch_id: uuid.UUID) -> tuple[Counter[str], list[float]]:
     """The batch's jobs by status, and the end times of those that ended."""
-    from worker.db import session_scope
+    from worker.db.engine import session_scope
 
     with session_scope() as session:
         rows = session.execute(
@@ -131,7 +131,7 @@ def finished(batch_id: uuid.UUID) -> tuple[Counter[str], list[float]]:
 def transfer_spans(batch_id: uuid.UUID) -> list[tuple[float, float]]:
     """(start, end) of each succeeded job's transfer: its ``transfer_started`` event to its
     ``finished_at``."""
-    from worker.db import session_scope
+    from worker.db.engine import session_scope
 
     query = (
         select(func.max(JobEvent.at), Job.finished_at)

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 
 import models
+from worker.core.settings import get_settings
 
 config = context.config
 target_metadata = models.Base.metadata
@@ -15,8 +16,6 @@ def _url() -> str:
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from worker.settings import get_settings
-
     return get_settings().effective_database_url
 
 

@@ -18,10 +18,10 @@ from typing import Any
 
 from starlette.requests import Request
 
+from simulator.account import AccountLimits
 from simulator.config import SimulatorConfig
 from simulator.faults import FaultSet, choose_faults, recovered
 from simulator.images import image_size, render_png
-from simulator.limits import AccountLimits
 from simulator.outputs import OutputCache, UrlSigner, output_path
 from simulator.requestlog import RequestLog
 from simulator.state import Prediction, PredictionStore, plan_prediction

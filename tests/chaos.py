@@ -129,7 +129,7 @@ class Fleet:
 
 def run(options: Options, workdir: Path) -> Report:
     """Set everything up, run the jobs through the chaos, check the promises, tear down."""
-    from worker.db import upgrade
+    from worker.db.schema import upgrade
 
     pg_url = harness.create_database("imagegen_chaos")
     upgrade(pg_url)
@@ -175,7 +175,7 @@ def run(options: Options, workdir: Path) -> Report:
 
 
 def _run(options: Options, env: dict[str, str], fleet: Fleet, sim_url: str) -> Report:
-    from worker.jobs import enqueue
+    from worker.service.jobs import enqueue
 
     harness.use_env(env)
     for _ in range(options.workers):
@@ -225,7 +225,7 @@ def _disrupt(
 
 def _active(job_ids: set[uuid.UUID]) -> int:
     from models import ACTIVE_STATUSES, Job
-    from worker.db import session_scope
+    from worker.db.engine import session_scope
 
     for _ in range(30):  # the database may be restarting
         try:
@@ -250,7 +250,7 @@ def _check(
     report: Report, prompts: dict[uuid.UUID, str], env: dict[str, str], sim_url: str
 ) -> None:
     from models import Job, JobImage
-    from worker.db import session_scope
+    from worker.db.engine import session_scope
 
     created = httpx.get(f"{sim_url}/_sim/stats", timeout=30).json()["predictions_per_prompt"]
     with session_scope() as session:

@@ -21,8 +21,17 @@ from psycopg.errors import DeadlockDetected
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
+import models
 from tests import harness
 from tests.harness import API_KEY, BIN, PG_ADMIN_URL, REDIS_URL, stop_process
+from tests.stand_ins import RecordingPorts
+from worker.broker import wiring
+from worker.broker.tasks import CeleryPorts
+from worker.core import ports
+from worker.core.settings import reset_settings
+from worker.db.engine import get_engine, reset_engine
+from worker.db.schema import upgrade
+from worker.store import fleet
 
 ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "imagegen-test"
@@ -35,8 +44,6 @@ __all__ = ["API_KEY", "BIN", "BUCKET", "PG_ADMIN_URL", "ROOT"]
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh, migrated database on the local Postgres, dropped at the end."""
-    from worker.db import upgrade
-
     try:
         url = harness.create_database()
     except Exception as exc:  # whatever the driver raised, say how to fix it
@@ -118,29 +125,35 @@ def empty_tables(engine: Engine, tables: str, attempts: int = 5) -> None:
             time.sleep(0.1 * (attempt + 1))
 
 
+@pytest.fixture(autouse=True)
+def wired() -> Iterator[None]:
+    """This process sends through Celery, as the command line, the API and producers do (a
+    test may install a stand-in over it: ``recorded``)."""
+    previous = ports.install(CeleryPorts())
+    yield
+    ports.install(previous)
+
+
+@pytest.fixture
+def recorded() -> Iterator[RecordingPorts]:
+    """A stand-in for the broker: what this process asked to send, recorded and not sent."""
+    fake = RecordingPorts()
+    previous = ports.install(fake)
+    yield fake
+    ports.install(previous)
+
+
 @pytest.fixture
 def configured(service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """This process configured like a service-mode producer, tables emptied first."""
-    from worker.celery_app import reconfigure
-    from worker.db import get_engine, reset_engine
-    from worker.runtime import reset_pipeline
-    from worker.settings import reset_settings
-
     for key, value in service_env.items():
         monkeypatch.setenv(key, value)
-    reset_settings()
-    reset_engine()
-    reset_pipeline()
-    reconfigure()
-    import models
-
+    wiring.reset()
     tables = ", ".join(t.name for t in models.Base.metadata.sorted_tables)
     empty_tables(get_engine(), tables)
-    from worker import fleet
-
     fleet.read_fleet_state()  # the fleet's control rows, as the migration leaves them
     yield
-    reset_pipeline()
+    wiring.reset_pipeline()
     reset_engine()
     reset_settings()
 

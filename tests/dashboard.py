@@ -15,7 +15,7 @@ from PIL import Image
 
 from models import Job, JobEvent, JobImage
 from tests.producers import TOKEN
-from worker.db import session_scope
+from worker.db.engine import session_scope
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 

@@ -19,6 +19,11 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, text
 
+from worker.broker import wiring
+from worker.broker.tasks import install_ports
+from worker.core.settings import reset_settings
+from worker.db.engine import reset_engine
+
 BIN = Path(sys.executable).parent
 PG_ADMIN_URL = os.environ.get(
     "IMAGEGEN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -223,15 +228,13 @@ def service_env(
 
 def use_env(env: dict[str, str]) -> None:
     """Configure this process (a producer, a checker) like the processes started with ``env``;
-    an empty ``env`` only drops what was built from the previous settings."""
-    from worker.celery_app import reconfigure
-    from worker.db import reset_engine
-    from worker.runtime import reset_pipeline
-    from worker.settings import reset_settings
-
+    an empty ``env`` only drops what was built from the previous settings. Sends go through
+    Celery, as in any producer process."""
     os.environ.update(env)
-    reset_settings()
-    reset_engine()
-    reset_pipeline()
     if env:
-        reconfigure()
+        wiring.reset()
+    else:
+        reset_settings()
+        reset_engine()
+        wiring.reset_pipeline()
+    install_ports()

@@ -38,7 +38,7 @@ TABLES = ("jobs", "job_events", "job_images", "batches", "webhook_deliveries", "
 
 def configure(monkeypatch: pytest.MonkeyPatch, **extra: str) -> None:
     """Add the producer settings to a ``configured`` process."""
-    from worker.settings import reset_settings
+    from worker.core.settings import reset_settings
 
     for key, value in {**PRODUCER_ENV, **extra}.items():
         monkeypatch.setenv(key, value)
@@ -71,7 +71,7 @@ def running_api() -> Iterator[str]:
 
 
 def row_counts() -> dict[str, int]:
-    from worker.db import get_engine
+    from worker.db.engine import get_engine
 
     with get_engine().connect() as conn:
         return {

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 
 import pytest
 
-from worker import jobs
+from worker.service import jobs
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 

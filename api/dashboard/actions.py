@@ -1,8 +1,8 @@
 """The dashboard's actions (POST): sign in and out, cancel or retry a job, pause or resume.
 
-Each action calls the function the CLI calls (``imagegen cancel`` -> ``worker.jobs.cancel``,
-``imagegen retry`` -> ``worker.admin.retry_job``, pause and resume -> ``worker.fleet``), after
-a confirmation: the page's script asks first (``confirm()``) and marks the form; without the
+Each action calls the function the CLI calls (``imagegen cancel`` -> ``service.jobs.cancel``,
+``imagegen retry`` -> ``service.operator.retry_job``, pause and resume -> ``service.operator``),
+after a confirmation: the page's script asks first (``confirm()``) and marks the form; without the
 script the server answers a confirmation page instead of acting. Forms need the session's CSRF
 token; every action answers a redirect (303) back to the page, with a fixed notice.
 """
@@ -30,7 +30,8 @@ from api.dashboard.auth import (
 )
 from api.dashboard.pages import parse_id
 from api.dashboard.render import page, secured
-from worker import admin, fleet, jobs
+from worker.service import jobs
+from worker.service import operator as admin
 
 log = logging.getLogger("imagegen.dashboard")
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
@@ -212,7 +213,7 @@ def pause(
     )
     if asked is not None:
         return asked
-    fleet.pause(reason, by="dashboard")
+    admin.pause(reason, by="dashboard")
     return _back("/dashboard/", "paused")
 
 
@@ -236,5 +237,5 @@ def resume(
     )
     if asked is not None:
         return asked
-    fleet.resume(by="dashboard")
+    admin.resume(by="dashboard")
     return _back("/dashboard/", "resumed")

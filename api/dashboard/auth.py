@@ -22,7 +22,7 @@ from fastapi import Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from api.auth import token_matches
-from worker.settings import get_settings
+from worker.core.settings import get_settings
 
 COOKIE = "imagegen_session"
 COOKIE_PATH = "/dashboard"

@@ -1,7 +1,7 @@
 """What each dashboard page shows, as plain data for the templates (no HTML here).
 
-Reads go through ``worker.dashboard_queries`` (indexed, bounded) and the same view builders the
-HTTP API uses (``worker.views``, ``worker.jobs``), so a page and ``GET /v1/...`` agree.
+Reads go through ``worker.store.dashboard`` (indexed, bounded) and the same view builders the
+HTTP API uses (``worker.service.views``), so a page and ``GET /v1/...`` agree.
 """
 
 from __future__ import annotations
@@ -13,15 +13,16 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from models import ACTIVE_STATUSES, STATUSES, Job, JobImage
-from worker import batch_repository as batch_repo
-from worker import dashboard_queries as q
-from worker import jobs, views
-from worker import repository as repo
-from worker.db import session_scope
-from worker.errors import BatchNotFound, JobNotFound
-from worker.fleet import read_fleet_state
-from worker.progress import RATE_WINDOW_S
+from models import Job, JobImage
+from worker.core.errors import BatchNotFound, JobNotFound
+from worker.core.progress import RATE_WINDOW_S
+from worker.core.states import ACTIVE, STATUSES, TERMINAL
+from worker.db.engine import session_scope
+from worker.service import views
+from worker.store import batches as batch_store
+from worker.store import dashboard as q
+from worker.store import jobs as job_store
+from worker.store.fleet import read_fleet_state
 
 #: The overview's windows: failures of the last day, throughput of the last hour.
 FAILURE_WINDOW = timedelta(hours=24)
@@ -50,8 +51,8 @@ def overview() -> dict[str, Any]:
         waiting = q.longest_waiting(session)
     return {
         "now": now,
-        "active": {status: active.get(status, 0) for status in ACTIVE_STATUSES},
-        "finished": {status: finished.get(status, 0) for status in q.TERMINAL},
+        "active": {status: active.get(status, 0) for status in ACTIVE},
+        "finished": {status: finished.get(status, 0) for status in TERMINAL},
         "failures_by_code": codes,
         "recent_failures": failures,
         "throughput": throughput_chart(minutes, now),
@@ -152,7 +153,7 @@ def batch_list(cursor: tuple[datetime, uuid.UUID] | None) -> dict[str, Any]:
                 "completed_at": batch.completed_at,
                 "counts": counts,
                 "segments": segments(counts, batch.total),
-                "done": sum(counts.get(s, 0) for s in q.TERMINAL),
+                "done": sum(counts.get(s, 0) for s in TERMINAL),
             }
         )
     last = page[-1] if page and more else None
@@ -217,7 +218,7 @@ def batch_summary(batch_id: uuid.UUID) -> dict[str, Any]:
 
 def _summary(session: Session, batch_id: uuid.UUID) -> dict[str, Any]:
     now = datetime.now(UTC)
-    batch = batch_repo.get_batch(session, batch_id)
+    batch = batch_store.get_batch(session, batch_id)
     if batch is None:
         raise BatchNotFound(f"no batch with id {batch_id}")
     counts = q.batch_counts(
@@ -237,7 +238,7 @@ def _gallery(session: Session, batch_id: uuid.UUID, at: GalleryPage) -> dict[str
         before=at.before,
         limit=GALLERY_PER_PAGE,
     )
-    images = batch_repo.images_of(session, [job.id for job in found])
+    images = batch_store.images_of(session, [job.id for job in found])
     first = found[0].batch_index if found else None
     last = found[-1].batch_index if found else None
     has_prev = first is not None and q.gallery_has(
@@ -283,17 +284,17 @@ def thumb(image: JobImage, size: int) -> dict[str, Any]:
 def job_page(job_id: uuid.UUID) -> dict[str, Any]:
     """Everything about a job: request, timings, attempts, events, images."""
     with session_scope() as session:
-        job = repo.get_job(session, job_id)
+        job = job_store.get_job(session, job_id)
         if job is None:
             raise JobNotFound(f"no job with id {job_id}")
-        images = repo.list_images(session, job_id)
-        events = repo.list_events(session, job_id)
-        view = jobs.job_view(job)
+        images = job_store.list_images(session, job_id)
+        events = job_store.list_events(session, job_id)
+        view = views.job_view(job)
         view["timings"] = views.timings(job)
         view["batch_index"] = job.batch_index
-    view["images"] = [{**jobs.image_view(image), **thumb(image, 512)} for image in images]
-    view["events"] = [jobs.event_view(event) for event in events]
-    view["can_cancel"] = job.status in ACTIVE_STATUSES
+    view["images"] = [{**views.image_view(image), **thumb(image, 512)} for image in images]
+    view["events"] = [views.event_view(event) for event in events]
+    view["can_cancel"] = job.status in ACTIVE
     view["can_retry"] = job.status == "failed"
     return view
 
@@ -305,8 +306,8 @@ def known_status(value: str) -> bool:
 def kind_of(found: uuid.UUID) -> str | None:
     """``jobs`` or ``batches``: what an id names, or None."""
     with session_scope() as session:
-        if repo.get_job(session, found) is not None:
+        if job_store.get_job(session, found) is not None:
             return "jobs"
-        if batch_repo.get_batch(session, found) is not None:
+        if batch_store.get_batch(session, found) is not None:
             return "batches"
     return None

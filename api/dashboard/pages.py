@@ -15,12 +15,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
-from api import batch_routes
 from api.dashboard import data
 from api.dashboard.auth import Viewer, require_viewer, safe_next, viewer_of
 from api.dashboard.render import page, secured
-from worker import dashboard_queries as q
-from worker.errors import BatchNotFound, JobNotFound
+from api.routes import batches as batch_routes
+from worker.core.errors import BatchNotFound, JobNotFound
+from worker.core.states import TERMINAL
+from worker.store import dashboard as q
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 
@@ -179,5 +180,5 @@ def job_fragment(
 ) -> Response:
     with _found():
         view = data.job_page(parse_id(job_id))
-    final = view["status"] in q.TERMINAL
+    final = view["status"] in TERMINAL
     return _fragment(request, "_job_live.html", final=final, job=view, viewer=viewer)

@@ -24,10 +24,10 @@ from api.dashboard.auth import Viewer, require_viewer
 from api.dashboard.data import THUMB_SIZES
 from api.dashboard.pages import NotFoundPage, parse_id
 from models import JobImage
-from worker import dashboard_queries as q
-from worker.db import session_scope
-from worker.errors import StorageError
-from worker.storage import LocalStore, ObjectStore
+from worker.blobs.storage import LocalStore, ObjectStore
+from worker.core.errors import StorageError
+from worker.db.engine import session_scope
+from worker.store import dashboard as q
 
 log = logging.getLogger("imagegen.dashboard")
 

@@ -20,8 +20,8 @@ import pytest
 from tests.browser.conftest import _missing_browser
 from tests.producers import TOKEN, configure
 from tests.waiting import tagged_prompt, wait_for
-from worker import batches, jobs
-from worker.fleet import read_fleet_state
+from worker.service import batches, jobs
+from worker.store.fleet import read_fleet_state
 
 MISSING = _missing_browser()
 pytestmark = [

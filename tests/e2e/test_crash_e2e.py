@@ -14,7 +14,7 @@ import redis
 
 from tests.conftest import BUCKET
 from tests.waiting import wait_for
-from worker import jobs
+from worker.service import jobs
 
 pytestmark = pytest.mark.e2e
 

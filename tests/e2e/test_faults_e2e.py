@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.waiting import predictions_created, tagged_prompt, wait_for
-from worker import jobs
+from worker.service import jobs
 
 pytestmark = pytest.mark.e2e
 

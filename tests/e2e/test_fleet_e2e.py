@@ -19,8 +19,9 @@ from sqlalchemy import text
 
 from tests import harness
 from tests.waiting import wait_for
-from worker import batches, fleet, jobs
-from worker.db import get_engine
+from worker.db.engine import get_engine
+from worker.service import batches, jobs
+from worker.store import fleet
 
 pytestmark = pytest.mark.e2e
 

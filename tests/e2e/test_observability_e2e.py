@@ -29,8 +29,8 @@ from tests.harness import (
     wait_http,
 )
 from tests.waiting import wait_for
-from worker import jobs
-from worker.db import get_engine
+from worker.db.engine import get_engine
+from worker.service import jobs
 
 pytestmark = pytest.mark.e2e
 

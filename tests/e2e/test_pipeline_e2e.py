@@ -21,7 +21,7 @@ from PIL import Image
 from tests.conftest import BUCKET
 from tests.harness import run_imagegen
 from tests.waiting import wait_for
-from worker import jobs
+from worker.service import jobs
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ import redis as redis_lib
 
 from tests.harness import stop_process
 from tests.waiting import wait_for
-from worker import jobs
+from worker.service import jobs
 
 pytestmark = pytest.mark.e2e
 

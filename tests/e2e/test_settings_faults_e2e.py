@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.waiting import predictions_created, tagged_prompt, wait_for
-from worker import jobs
+from worker.service import jobs
 
 pytestmark = pytest.mark.e2e
 

@@ -1,7 +1,7 @@
 """Operator commands against real Postgres (and Redis as the broker, moto as S3):
 `status` without an id, `jobs list`, `retry`, `retry --failed` and `prune`.
 
-Jobs are put into their states through the repository's guarded transitions where one exists
+Jobs are put into their states through the store's guarded transitions where one exists
 (failed, cancelled); rows are aged with plain SQL, which is what time would do.
 """
 
@@ -22,12 +22,13 @@ from typer.testing import CliRunner
 from models import Batch
 from models.base import utcnow
 from tests.harness import run_imagegen
-from worker import jobs
-from worker import repository as repo
-from worker.cli import app
-from worker.db import get_engine, session_scope
-from worker.states import JobStatus
-from worker.storage import store_from_settings
+from worker.blobs.storage import store_from_settings
+from worker.cli.main import app
+from worker.core.states import JobStatus
+from worker.db.engine import get_engine, session_scope
+from worker.service import jobs
+from worker.store import jobs as job_store
+from worker.store import steps, transitions
 
 pytestmark = pytest.mark.integration
 
@@ -89,9 +90,9 @@ def a_job(
 def failed_job(code: str, *, batch: uuid.UUID | None = None) -> uuid.UUID:
     job_id = a_job(f"fails with {code}", batch=batch)
     with session_scope() as session:
-        claim = repo.claim_for_submit(session, job_id=job_id, lease_s=60)
+        claim = steps.claim_for_submit(session, job_id=job_id, lease_s=60)
         assert claim is not None
-        assert repo.fail(
+        assert transitions.fail(
             session,
             job_id=job_id,
             sources=[JobStatus.SUBMITTING],
@@ -131,7 +132,7 @@ def store_image(job_id: uuid.UUID, index: int) -> str:
     key = f"{store.prefix}/prune-test/{job_id}/{index}.png"
     store.put(key, io.BytesIO(b"\x89PNG fake"), content_type="image/png")
     with session_scope() as session:
-        repo.record_image(
+        job_store.record_image(
             session,
             values={
                 "job_id": job_id,
@@ -151,7 +152,7 @@ def store_image(job_id: uuid.UUID, index: int) -> str:
 
 
 def store_from_settings_now() -> Any:
-    from worker.settings import get_settings
+    from worker.core.settings import get_settings
 
     return store_from_settings(get_settings())
 
@@ -346,7 +347,7 @@ def test_retry_failed_narrows_by_batch_and_code(configured, service_env, redis_u
 
 
 def test_retry_failed_of_many_jobs_runs_in_chunks(configured, service_env, monkeypatch) -> None:
-    from worker import admin
+    from worker.service import operator as admin
 
     monkeypatch.setattr(admin, "RETRY_CHUNK", 4)
     ids = [failed_job("provider_failed") for _ in range(10)]
@@ -428,24 +429,25 @@ def test_prune_without_delete_objects_leaves_storage_alone(
 def test_scheduled_prune_is_off_by_default_and_follows_its_settings(
     configured, monkeypatch
 ) -> None:
-    from worker import maintenance
-    from worker.settings import get_settings, reset_settings
+    from worker.broker import tasks
+    from worker.core.settings import get_settings, reset_settings
+    from worker.service.retention import prune_plan
 
     job_id = succeeded_job(finished_ago=timedelta(days=10))
-    maintenance.prune.run()  # IMAGEGEN_PRUNE_OLDER_THAN_DAYS unset: nothing happens
+    tasks.prune.run()  # IMAGEGEN_PRUNE_OLDER_THAN_DAYS unset: nothing happens
     assert statuses(job_id) == ["succeeded"]
     monkeypatch.setenv("IMAGEGEN_PRUNE_OLDER_THAN_DAYS", "7")
     reset_settings()
-    plan = maintenance.prune_plan(get_settings())
+    plan = prune_plan(get_settings())
     assert plan is not None and plan.older_than == timedelta(days=7) and plan.store is None
-    maintenance.prune.run()
+    tasks.prune.run()
     with pytest.raises(Exception, match="no job with id"):
         jobs.status(job_id)
 
 
 def _keys_of(job_ids: list[uuid.UUID]) -> list[str]:
     with session_scope() as session:
-        return [image.key for job_id in job_ids for image in repo.list_images(session, job_id)]
+        return [image.key for job_id in job_ids for image in job_store.list_images(session, job_id)]
 
 
 def _bucket() -> str:

@@ -15,8 +15,9 @@ from PIL import Image
 
 from tests.conftest import BUCKET
 from tests.producers import AUTH, TOKEN, configure, row_counts, running_api
-from worker import repository as repo
-from worker.db import session_scope
+from worker.db.engine import session_scope
+from worker.store import jobs as job_store
+from worker.store import steps
 
 pytestmark = pytest.mark.integration
 
@@ -147,28 +148,28 @@ def test_get_job_has_images_with_presigned_urls_and_timings(
 def _succeed(job_id: uuid.UUID, key: str, data: bytes) -> None:
     import hashlib
 
-    from worker.states import JobStatus
+    from worker.core.states import JobStatus
 
     with session_scope() as session:
-        claim = repo.claim_for_submit(session, job_id=job_id, lease_s=60)
+        claim = steps.claim_for_submit(session, job_id=job_id, lease_s=60)
         assert claim is not None
-        repo.mark_running(
+        steps.mark_running(
             session,
             claim=claim,
             prediction_id="p1",
             provider_status="created",
             next_poll_at=datetime.now(UTC),
         )
-        repo.mark_generated(
+        steps.mark_generated(
             session,
             job_id=job_id,
             provider_status="completed",
             outputs=["https://cdn.example.com/x.png"],
             nsfw=[False],
         )
-        transfer = repo.claim_for_transfer(session, job_id=job_id, lease_s=60)
+        transfer = steps.claim_for_transfer(session, job_id=job_id, lease_s=60)
         assert transfer is not None
-        repo.record_image(
+        job_store.record_image(
             session,
             values={
                 "job_id": job_id,
@@ -184,8 +185,8 @@ def _succeed(job_id: uuid.UUID, key: str, data: bytes) -> None:
                 "nsfw": False,
             },
         )
-        assert repo.mark_succeeded(session, claim=transfer)
-        assert repo.get_job(session, job_id).status == JobStatus.SUCCEEDED  # type: ignore[union-attr]
+        assert steps.mark_succeeded(session, claim=transfer)
+        assert job_store.get_job(session, job_id).status == JobStatus.SUCCEEDED  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("path", ["/v1/jobs/{id}", "/v1/batches/{id}", "/v1/batches/{id}/manifest"])

@@ -408,7 +408,7 @@ def test_cli_bad_input_exits_2_naming_the_field(
     # in this process (the same command code, without a second of start-up per case)
     from typer.testing import CliRunner
 
-    from worker.cli import app
+    from worker.cli.main import app
 
     configure(monkeypatch, **STRICT)
     before = row_counts()

@@ -14,11 +14,12 @@ from sqlalchemy.orm import Session
 
 from models import Batch, Job, WebhookDelivery
 from tests.producers import configure, row_counts
-from worker import batches, jobs, outbox
-from worker import repository as repo
-from worker.db import get_engine, session_scope
-from worker.errors import IdempotencyConflict
-from worker.states import JobStatus
+from tests.stand_ins import RecordingPorts
+from worker.core.errors import IdempotencyConflict
+from worker.core.states import JobStatus
+from worker.db.engine import get_engine, session_scope
+from worker.service import batches, jobs
+from worker.store import outbox, transitions
 
 pytestmark = pytest.mark.integration
 
@@ -119,13 +120,10 @@ def test_batch_idempotency_key(producer: list[list[uuid.UUID]]) -> None:
 
 
 def test_a_batch_wakes_the_dispatcher_once_and_sends_no_job_message(
-    producer: list[list[uuid.UUID]], monkeypatch: pytest.MonkeyPatch
+    producer: list[list[uuid.UUID]], recorded: RecordingPorts
 ) -> None:
-    woken: list[bool] = []
-    sent: list[str] = []
-    monkeypatch.setattr("worker.dispatch.wake_dispatcher", lambda **kw: woken.append(True))
-    monkeypatch.setattr("worker.tasks.submit.apply_async", lambda *a, **kw: sent.append("x"))
     batches.enqueue_batch(items(25))
+    woken, sent = recorded.wakes, recorded.steps
     assert woken == [True] and sent == []  # the jobs wait in the table for the dispatcher
 
 
@@ -175,7 +173,7 @@ def test_a_job_with_a_callback_records_its_event_only_if_its_end_commits(
     job_id = jobs.enqueue({"prompt": "x"}, callback_url="https://hooks.example.com/j")
     with Session(get_engine()) as session:
         session.begin()
-        assert repo.cancel(session, job_id=job_id, reason="changed my mind") is not None
+        assert transitions.cancel(session, job_id=job_id, reason="changed my mind") is not None
         session.rollback()
     assert _deliveries(job_id=job_id) == []
     jobs.cancel(job_id)
@@ -186,7 +184,7 @@ def test_a_job_with_a_callback_records_its_event_only_if_its_end_commits(
 def test_a_retried_job_and_its_batch_report_their_new_ending_too(
     producer: list[list[uuid.UUID]],
 ) -> None:
-    from worker import admin
+    from worker.service import operator as admin
 
     # Given a one-job batch whose job failed, with callbacks on the job and the batch
     receipt = batches.enqueue_batch([{"prompt": "x"}], callback_url="https://hooks.example.com/b")
@@ -195,7 +193,7 @@ def test_a_retried_job_and_its_batch_report_their_new_ending_too(
         session.execute(
             update(Job).where(Job.id == job_id).values(callback_url="https://hooks.example.com/j")
         )
-        repo.fail(
+        transitions.fail(
             session,
             job_id=job_id,
             sources=[JobStatus.QUEUED],
@@ -249,7 +247,8 @@ def test_the_sweep_resends_deliveries_whose_message_was_lost(
 def test_embedded_sqlite_batches(
     configured, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from worker.db import reset_engine, upgrade
+    from worker.db.engine import reset_engine
+    from worker.db.schema import upgrade
 
     configure(
         monkeypatch,

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.harness import run_imagegen
-from worker.db import get_engine
+from worker.db.engine import get_engine
 
 pytestmark = pytest.mark.integration
 

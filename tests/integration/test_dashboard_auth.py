@@ -12,8 +12,8 @@ import pytest
 
 from tests.dashboard import csrf_of, finish, sign_in
 from tests.producers import AUTH, TOKEN, configure, running_api
-from worker import batches, jobs
-from worker.fleet import read_fleet_state
+from worker.service import batches, jobs
+from worker.store.fleet import read_fleet_state
 
 pytestmark = pytest.mark.integration
 

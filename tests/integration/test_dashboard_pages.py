@@ -20,8 +20,8 @@ from PIL import Image
 from tests.conftest import BUCKET
 from tests.dashboard import Stored, finish, sign_in, stored
 from tests.producers import AUTH, configure, running_api
-from worker import batches, jobs
-from worker.settings import reset_settings
+from worker.core.settings import reset_settings
+from worker.service import batches, jobs
 
 pytestmark = pytest.mark.integration
 _CARD = re.compile(r'<li class="card" data-job="([0-9a-f-]+)">')

@@ -16,12 +16,14 @@ from sqlalchemy import select, text
 from models import Job
 from models.base import utcnow
 from tests.integration.test_admin import run_json, run_process, sql
-from worker import admin, batches, fleet, jobs
-from worker import repository as repo
-from worker.db import get_engine, session_scope
-from worker.dispatch import Dispatcher
-from worker.limits import Admission, Limits, Refused
-from worker.settings import Settings, get_settings
+from worker.core.limits import Admission, Limits, Refused
+from worker.core.settings import Settings, get_settings
+from worker.core.states import JobStatus
+from worker.db.engine import get_engine, session_scope
+from worker.engine.dispatcher import Dispatcher
+from worker.service import batches, jobs
+from worker.service import operator as admin
+from worker.store import fleet, locks, steps, transitions
 
 pytestmark = pytest.mark.integration
 
@@ -54,10 +56,10 @@ def test_concurrent_claims_never_exceed_the_in_flight_cap(configured) -> None:
         rng = random.Random(seed)
         for job_id in rng.sample(job_ids, 20):
             with session_scope() as session:
-                result = repo.claim_for_submit(session, job_id=job_id, lease_s=60, limits=limits)
+                result = steps.claim_for_submit(session, job_id=job_id, lease_s=60, limits=limits)
             key = (
                 "claimed"
-                if isinstance(result, repo.Claim)
+                if isinstance(result, transitions.Claim)
                 else result.refused.value
                 if isinstance(result, Admission) and result.refused
                 else "gone"
@@ -89,8 +91,8 @@ def test_concurrent_claims_take_each_token_once(configured) -> None:
 
     def claim(job_id: uuid.UUID) -> None:
         with session_scope() as session:
-            result = repo.claim_for_submit(session, job_id=job_id, lease_s=60, limits=limits)
-        if isinstance(result, repo.Claim):
+            result = steps.claim_for_submit(session, job_id=job_id, lease_s=60, limits=limits)
+        if isinstance(result, transitions.Claim):
             claimed.append(job_id)
 
     threads = [threading.Thread(target=claim, args=(job_id,)) for job_id in job_ids]
@@ -109,11 +111,15 @@ def test_batch_jobs_leave_the_reserved_slots_to_interactive_ones(configured) -> 
 
     def claim(job_id: uuid.UUID) -> object:
         with session_scope() as session:
-            return repo.claim_for_submit(session, job_id=job_id, lease_s=60, limits=limits)
+            return steps.claim_for_submit(session, job_id=job_id, lease_s=60, limits=limits)
 
     results = [claim(job_id) for job_id in batch_jobs]
-    assert sum(isinstance(r, repo.Claim) for r in results) == 2
-    assert [isinstance(claim(job_id), repo.Claim) for job_id in interactive] == [True, True, False]
+    assert sum(isinstance(r, transitions.Claim) for r in results) == 2
+    assert [isinstance(claim(job_id), transitions.Claim) for job_id in interactive] == [
+        True,
+        True,
+        False,
+    ]
 
 
 # --- the dispatcher -----------------------------------------------------------------------------
@@ -176,12 +182,12 @@ def test_a_lost_message_is_sent_again_and_nothing_goes_while_paused(configured) 
     assert dispatch.run_once().sent == 0  # sent, not yet claimed
     sql("UPDATE jobs SET dispatched_at = :at", at=utcnow() - timedelta(seconds=6))
     assert dispatch.run_once().sent == 1  # its message was lost: again
-    fleet.pause("maintenance", by="test")
+    admin.pause("maintenance", by="test")
     sql("UPDATE jobs SET dispatched_at = NULL")
     cycle = dispatch.run_once()
     assert cycle.sent == 0 and cycle.budget is not None
     assert cycle.budget.refused is Refused.PAUSED
-    fleet.resume(by="test")
+    admin.resume(by="test")
     assert dispatch.run_once().sent == 1
     assert [job for job, _ in sent] == [job_id] * 3
 
@@ -189,10 +195,10 @@ def test_a_lost_message_is_sent_again_and_nothing_goes_while_paused(configured) 
 def test_a_retried_job_of_a_finished_batch_is_dispatched_again(configured) -> None:
     (job_id,) = a_batch(1)
     with session_scope() as session:
-        repo.fail(
+        transitions.fail(
             session,
             job_id=job_id,
-            sources=[repo.JobStatus.QUEUED],
+            sources=[JobStatus.QUEUED],
             code="provider_failed",
             message="boom",
         )
@@ -219,7 +225,7 @@ def test_pause_and_resume_from_the_command_line(configured, service_env) -> None
     assert admin.queue_facts().paused is True
     (job_id,) = queued_jobs(1)
     with session_scope() as session:
-        refused = repo.claim_for_submit(session, job_id=job_id, lease_s=60)
+        refused = steps.claim_for_submit(session, job_id=job_id, lease_s=60)
     assert isinstance(refused, Admission) and refused.refused is Refused.PAUSED
 
     # And resume lets them go again
@@ -228,7 +234,9 @@ def test_pause_and_resume_from_the_command_line(configured, service_env) -> None
     assert "submissions: running" in done.stdout
     assert run_json(service_env, "status")["paused"] is False
     with session_scope() as session:
-        assert isinstance(repo.claim_for_submit(session, job_id=job_id, lease_s=60), repo.Claim)
+        assert isinstance(
+            steps.claim_for_submit(session, job_id=job_id, lease_s=60), transitions.Claim
+        )
 
 
 def test_a_pause_reason_is_checked(configured, service_env) -> None:
@@ -249,8 +257,8 @@ def test_one_dispatch_cycle_at_a_time_beside_a_reconciler_pass(configured) -> No
     queued_jobs(2)
     dispatch, _ = dispatcher()
     with session_scope() as holder:  # a reconciler pass is running
-        assert repo.try_singleton_lock(holder, "imagegen-reconciler")
+        assert locks.try_singleton_lock(holder, "imagegen-reconciler")
         assert not dispatch.run_once().skipped
         with session_scope() as other:  # and a dispatch cycle on another host
-            assert repo.try_singleton_lock(other, "imagegen-dispatcher")
+            assert locks.try_singleton_lock(other, "imagegen-dispatcher")
             assert dispatch.run_once().skipped

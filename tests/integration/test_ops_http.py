@@ -21,14 +21,15 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from api.ops import router
+from api.routes.ops import router
 from models.base import utcnow
 from tests.harness import free_port
-from worker import jobs, metrics
-from worker import repository as repo
-from worker.db import get_engine, reset_engine, session_scope
-from worker.settings import reset_settings
-from worker.states import JobStatus
+from worker.core.settings import reset_settings
+from worker.core.states import JobStatus
+from worker.db.engine import get_engine, reset_engine, session_scope
+from worker.service import jobs
+from worker.store import transitions
+from worker.telemetry import metrics
 
 pytestmark = pytest.mark.integration
 
@@ -216,11 +217,13 @@ def test_a_rolled_back_transition_is_not_counted(configured) -> None:
     job_id = jobs.enqueue({"prompt": "undecided"}, dispatch=False)
     before = counted("queued", "cancelled")
     with pytest.raises(RuntimeError), session_scope() as session:
-        assert repo.cancel(session, job_id=job_id, reason="changed my mind") is JobStatus.QUEUED
+        assert (
+            transitions.cancel(session, job_id=job_id, reason="changed my mind") is JobStatus.QUEUED
+        )
         raise RuntimeError("rolled back")
     assert counted("queued", "cancelled") == before
     with session_scope() as session:
-        repo.cancel(session, job_id=job_id, reason="for real")
+        transitions.cancel(session, job_id=job_id, reason="for real")
     assert counted("queued", "cancelled") == before + 1
 
 
@@ -233,7 +236,7 @@ def test_polls_per_job_are_observed_when_it_leaves_running(configured) -> None:
         )
     count, total = polls()
     with session_scope() as session:
-        repo.fail(
+        transitions.fail(
             session,
             job_id=job_id,
             sources=[JobStatus.RUNNING],
@@ -247,10 +250,10 @@ def test_polls_per_job_are_observed_when_it_leaves_running(configured) -> None:
 def test_operator_retries_are_counted(configured) -> None:
     job_id = jobs.enqueue({"prompt": "again"}, dispatch=False)
     with session_scope() as session:
-        repo.fail(session, job_id=job_id, sources=[JobStatus.QUEUED], code="x", message="y")
+        transitions.fail(session, job_id=job_id, sources=[JobStatus.QUEUED], code="x", message="y")
     before = counted("failed", "queued")
     with session_scope() as session:
-        moved = repo.retry_failed(
+        moved = transitions.retry_failed(
             session, job_ids=[job_id, uuid.uuid4()], deadline_at=utcnow() + timedelta(hours=1)
         )
     assert moved == [job_id]

@@ -13,8 +13,8 @@ import uuid
 import httpx
 import pytest
 
-from worker import jobs
-from worker.runtime import get_pipeline
+from worker.broker.wiring import get_pipeline
+from worker.service import jobs
 
 pytestmark = pytest.mark.integration
 

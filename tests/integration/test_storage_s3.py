@@ -12,7 +12,7 @@ import boto3
 import pytest
 
 from tests import harness
-from worker.storage import S3Store
+from worker.blobs.storage import S3Store
 
 pytestmark = pytest.mark.integration
 

@@ -15,18 +15,18 @@ from sqlalchemy import select
 
 from models import WebhookAttempt, WebhookDelivery
 from tests.producers import WEBHOOK_SECRET, WebhookReceiver, configure, readme_verifier
-from worker import jobs
-from worker.db import session_scope
-from worker.settings import get_settings
-from worker.webhooks import WebhookSender
+from tests.stand_ins import RecordingPorts
+from worker.core.settings import get_settings
+from worker.db.engine import session_scope
+from worker.engine.webhook_sender import WebhookSender
+from worker.service import jobs
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def producer(configured, monkeypatch: pytest.MonkeyPatch) -> None:
-    configure(monkeypatch)
-    monkeypatch.setattr("worker.outbox.send", lambda ids: None)  # this test sends by hand
+def producer(configured, monkeypatch: pytest.MonkeyPatch, recorded: RecordingPorts) -> None:
+    configure(monkeypatch)  # deliveries are recorded, not sent: this test sends by hand
 
 
 @pytest.fixture
@@ -167,7 +167,7 @@ def test_a_public_name_resolving_to_a_private_address_is_refused(
 
 
 def test_no_secret_no_send(producer: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    from worker.settings import reset_settings
+    from worker.core.settings import reset_settings
 
     monkeypatch.delenv("IMAGEGEN_WEBHOOK_SECRET")
     reset_settings()

@@ -11,7 +11,8 @@ from sqlalchemy import Engine, inspect, text
 
 import models
 from tests import harness
-from worker.db import downgrade, make_engine, upgrade
+from worker.db.engine import make_engine
+from worker.db.schema import downgrade, upgrade
 
 pytestmark = pytest.mark.integration
 

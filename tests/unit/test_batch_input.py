@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from worker.batch_input import BatchItem, check_items, parse_jsonl, parse_list
-from worker.errors import BadInput, BadLines
-from worker.schemas import parse_request
+from worker.core.batch_input import BatchItem, check_items, parse_jsonl, parse_list
+from worker.core.errors import BadInput, BadLines
+from worker.core.request import parse_request
 
 
 def lines(*objects: object) -> list[str]:

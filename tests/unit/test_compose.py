@@ -20,7 +20,7 @@ import pytest
 import typer.main
 import yaml
 
-from worker.settings import FOREIGN_ENV, Settings, env_name
+from worker.core.settings import FOREIGN_ENV, Settings, env_name
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -140,7 +140,7 @@ def test_project_services_run_a_real_command(name: str) -> None:
 
 def _check_imagegen(args: list[str]) -> None:
     # typer ships its own copy of click: groups are recognised by their commands
-    command: Any = typer.main.get_command(importlib.import_module("worker.cli").app)
+    command: Any = typer.main.get_command(importlib.import_module("worker.cli.main").app)
     path = []
     while hasattr(command, "commands") and args and args[0] in command.commands:
         path.append(args[0])
@@ -155,8 +155,8 @@ def _check_celery(args: list[str]) -> None:
     from celery import Celery
     from celery.bin.celery import celery as celery_cli
 
-    assert args[:2] == ["-A", "worker.celery_app"], args
-    assert isinstance(importlib.import_module("worker.celery_app").app, Celery)
+    assert args[:2] == ["-A", "worker.broker.app"], args
+    assert isinstance(importlib.import_module("worker.broker.app").app, Celery)
     subcommand, rest = args[2], args[3:]
     assert subcommand in celery_cli.commands, f"not a celery command: {subcommand}"
     if subcommand == "flower":
@@ -173,7 +173,7 @@ def test_a_misspelt_option_is_caught() -> None:
     with pytest.raises(Exception, match="No such option: --concurency"):
         _check_imagegen(["worker", "--concurency", "4"])
     with pytest.raises(click.UsageError, match="No such option"):
-        _check_celery(["-A", "worker.celery_app", "worker", "--concurency", "4"])
+        _check_celery(["-A", "worker.broker.app", "worker", "--concurency", "4"])
     with pytest.raises(AssertionError, match="not an imagegen command"):
         _check_imagegen(["workers"])
 

@@ -1,6 +1,6 @@
 import gc
 
-from worker.gcpause import cyclic_gc_paused
+from worker.core.gcpause import cyclic_gc_paused
 
 
 def test_the_collector_is_off_inside_and_back_on_after_the_last_holder() -> None:

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker import limits as rules
-from worker.limits import Breaker, Bucket, Limits, Refused
+from worker.core import limits as rules
+from worker.core.limits import Breaker, Bucket, Limits, Refused
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 LIMITS = Limits(

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from worker.logs import JsonFormatter, RedactingHandler, TextFormatter
+from worker.telemetry.logs import JsonFormatter, RedactingHandler, TextFormatter
 
 KEY = "sk-test-4f8d2c9e1b7a"
 
@@ -59,8 +59,8 @@ def test_short_secrets_are_not_used_for_blanking() -> None:
 
 
 def test_every_secret_setting_is_blanked(monkeypatch: pytest.MonkeyPatch) -> None:
-    from worker.logs import secrets_of
-    from worker.settings import Settings
+    from worker.core.settings import Settings
+    from worker.telemetry.logs import secrets_of
 
     monkeypatch.setenv("GPTPROTO_API_KEY", KEY)
     monkeypatch.setenv("IMAGEGEN_API_TOKENS", "token-one-1234, token-two-5678")
@@ -75,7 +75,7 @@ def test_in_json_mode_even_uncaught_errors_and_warnings_are_json_lines() -> None
 
     script = (
         "import threading, warnings\n"
-        "from worker.logs import configure_logging\n"
+        "from worker.telemetry.logs import configure_logging\n"
         f"configure_logging('INFO', json_lines=True, secrets=['{KEY}'])\n"
         "warnings.warn('careful')\n"
         "t = threading.Thread(target=lambda: 1 / 0, name='t'); t.start(); t.join()\n"

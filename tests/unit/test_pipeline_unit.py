@@ -18,14 +18,15 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import FleetControl
-from worker import errors as e
-from worker import fleet
-from worker import repository as repo
-from worker.db import make_engine, upgrade
-from worker.pipeline import Next, Pipeline
+from worker.blobs.storage import LocalStore
+from worker.core import errors as e
+from worker.core.settings import Settings
+from worker.db.engine import make_engine
+from worker.db.schema import upgrade
+from worker.engine.pipeline import Next, Pipeline
 from worker.provider.wire import Prediction, PredictionState
-from worker.settings import Settings
-from worker.storage import LocalStore
+from worker.store import fleet
+from worker.store import jobs as job_store
 
 PID = "0123456789abcdef0123456789abcdef"
 
@@ -119,7 +120,7 @@ def new_job(factory: sessionmaker[Session]) -> uuid.UUID:
     from datetime import UTC, datetime, timedelta
 
     with factory.begin() as session:
-        job = repo.insert_job(
+        job = job_store.insert_job(
             session,
             fields={"prompt": "p", "aspect_ratio": "1:1", "resolution": "1080p"},
             priority="interactive",
@@ -131,7 +132,7 @@ def new_job(factory: sessionmaker[Session]) -> uuid.UUID:
 
 def job_row(factory: sessionmaker[Session], job_id: uuid.UUID):  # type: ignore[no-untyped-def]
     with factory() as session:
-        return repo.get_job(session, job_id)
+        return job_store.get_job(session, job_id)
 
 
 def make_due(factory: sessionmaker[Session], job_id: uuid.UUID) -> None:
@@ -158,7 +159,7 @@ def test_happy_path_moves_through_every_state(world) -> None:
     job = job_row(factory, job_id)
     assert (job.status, job.poll_count, job.attempts) == ("succeeded", 2, 1)
     with factory() as session:
-        (image,) = repo.list_images(session, job_id)
+        (image,) = job_store.list_images(session, job_id)
     assert (image.width, image.height, image.bytes) == (32, 18, len(png_bytes()))
 
 
@@ -280,7 +281,7 @@ def test_expired_output_fails_without_an_image_row(world) -> None:
     job = job_row(factory, job_id)
     assert (job.status, job.error_code) == ("failed", "output_unavailable")
     with factory() as session:
-        assert repo.list_images(session, job_id) == []
+        assert job_store.list_images(session, job_id) == []
 
 
 def test_past_deadline_fails_at_the_next_step(world) -> None:
@@ -329,8 +330,8 @@ def test_redelivered_polls_count_until_the_budget_is_spent(world) -> None:
 def test_reconciler_redrives_expires_and_fails_overdue_jobs(world) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from worker.dispatch import Dispatcher
-    from worker.reconciler import Reconciler
+    from worker.engine.dispatcher import Dispatcher
+    from worker.engine.reconciler import Reconciler
 
     pipeline, provider, factory = world
     lost_message, dead_submitter, too_late = (new_job(factory) for _ in range(3))
@@ -382,7 +383,7 @@ def test_reconciler_redrives_expires_and_fails_overdue_jobs(world) -> None:
 def test_the_poll_schedule_sees_every_prediction_soon_after_it_is_done(
     resolution: str, fastest: float, slowest: float
 ) -> None:
-    from worker.pipeline import first_poll_delay, next_poll_delay
+    from worker.engine.pipeline import first_poll_delay, next_poll_delay
 
     # Given the contract's spread of generation times, and the default poll settings
     settings, rng = Settings(), random.Random(5)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from worker.progress import eta_s, rate_per_s
+from worker.core.progress import eta_s, rate_per_s
 
 
 @pytest.mark.parametrize(

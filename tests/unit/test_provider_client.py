@@ -10,10 +10,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from worker.errors import ConfigurationError, PredictionNotFound, ProviderUnreachable
+from worker.core.errors import ConfigurationError, PredictionNotFound, ProviderUnreachable
+from worker.core.settings import Settings
 from worker.provider.client import RESULT, SUBMIT, ProviderClient
 from worker.provider.wire import PredictionState
-from worker.settings import Settings
 
 KEY = "sk-SECRET-do-not-log"
 PID = "0123456789abcdef0123456789abcdef"

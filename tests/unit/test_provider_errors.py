@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from worker.errors import (
+from worker.core.errors import (
     AuthenticationFailed,
     ContentPolicyViolation,
     InvalidRequest,

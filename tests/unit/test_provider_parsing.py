@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from worker.errors import (
+from worker.core.errors import (
     ContentPolicyViolation,
     InvalidRequest,
     NoOutput,

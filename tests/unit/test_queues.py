@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from celery import Celery
 
-from worker.celery_app import celery_config
-from worker.errors import ConfigurationError
-from worker.settings import Settings, get_settings, reset_settings
+from worker.broker.app import celery_config
+from worker.core.errors import ConfigurationError
+from worker.core.settings import Settings, get_settings, reset_settings
 
 
 def route(app: Celery, task: str) -> str:

@@ -2,8 +2,8 @@ import random
 
 import pytest
 
-from worker import errors as e
-from worker.retry import Retry, RetryPolicy, Stop
+from worker.core import errors as e
+from worker.core.retry import Retry, RetryPolicy, Stop
 
 POLICY = RetryPolicy(
     base_s=2,

@@ -2,8 +2,8 @@ import base64
 
 import pytest
 
-from worker.errors import BadInput
-from worker.schemas import GenerationRequest, parse_request
+from worker.core.errors import BadInput
+from worker.core.request import GenerationRequest, parse_request
 
 PNG_URI = "data:image/png;base64," + base64.b64encode(b"\x89PNG fake").decode()
 

@@ -5,7 +5,13 @@ import hmac
 
 import pytest
 
-from worker.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature, signed_headers, verify
+from worker.core.signing import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    signature,
+    signed_headers,
+    verify,
+)
 
 SECRET = b"whsec-test"
 BODY = b'{"id":"1","type":"job.succeeded"}'

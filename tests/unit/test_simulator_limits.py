@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from simulator.account import AccountLimits
 from simulator.config import LatencyRange, SimulatorConfig
-from simulator.limits import AccountLimits
 from simulator.runtime import Simulator
 from simulator.validation import SubmitParams
 from tests.unit.test_simulator_lifecycle import FakeClock

@@ -2,8 +2,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from worker.errors import BadInput
-from worker.timespec import parse_duration, parse_since
+from worker.core.errors import BadInput
+from worker.core.timespec import parse_duration, parse_since
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

@@ -7,8 +7,8 @@ import zlib
 import pytest
 from PIL import Image
 
-from worker.errors import OutputCorrupt
-from worker.verify import PngChecker, VerifyingReader
+from worker.blobs.verify import PngChecker, VerifyingReader
+from worker.core.errors import OutputCorrupt
 
 
 def png(width: int = 64, height: int = 48) -> bytes:

@@ -4,9 +4,9 @@ import random
 
 import pytest
 
-from worker.callbacks import callback_problem
-from worker.settings import Settings
-from worker.webhooks import retry_delay_s
+from worker.core.settings import Settings
+from worker.core.url_policy import callback_problem
+from worker.engine.webhook_sender import retry_delay_s
 
 
 @pytest.mark.parametrize(

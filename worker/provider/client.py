@@ -2,7 +2,7 @@
 
 Sync ``httpx.Client`` on purpose: measured at 1.2-1.7k polls/s against ~260/s for
 ``AsyncClient`` at 100 concurrent requests, and it is thread-safe, so one instance serves all
-threads of a worker. Every failure leaves as an error from :mod:`worker.errors`; the API key
+threads of a worker. Every failure leaves as an error from :mod:`worker.core.errors`; the API key
 lives only in the Authorization header and never in a message, a repr or a log line.
 """
 
@@ -14,24 +14,22 @@ import re
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import httpx
 from pydantic import SecretStr
 
-from worker.errors import (
+from worker.core.errors import (
     ConfigurationError,
     InvalidRequest,
     PredictionNotFound,
     ProviderError,
     ProviderProtocolError,
 )
+from worker.core.settings import Settings
 from worker.provider.errors_map import envelope_error, error_from_response, error_from_transport
 from worker.provider.redact import safe_text
 from worker.provider.wire import Prediction, PredictionState, is_safe_id, parse_prediction
-
-if TYPE_CHECKING:
-    from worker.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +83,7 @@ class ProviderClient:
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> Self:
-        """A client configured from :class:`~worker.settings.Settings` (extra kwargs pass on)."""
+        """A client configured from the settings (extra kwargs pass on)."""
         if settings.api_key is None:
             raise ConfigurationError("GPTPROTO_API_KEY is not set")
         return cls(

@@ -1,4 +1,4 @@
-"""Turn what went wrong on the wire into one error from :mod:`worker.errors`.
+"""Turn what went wrong on the wire into one error from :mod:`worker.core.errors`.
 
 Three sources: an HTTP error response (its body parsed loosely, in any of the shapes the
 provider and its gateways use), an HTTP 200 whose envelope carries an error instead of a
@@ -18,7 +18,7 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
-from worker.errors import (
+from worker.core.errors import (
     AuthenticationFailed,
     ContentPolicyViolation,
     InvalidRequest,

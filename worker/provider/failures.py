@@ -1,4 +1,4 @@
-"""Why a prediction ended without images, as an error from :mod:`worker.errors`.
+"""Why a prediction ended without images, as an error from :mod:`worker.core.errors`.
 
 A failed prediction is still an HTTP 200: its ``error`` text (a name such as
 ``CreationPolicyViolation`` or a numeric code such as ``1200``) decides whether the job failed
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from worker.errors import (
+from worker.core.errors import (
     ContentPolicyViolation,
     InvalidRequest,
     NoOutput,

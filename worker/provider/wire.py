@@ -26,7 +26,7 @@ from pydantic import (
     field_validator,
 )
 
-from worker.errors import ProviderProtocolError
+from worker.core.errors import ProviderProtocolError
 from worker.provider.redact import safe_text
 
 #: A prediction id that is safe as one URL path segment (no "/", no "." or ".." alone).

@@ -1,0 +1,54 @@
+"""``/v1/fleet``: the fleet's submission state, and pausing or resuming submissions.
+
+The same functions as ``imagegen status``, ``imagegen pause`` and ``imagegen resume``
+(``service.operator``, ``store.fleet``). Pausing stops new submissions fleet-wide; polls and
+transfers of predictions already at the provider go on; queued jobs stay queued and none fails
+because of the pause.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.auth import require_token
+from api.errors import responses
+from worker.service import operator
+from worker.store import fleet
+
+router = APIRouter(prefix="/v1/fleet", tags=["fleet"], dependencies=[Depends(require_token)])
+
+
+class PauseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(
+        min_length=1,
+        max_length=500,
+        description="Why (shown by `imagegen status` and the dashboard)",
+    )
+
+
+@router.get(
+    "",
+    summary="Submissions paused or not, breaker, cool-down, rate, in flight",
+    responses=responses(401),
+)
+def get_fleet() -> dict[str, Any]:
+    """`paused` (and `reason`, `pause_code`, `paused_at`, `paused_by`), `breaker` (`closed`,
+    `open` or `half_open`), `cooldown_until`, `submit_rate`, `in_flight`, `max_in_flight`."""
+    return fleet.read_fleet_state().as_dict()
+
+
+@router.post("/pause", summary="Pause submissions fleet-wide", responses=responses(401, 422))
+def pause(body: PauseRequest) -> dict[str, Any]:
+    """Idempotent: pausing again keeps the first reason. Answers the fleet state."""
+    return operator.pause(body.reason, by="api").as_dict()
+
+
+@router.post("/resume", summary="Resume submissions", responses=responses(401))
+def resume() -> dict[str, Any]:
+    """Idempotent. Answers the fleet state."""
+    return operator.resume(by="api").as_dict()

@@ -1,0 +1,80 @@
+"""``/v1/jobs``: enqueue one job (idempotently), read it, cancel it."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+
+from api.auth import require_token
+from api.errors import responses
+from api.schemas import JobCreate, JobOut
+from worker.service import jobs
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require_token)])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="Same key and body: the same job (200). Same key, another body: 409.",
+    ),
+]
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobOut,
+    summary="Enqueue one generation job",
+    responses={
+        200: {"model": JobOut, "description": "Replay of an idempotency key"},
+        202: {"description": "Accepted: the job is queued"},
+        **responses(401, 409, 413, 422),
+    },
+)
+def create_job(
+    body: JobCreate, request: Request, response: Response, idempotency_key: IdempotencyKey = None
+) -> dict[str, Any]:
+    """Validate and record the job, then nudge the workers (after the commit).
+
+    Answers **202** with the new job, or **200** with the existing one when the
+    `Idempotency-Key` was used before with the same body (never a second paid generation).
+    """
+    outcome = jobs.enqueue_job(
+        body.request_fields(),
+        idempotency_key=idempotency_key,
+        callback_url=body.callback_url,
+        ref=body.ref,
+        deadline_s=body.deadline_s,
+    )
+    response.status_code = 202 if outcome.created else 200
+    response.headers["Location"] = f"/v1/jobs/{outcome.job_id}"
+    return jobs.details(outcome.job_id, links=request.app.state.links())
+
+
+@router.get(
+    "/{job_id}",
+    response_model=JobOut,
+    summary="A job: status, error, images",
+    responses=responses(401, 404, 422),
+)
+def get_job(job_id: uuid.UUID, request: Request) -> dict[str, Any]:
+    """Status, error, attempts, timings, and the stored images with presigned download URLs."""
+    return jobs.details(job_id, links=request.app.state.links())
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobOut,
+    summary="Cancel a job",
+    responses=responses(401, 404, 422),
+)
+def cancel_job(job_id: uuid.UUID, request: Request) -> dict[str, Any]:
+    """Cancel an active job (every later step sees it and stops). A job that already ended is
+    left as it is; the answer shows its status either way."""
+    jobs.cancel(job_id)
+    return jobs.details(job_id, links=request.app.state.links())

@@ -1,0 +1,68 @@
+"""What every ``imagegen`` command shares: the consoles, JSON output, the error handling that
+turns the project's errors into one line and the documented exit code (0 ok, 2 bad input,
+1 any other failure), and how ages and ids are read and shown.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from worker.core.errors import BadInput, ConfigurationError, ImagegenError
+
+out = Console()
+err = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handles_errors(func: F) -> F:
+    """Turn the project's errors into a one-line message and the documented exit code."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except BadInput as exc:
+            for field, rule in exc.problems:
+                err.print(f"[red]error:[/] {field}: {rule}", highlight=False)
+            raise typer.Exit(2) from None
+        except ConfigurationError as exc:
+            err.print(f"[red]error:[/] {exc.message}", highlight=False)
+            raise typer.Exit(2) from None
+        except ImagegenError as exc:
+            err.print(f"[red]error:[/] {exc.message}", highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
+    shown = [f"{value}{unit}" for value, unit in parts if value][:2]
+    return (" ".join(shown) or "0s") + " ago"
+
+
+def parse_id(value: str | None, field: str) -> uuid.UUID | None:
+    if value is None:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise BadInput([(field, "must be an id (a UUID)")]) from None

@@ -1,0 +1,264 @@
+"""One validated settings object, read from the environment through a cached ``get_settings()``.
+
+Unset service URLs fall back to the embedded single-machine mode: a SQLite file, an in-process
+broker and images written under a local folder, all below ``IMAGEGEN_DATA_DIR``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.core.errors import ConfigurationError
+
+ENV_PREFIX = "IMAGEGEN_"
+#: Settings read from variables outside the IMAGEGEN_ prefix, by field name.
+FOREIGN_ENV = {"api_key": "GPTPROTO_API_KEY", "base_url": "GPTPROTO_BASE_URL"}
+#: The broker queues (``worker.broker.app`` routes the tasks): the steps that keep jobs moving
+#: (dispatch, submit, poll, reconcile, webhooks), and the bulk copies to storage.
+STEPS_QUEUE = "imagegen"
+TRANSFER_QUEUE = "imagegen.transfer"
+QUEUES = (STEPS_QUEUE, TRANSFER_QUEUE)
+
+
+class Settings(BaseSettings):
+    """Everything configurable, with units in the names."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    # --- services ------------------------------------------------------------------------------
+    data_dir: Path = Path(".imagegen")
+    database_url: str | None = None
+    broker_url: str | None = None
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None
+    api_key: SecretStr | None = Field(default=None, validation_alias="GPTPROTO_API_KEY")
+    base_url: str = Field(default="https://gptproto.com", validation_alias="GPTPROTO_BASE_URL")
+
+    # --- provider calls ------------------------------------------------------------------------
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    submit_timeout_s: float = Field(default=30.0, gt=0)
+    poll_timeout_s: float = Field(default=15.0, gt=0)
+
+    # --- polling -------------------------------------------------------------------------------
+    #: First poll after a 1080p submit (x4/3 at 2K, x2 at 4K): the fastest generation time.
+    poll_initial_delay_s: float = Field(default=15.0, ge=0)
+    #: Later polls come every ``poll_interval_s + poll_elapsed_fraction x time since the
+    #: submit``, at most ``poll_max_interval_s`` apart.
+    poll_interval_s: float = Field(default=2.0, gt=0)
+    poll_elapsed_fraction: float = Field(default=0.1, ge=0, le=1)
+    poll_max_interval_s: float = Field(default=20.0, gt=0)
+
+    # --- retries, leases, deadlines ------------------------------------------------------------
+    max_submit_attempts: int = Field(default=6, ge=1)
+    max_poll_errors: int = Field(default=20, ge=1)
+    max_transfer_attempts: int = Field(default=5, ge=1)
+    retry_base_s: float = Field(default=2.0, gt=0)
+    retry_max_s: float = Field(default=300.0, gt=0)
+    ambiguous_submit: Literal["retry", "fail"] = "retry"
+    submit_lease_s: float = Field(default=120.0, gt=0)
+    transfer_lease_s: float = Field(default=900.0, gt=0)
+    job_deadline_s: float = Field(default=6 * 3600.0, gt=0)
+
+    # --- recovery ------------------------------------------------------------------------------
+    reconcile_interval_s: float = Field(default=15.0, gt=0)
+    stale_after_s: float = Field(default=60.0, gt=0)
+    reconcile_batch: int = Field(default=500, ge=1)
+
+    # --- fleet-wide limits (shared by every worker through the database) ----------------------
+    #: Submissions per second across the whole fleet (token bucket); 0 turns the limit off.
+    submit_rate: float = Field(default=2.0, ge=0)
+    #: Submissions the bucket lets through at once after a quiet spell.
+    submit_burst: int = Field(default=10, ge=1)
+    #: Predictions in flight at the provider (submitting or running) across the fleet.
+    max_in_flight: int = Field(default=50, ge=1)
+    #: Of ``max_in_flight``, slots batch jobs may not take (kept for interactive jobs);
+    #: unset: a tenth, at least one when the cap allows it.
+    interactive_reserve: int | None = Field(default=None, ge=0)
+    #: Polls per second across the fleet; 0 turns the limit off.
+    poll_rate: float = Field(default=20.0, ge=0)
+    poll_burst: int = Field(default=50, ge=1)
+    #: After a 429 without Retry-After: base and cap of the fleet's exponential cool-down.
+    cooldown_base_s: float = Field(default=1.0, gt=0)
+    cooldown_max_s: float = Field(default=120.0, gt=0)
+    #: Each 429 halves the submit rate, down to this fraction of ``submit_rate``...
+    rate_min_fraction: float = Field(default=0.1, gt=0, le=1)
+    #: ...and it climbs back from that fraction to the full rate over this many seconds.
+    rate_recovery_s: float = Field(default=300.0, gt=0)
+    #: Consecutive submit failures (5xx, timeouts, unreachable) that open the circuit breaker.
+    breaker_threshold: int = Field(default=5, ge=1)
+    #: How long an open breaker waits before letting one probe submission through.
+    breaker_open_s: float = Field(default=30.0, gt=0)
+    #: How often the dispatcher moves queued jobs into the broker (it also runs on demand).
+    dispatch_interval_s: float = Field(default=1.0, gt=0)
+    #: Most submit messages one dispatch cycle sends.
+    dispatch_max_per_cycle: int = Field(default=1000, ge=1)
+    #: A dispatched job not picked up by a worker within this long is dispatched again.
+    dispatch_lost_after_s: float = Field(default=30.0, gt=0)
+
+    # --- transfer ------------------------------------------------------------------------------
+    download_timeout_s: float = Field(default=60.0, gt=0)
+    max_output_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
+    multipart_chunk_bytes: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024)
+    presign_expiry_s: int = Field(default=3600, gt=0)
+
+    # --- worker --------------------------------------------------------------------------------
+    worker_concurrency: int = Field(default=16, ge=1)
+    #: The queues a worker takes tasks from, comma-separated (all of them by default).
+    worker_queues: str = ",".join(QUEUES)
+    visibility_timeout_s: int = Field(default=3600, ge=60)
+    allow_private_urls: bool = False
+    log_level: str = "INFO"
+
+    # --- producers: HTTP API, batches, webhooks -------------------------------------------------
+    #: Bearer tokens accepted by the HTTP API, comma-separated; none set means every call is 401.
+    api_tokens: SecretStr | None = None
+    api_max_batch_bytes: int = Field(default=128 * 1024 * 1024, gt=0)
+    batch_max_jobs: int = Field(default=100_000, ge=1)
+    #: Key of the HMAC-SHA256 webhook signatures; never logged or stored.
+    webhook_secret: SecretStr | None = None
+    #: Allow plain-http callback URLs (local receivers, tests); https only by default.
+    allow_http_callbacks: bool = False
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_retry_base_s: float = Field(default=5.0, gt=0)
+    webhook_retry_max_s: float = Field(default=600.0, gt=0)
+    webhook_give_up_after_s: float = Field(default=24 * 3600.0, gt=0)
+
+    # --- operations ----------------------------------------------------------------------------
+    #: ``json`` lines for services, ``text`` for people; ``auto``: text only on a terminal.
+    log_format: Literal["auto", "json", "text"] = "auto"
+    #: Prometheus port of each worker process; 0 disables it.
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
+    #: Per-dependency timeout of ``/readyz`` checks.
+    ready_timeout_s: float = Field(default=2.0, gt=0)
+    #: Scheduled pruning of finished jobs older than this; unset (the default) = off.
+    prune_older_than_days: float | None = Field(default=None, gt=0)
+    prune_delete_objects: bool = False
+    prune_batch_size: int = Field(default=500, ge=1, le=10_000)
+    prune_interval_s: float = Field(default=3600.0, gt=0)
+
+    @field_validator(
+        "database_url",
+        "broker_url",
+        "storage_url",
+        "s3_endpoint_url",
+        "prune_older_than_days",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme == "s3" and parts.netloc:
+            return value
+        if parts.scheme == "file" and parts.path:
+            return value
+        raise ValueError("must be s3://bucket[/prefix] or file:///absolute/folder")
+
+    @field_validator("worker_queues")
+    @classmethod
+    def _known_queues(cls, value: str) -> str:
+        return ",".join(parse_queues(value))
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_base(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _leases_outlast_calls(self) -> Settings:
+        # a lease shorter than the call it covers would let a second worker repeat the call
+        if self.submit_lease_s <= self.submit_timeout_s + self.connect_timeout_s:
+            raise ValueError(
+                "IMAGEGEN_SUBMIT_LEASE_S must exceed IMAGEGEN_SUBMIT_TIMEOUT_S + "
+                "IMAGEGEN_CONNECT_TIMEOUT_S"
+            )
+        return self
+
+    # --- derived -------------------------------------------------------------------------------
+    @property
+    def worker_queue_list(self) -> list[str]:
+        return self.worker_queues.split(",")
+
+    @property
+    def reserved_for_interactive(self) -> int:
+        """In-flight slots batch jobs leave free for interactive ones."""
+        if self.interactive_reserve is not None:
+            return min(self.interactive_reserve, self.max_in_flight - 1)
+        return max(1, self.max_in_flight // 10) if self.max_in_flight > 1 else 0
+
+    @property
+    def api_token_list(self) -> list[bytes]:
+        """The accepted API tokens (blank entries ignored)."""
+        raw = self.api_tokens.get_secret_value() if self.api_tokens else ""
+        return [token.strip().encode() for token in raw.split(",") if token.strip()]
+
+    @property
+    def embedded(self) -> bool:
+        """True when no database server is configured (the single-machine mode)."""
+        return self.database_url is None
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'imagegen.db').resolve()}"
+
+    @property
+    def effective_broker_url(self) -> str:
+        if self.broker_url:
+            return self.broker_url
+        return "filesystem://"
+
+    @property
+    def effective_storage_url(self) -> str:
+        return self.storage_url or (self.data_dir / "images").resolve().as_uri()
+
+
+def env_name(field: str) -> str:
+    return FOREIGN_ENV.get(field, ENV_PREFIX + field.upper())
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, validated once; errors name the environment variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = [
+            (f"{env_name(str(e['loc'][0]))}: " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()
+        ]
+        raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests, and commands that change the environment)."""
+    get_settings.cache_clear()
+
+
+def parse_queues(value: str) -> list[str]:
+    """The queue names of a comma-separated list, each one of :data:`QUEUES`, at least one."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in QUEUES]
+    if unknown or not names:
+        raise ValueError(
+            f"must name one or more of {', '.join(QUEUES)} (comma-separated); got {value.strip()!r}"
+        )
+    return list(dict.fromkeys(names))

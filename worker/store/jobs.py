@@ -1,0 +1,137 @@
+"""The SQL of one job's rows: read it, insert it, log its events, record its images.
+
+Status changes are not here: every one of them is a guarded update in ``store.transitions``
+(and the step-specific ones in ``store.steps``, ``store.recovery``). ``touch`` and the image
+rows are plain writes that move no status.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from models import Job, JobEvent, JobImage
+from models.base import utcnow
+from worker.core.states import JobStatus
+
+# --- reads --------------------------------------------------------------------------------------
+
+
+def get_job(session: Session, job_id: uuid.UUID) -> Job | None:
+    return session.get(Job, job_id, populate_existing=True)
+
+
+def get_job_by_idempotency_key(session: Session, key: str) -> Job | None:
+    return session.scalars(select(Job).where(Job.idempotency_key == key)).first()
+
+
+def list_images(session: Session, job_id: uuid.UUID) -> list[JobImage]:
+    query = select(JobImage).where(JobImage.job_id == job_id).order_by(JobImage.idx)
+    return list(session.scalars(query))
+
+
+def list_events(session: Session, job_id: uuid.UUID) -> list[JobEvent]:
+    query = select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
+    return list(session.scalars(query))
+
+
+def stored_indexes(session: Session, job_id: uuid.UUID) -> set[int]:
+    return set(session.scalars(select(JobImage.idx).where(JobImage.job_id == job_id)))
+
+
+def count_by_status(session: Session, job_ids: Iterable[uuid.UUID]) -> dict[str, int]:
+    query = select(Job.status, func.count()).where(Job.id.in_(list(job_ids))).group_by(Job.status)
+    return {status: count for status, count in session.execute(query).all()}
+
+
+# --- writes -------------------------------------------------------------------------------------
+
+
+def insert_job(
+    session: Session,
+    *,
+    fields: dict[str, Any],
+    priority: str,
+    idempotency_key: str | None,
+    deadline_at: datetime,
+    dispatched: bool = False,
+) -> Job:
+    """A new queued job; ``dispatched`` when its submit message goes out after the commit."""
+    now = utcnow()
+    job = Job(
+        id=uuid.uuid4(),
+        status=JobStatus.QUEUED.value,
+        priority=priority,
+        idempotency_key=idempotency_key,
+        deadline_at=deadline_at,
+        next_action_at=now,
+        dispatched_at=now if dispatched else None,
+        created_at=now,
+        updated_at=now,
+        attempts=0,
+        poll_count=0,
+        poll_errors=0,
+        transfer_attempts=0,
+        ambiguous_submits=0,
+        **fields,
+    )
+    session.add(job)
+    session.flush()
+    add_event(session, job_id=job.id, event="enqueued", to_status=JobStatus.QUEUED)
+    return job
+
+
+def add_event(
+    session: Session,
+    *,
+    job_id: uuid.UUID,
+    event: str,
+    from_status: JobStatus | None = None,
+    to_status: JobStatus | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    # one INSERT now, not an object for the unit of work to flush (pending rows flush first)
+    session.execute(
+        insert(JobEvent).values(
+            job_id=job_id,
+            at=utcnow(),
+            event=event,
+            detail=detail,
+            from_status=from_status.value if from_status else None,
+            to_status=to_status.value if to_status else None,
+        )
+    )
+
+
+def touch(
+    session: Session, *, job_ids: list[uuid.UUID], event: str, detail: dict[str, Any] | None = None
+) -> None:
+    """Mark jobs as just handled (so the next pass leaves them alone) and log why."""
+    if not job_ids:
+        return
+    session.execute(update(Job).where(Job.id.in_(job_ids)).values(updated_at=utcnow()))
+    for job_id in job_ids:
+        add_event(session, job_id=job_id, event=event, detail=detail)
+
+
+def record_image(session: Session, *, values: dict[str, Any]) -> None:
+    """Insert the image row, or overwrite the one for the same (job, index)."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = insert(JobImage).values(created_at=utcnow(), **values)
+    changed = {k: statement.excluded[k] for k in values if k not in ("job_id", "idx")}
+    session.execute(statement.on_conflict_do_update(index_elements=["job_id", "idx"], set_=changed))
+
+
+def discard_images(session: Session, *, job_id: uuid.UUID) -> bool:
+    """Delete the image rows of a job that ended without success; False if it has not."""
+    ended = session.scalar(select(Job.status).where(Job.id == job_id))
+    if ended not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        return False
+    session.execute(delete(JobImage).where(JobImage.job_id == job_id))
+    return True

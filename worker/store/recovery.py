@@ -1,0 +1,101 @@
+"""The SQL of recovery (the reconciler): jobs whose next step is overdue, expired submit
+leases, passed deadlines.
+
+Postgres is the record and a Celery message only a nudge: what a lost message or a dead worker
+left behind is found here, from the rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.orm import Session
+
+from models import Job
+from worker.core.states import ACTIVE, JobStatus
+from worker.store.transitions import ended, lease_released, move
+
+
+def _lease_free(now: datetime) -> ColumnElement[bool]:
+    return or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now)
+
+
+def stale_jobs(
+    session: Session, *, status: JobStatus, before: datetime, now: datetime, limit: int
+) -> list[uuid.UUID]:
+    """Jobs in ``status`` whose next step was due before ``before`` and that nobody touched
+    since, and whose lease (if any) has expired: their message was lost or their worker died."""
+    due = Job.next_action_at <= before
+    if status is JobStatus.SUBMITTING:  # the lease alone says whether its worker is gone
+        due = Job.lease_expires_at < now
+    query = (
+        select(Job.id)
+        .where(Job.status == status.value, due, Job.updated_at <= before, _lease_free(now))
+        .order_by(Job.next_action_at)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def expire_submit_lease(
+    session: Session, *, job_id: uuid.UUID, now: datetime, retry: bool, reason: str
+) -> bool:
+    """submitting with an expired lease: its worker died, maybe after the request left.
+
+    Counted as an ambiguous submission; back to queued when ``retry``, else failed."""
+    guard = Job.lease_expires_at < now
+    values: dict[str, Any] = {
+        **lease_released(),
+        "ambiguous_submits": Job.ambiguous_submits + 1,
+        "error_message": reason,
+    }
+    if retry:
+        values["next_action_at"] = now
+        target, event = JobStatus.QUEUED, "submit_lease_expired"
+    else:
+        values.update(error_code="ambiguous_submit", finished_at=now, next_action_at=None)
+        target, event = JobStatus.FAILED, "failed"
+    return (
+        move(
+            session,
+            job_id=job_id,
+            sources=[JobStatus.SUBMITTING],
+            target=target,
+            event=event,
+            guard=guard,
+            values=values,
+            detail={"reason": reason},
+        )
+        is not None
+    )
+
+
+def overdue_jobs(session: Session, *, now: datetime, limit: int) -> list[uuid.UUID]:
+    """Active jobs past their deadline that no worker currently holds."""
+    query = (
+        select(Job.id)
+        .where(Job.status.in_(ACTIVE), Job.deadline_at < now, _lease_free(now))
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def expire_deadline(session: Session, *, job_id: uuid.UUID, now: datetime) -> bool:
+    """Active -> failed/deadline_exceeded, if the deadline passed and no lease is held."""
+    values = ended("deadline_exceeded", "the job did not finish before its deadline", at=now)
+    return (
+        move(
+            session,
+            job_id=job_id,
+            sources=ACTIVE,
+            target=JobStatus.FAILED,
+            event="failed",
+            guard=and_(Job.deadline_at < now, _lease_free(now)),
+            values=values,
+            detail={"code": "deadline_exceeded"},
+        )
+        is not None
+    )

@@ -1,0 +1,291 @@
+"""The claims and marks of the pipeline's steps: submit, poll, transfer.
+
+A claim takes a lease on the job (a token and an expiry) and proves that this worker may
+perform the step; a mark writes the step's outcome, guarded by that lease. The submit claim
+also passes the fleet's gate (``store.fleet``) and takes its token in the same transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, update
+from sqlalchemy.orm import Session
+
+from models import Job
+from models.base import utcnow
+from worker.core.limits import Admission, Limits
+from worker.core.states import JobStatus
+from worker.store import fleet
+from worker.store.jobs import add_event, get_job
+from worker.store.transitions import Claim, holds, lease_released, lease_values, move
+
+
+def claim_for_submit(
+    session: Session, *, job_id: uuid.UUID, lease_s: float, limits: Limits | None = None
+) -> Claim | Admission | None:
+    """queued -> submitting, if the job is due and the fleet's limits let it go now; counts
+    the attempt and takes the fleet's token in the same transaction.
+
+    Returns the claim; the refusal (the job stays queued for the dispatcher, nothing counted);
+    or None when the job is not due, already moved on or cancelled."""
+    now = utcnow()
+    job = get_job(session, job_id)  # read before the fleet's lock is taken, not while held
+    if (
+        job is None
+        or job.status != JobStatus.QUEUED
+        or (job.next_action_at is not None and job.next_action_at > now)
+    ):
+        return None
+    session.expunge(job)  # the request as it was read; the claim below counts the attempt
+    admission = fleet.admit_submission(
+        session, priority=job.priority, limits=limits or fleet.current_limits()
+    )
+    if not admission.admitted:  # back to the dispatcher's queue; nothing counted
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
+            .values(dispatched_at=None)
+        )
+        return admission
+    token, values = lease_values(lease_s)
+    due = or_(Job.next_action_at.is_(None), Job.next_action_at <= now)
+    moved = move(
+        session,
+        job_id=job_id,
+        sources=[JobStatus.QUEUED],
+        target=JobStatus.SUBMITTING,
+        event="submit_started",
+        guard=due,
+        values={**values, "attempts": Job.attempts + 1, "dispatched_at": None},
+        detail={"probe": True} if admission.probe else None,
+    )
+    if not moved:
+        return None  # the token stays in the bucket
+    fleet.take(session, admission)
+    return Claim(job_id, token, attempt=job.attempts + 1, job=job)
+
+
+def mark_running(
+    session: Session,
+    *,
+    claim: Claim,
+    prediction_id: str,
+    provider_status: str,
+    next_poll_at: datetime,
+) -> bool:
+    """submitting -> running, storing the prediction id in the same transaction."""
+    values = {
+        **lease_released(),
+        "prediction_id": prediction_id,
+        "provider_status": provider_status,
+        "submitted_at": utcnow(),
+        "next_poll_at": next_poll_at,
+        "next_action_at": next_poll_at,
+    }
+    return (
+        move(
+            session,
+            job_id=claim.job_id,
+            sources=[JobStatus.SUBMITTING],
+            target=JobStatus.RUNNING,
+            event="submitted",
+            guard=holds(claim),
+            values=values,
+            detail={"prediction_id": prediction_id},
+        )
+        is not None
+    )
+
+
+def requeue_submit(
+    session: Session,
+    *,
+    claim: Claim,
+    not_before: datetime,
+    reason: str,
+    ambiguous: bool,
+    refund_attempt: bool = False,
+) -> bool:
+    """submitting -> queued, to be tried again at ``not_before``."""
+    values: dict[str, Any] = {
+        **lease_released(),
+        "next_action_at": not_before,
+        "error_message": reason,
+        "dispatched_at": None,
+    }
+    if ambiguous:
+        values["ambiguous_submits"] = Job.ambiguous_submits + 1
+    if refund_attempt:
+        values["attempts"] = Job.attempts - 1
+    detail = {"reason": reason, "retry_at": not_before.isoformat(), "ambiguous": ambiguous}
+    return (
+        move(
+            session,
+            job_id=claim.job_id,
+            sources=[JobStatus.SUBMITTING],
+            target=JobStatus.QUEUED,
+            event="submit_retry",
+            guard=holds(claim),
+            values=values,
+            detail=detail,
+        )
+        is not None
+    )
+
+
+def record_poll(
+    session: Session,
+    *,
+    job_id: uuid.UUID,
+    provider_status: str,
+    next_poll_at: datetime,
+    error: str | None = None,
+    counts: bool = True,
+) -> bool:
+    """Count a poll of a running job and when the next one is due (not a transition).
+
+    An ``error`` is recorded; it spends the poll error budget unless ``counts`` is False (a
+    rate limit or a refused key is not the job's fault)."""
+    values: dict[str, Any] = {
+        "provider_status": provider_status,
+        "next_poll_at": next_poll_at,
+        "next_action_at": next_poll_at,
+        "poll_count": Job.poll_count + 1,
+        "updated_at": utcnow(),
+    }
+    if error:
+        values["error_message"] = error
+        if counts:
+            values["poll_errors"] = Job.poll_errors + 1
+    statement = (
+        update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING.value).values(**values)
+    )
+    return session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+
+
+def mark_generated(
+    session: Session,
+    *,
+    job_id: uuid.UUID,
+    provider_status: str,
+    outputs: list[str],
+    nsfw: list[bool],
+) -> bool:
+    """running -> transferring, storing the output URLs to copy."""
+    now = utcnow()
+    values = {
+        "provider_status": provider_status,
+        "outputs": outputs,
+        "nsfw": nsfw,
+        "generated_at": now,
+        "next_poll_at": None,
+        "next_action_at": now,
+        "poll_count": Job.poll_count + 1,
+        "error_message": None,
+    }
+    return (
+        move(
+            session,
+            job_id=job_id,
+            sources=[JobStatus.RUNNING],
+            target=JobStatus.TRANSFERRING,
+            event="generated",
+            values=values,
+            detail={"outputs": len(outputs)},
+        )
+        is not None
+    )
+
+
+def claim_for_transfer(session: Session, *, job_id: uuid.UUID, lease_s: float) -> Claim | None:
+    """Take the transfer lease of a transferring job whose lease is free or expired; the claim
+    carries the job as the update left it (its attempt counted)."""
+    token, values = lease_values(lease_s)
+    now = utcnow()
+    statement = (
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.status == JobStatus.TRANSFERRING.value,
+            or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now),
+            or_(Job.next_action_at.is_(None), Job.next_action_at <= now),
+        )
+        .values(**values, transfer_attempts=Job.transfer_attempts + 1, updated_at=now)
+        .returning(Job)
+    )
+    job = session.scalars(statement).first()
+    if job is None:
+        return None
+    add_event(session, job_id=job_id, event="transfer_started")
+    return Claim(job_id, token, attempt=job.transfer_attempts, job=job)
+
+
+def release_transfer(session: Session, *, claim: Claim, not_before: datetime, reason: str) -> bool:
+    """Give the transfer lease back, to be tried again at ``not_before``."""
+    statement = (
+        update(Job)
+        .where(Job.id == claim.job_id, holds(claim), Job.status == JobStatus.TRANSFERRING.value)
+        .values(
+            **lease_released(), next_action_at=not_before, error_message=reason, updated_at=utcnow()
+        )
+    )
+    if session.execute(statement).rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    add_event(
+        session,
+        job_id=claim.job_id,
+        event="transfer_retry",
+        detail={"reason": reason, "retry_at": not_before.isoformat()},
+    )
+    return True
+
+
+def renew_transfer_lease(session: Session, *, claim: Claim, lease_s: float) -> bool:
+    """Extend the transfer lease before the next output; False if the job moved on or the
+    lease was lost (cancelled, or taken over after it expired)."""
+    statement = (
+        update(Job)
+        .where(Job.id == claim.job_id, holds(claim), Job.status == JobStatus.TRANSFERRING.value)
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+    )
+    return session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+
+
+def mark_succeeded(session: Session, *, claim: Claim) -> bool:
+    """transferring -> succeeded, only for the holder of the transfer lease."""
+    values = {
+        **lease_released(),
+        "finished_at": utcnow(),
+        "next_action_at": None,
+        "error_code": None,
+        "error_message": None,
+    }
+    return (
+        move(
+            session,
+            job_id=claim.job_id,
+            sources=[JobStatus.TRANSFERRING],
+            target=JobStatus.SUCCEEDED,
+            event="succeeded",
+            guard=holds(claim),
+            values=values,
+        )
+        is not None
+    )
+
+
+def count_redelivery(session: Session, *, job_id: uuid.UUID, limit: int) -> bool:
+    """A poll message came back after its worker was lost: count it as a poll error.
+
+    Returns False when the job has used up its poll error budget (a poison job)."""
+    statement = (
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value)
+        .values(poll_errors=Job.poll_errors + 1, updated_at=utcnow())
+        .returning(Job.poll_errors)
+    )
+    errors = session.scalar(statement)
+    return errors is None or errors <= limit

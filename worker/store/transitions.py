@@ -1,0 +1,264 @@
+"""Every status change is a guarded update plus an event, in the caller's transaction.
+
+A guarded update names the statuses it may start from (checked against the pure state machine)
+and, where a worker holds the row, the lease token. When no row matches, the row has moved on
+(a duplicate or late delivery, a cancellation) and the caller does nothing. :func:`move` is the
+one place a status is written; what a move sets off once it commits (its webhook, its batch's
+completion check, a discard, a dispatcher wake-up, the metrics) is said once, in
+:func:`_follow_up`, and carried out through the ports (``worker.core.ports``). The steps'
+claims and marks are in ``store.steps``, the reconciler's in ``store.recovery``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, delete, select, update
+from sqlalchemy.orm import Session
+
+from models import Batch, Job, JobImage
+from models.base import utcnow
+from worker.core import ports
+from worker.core.states import ACTIVE, JobStatus, Moved, transition
+from worker.db.aftercommit import call_after_commit
+from worker.store import outbox
+from worker.store.jobs import add_event
+from worker.telemetry import metrics
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A lease on a job: proof that this worker may perform the step until it expires."""
+
+    job_id: uuid.UUID
+    token: uuid.UUID
+    #: The attempt the claim counts, and the job as read with it (submit and transfer claims).
+    attempt: int = 0
+    job: Job | None = field(default=None, compare=False, repr=False)
+
+
+def move(
+    session: Session,
+    *,
+    job_id: uuid.UUID,
+    sources: Iterable[JobStatus],
+    target: JobStatus,
+    event: str,
+    values: dict[str, Any] | None = None,
+    guard: ColumnElement[bool] | None = None,
+    detail: dict[str, Any] | None = None,
+) -> Moved | None:
+    """Move the job to ``target`` if it is in one of ``sources``: the row, its event and (for
+    an ending) its webhook row, in the caller's transaction. Returns what happened, or None
+    when the row had moved on (a duplicate or late delivery, a cancellation)."""
+    sources = list(sources)
+    for source in sources:
+        transition(source, target)  # a programming error if the state machine forbids it
+    condition = and_(Job.id == job_id, Job.status.in_([s.value for s in sources]))
+    if guard is not None:
+        condition = and_(condition, guard)
+    current: str | None = sources[0].value
+    if len(sources) > 1:  # lock the row to learn which source it leaves from
+        current = session.scalar(select(Job.status).where(condition).with_for_update())
+    if current is None:
+        return None
+    statement = (
+        update(Job)
+        .where(condition)
+        .values(status=target.value, updated_at=utcnow(), **(values or {}))
+        .returning(Job.poll_count)
+    )
+    moved = session.execute(statement).first()
+    if moved is None:
+        return None
+    source = JobStatus(current)
+    add_event(
+        session, job_id=job_id, event=event, from_status=source, to_status=target, detail=detail
+    )
+    polls = moved.poll_count if source is JobStatus.RUNNING else None
+    happened = Moved(job_id, source, target, polls)
+    _follow_up(session, happened)
+    return happened
+
+
+def _follow_up(session: Session, moved: Moved) -> None:
+    """What a transition sets off, said once. In the transaction: an ending's webhook row.
+    After the outermost transaction commits (never on rollback): the webhook and the batch's
+    completion check (``store.outbox``), the discard of orphaned outputs, a dispatcher wake-up
+    when a prediction slot freed, and the transition's count."""
+    if moved.ends:
+        outbox.job_finished(session, job_id=moved.job_id, status=moved.target.value)
+    if moved.orphans_outputs:
+        call_after_commit(session, _send_discard, moved.job_id)
+    metrics.transition(session, moved.source, moved.target, polls=moved.polls)
+    if moved.frees_slot:
+        call_after_commit(session, _wake_dispatcher)
+
+
+def _send_discard(job_id: uuid.UUID) -> None:
+    ports.current().send_step("discard", job_id)
+
+
+def _wake_dispatcher() -> None:
+    ports.current().wake_dispatcher()
+
+
+# --- leases -------------------------------------------------------------------------------------
+
+
+def lease_values(lease_s: float) -> tuple[uuid.UUID, dict[str, Any]]:
+    token = uuid.uuid4()
+    return token, {"lease_token": token, "lease_expires_at": utcnow() + timedelta(seconds=lease_s)}
+
+
+def holds(claim: Claim) -> ColumnElement[bool]:
+    return Job.lease_token == claim.token
+
+
+def lease_released() -> dict[str, Any]:
+    return {"lease_token": None, "lease_expires_at": None}
+
+
+def ended(code: str, message: str, *, at: datetime | None = None) -> dict[str, Any]:
+    """The columns of a job ending without success: its lease released, nothing more due, the
+    named code and the reason."""
+    return {
+        **lease_released(),
+        "error_code": code,
+        "error_message": message,
+        "finished_at": at or utcnow(),
+        "next_action_at": None,
+        "next_poll_at": None,
+    }
+
+
+# --- endings ------------------------------------------------------------------------------------
+
+
+def fail(
+    session: Session,
+    *,
+    job_id: uuid.UUID,
+    sources: Iterable[JobStatus],
+    code: str,
+    message: str,
+    claim: Claim | None = None,
+    ambiguous: bool = False,
+) -> bool:
+    """Any active status -> failed, recording the named code and the reason."""
+    values = ended(code, message)
+    if ambiguous:
+        values["ambiguous_submits"] = Job.ambiguous_submits + 1
+    guard = holds(claim) if claim else None
+    return (
+        move(
+            session,
+            job_id=job_id,
+            sources=sources,
+            target=JobStatus.FAILED,
+            event="failed",
+            guard=guard,
+            values=values,
+            detail={"code": code, "message": message},
+        )
+        is not None
+    )
+
+
+def cancel(session: Session, *, job_id: uuid.UUID, reason: str) -> JobStatus | None:
+    """Any active status -> cancelled; returns the status it left, None if already ended."""
+    moved = move(
+        session,
+        job_id=job_id,
+        sources=ACTIVE,
+        target=JobStatus.CANCELLED,
+        event="cancelled",
+        values=ended("cancelled", reason),
+        detail={"reason": reason},
+    )
+    return moved.source if moved else None
+
+
+# --- operator retry -----------------------------------------------------------------------------
+
+#: What an operator retry resets: a fresh start, except ``ambiguous_submits`` (paid history).
+_RETRY_RESET: dict[str, Any] = {
+    "attempts": 0,
+    "poll_count": 0,
+    "poll_errors": 0,
+    "transfer_attempts": 0,
+    "error_code": None,
+    "error_message": None,
+    "prediction_id": None,
+    "provider_status": None,
+    "outputs": None,
+    "nsfw": None,
+    "lease_token": None,
+    "lease_expires_at": None,
+    "next_poll_at": None,
+    "submitted_at": None,
+    "generated_at": None,
+    "finished_at": None,
+    "dispatched_at": None,
+}
+
+
+def retry_failed(
+    session: Session,
+    *,
+    job_ids: Iterable[uuid.UUID],
+    deadline_at: datetime,
+    reason: str = "operator retry",
+) -> list[uuid.UUID]:
+    """failed -> queued (an operator retry) for those of ``job_ids`` still failed.
+
+    Counters, outcome and prediction are reset, the deadline renewed and stored-image rows of
+    the old attempt dropped (the new prediction's outputs overwrite the same keys). Each move
+    is recorded as a ``retried`` event. Returns the ids that moved.
+    """
+    transition(JobStatus.FAILED, JobStatus.QUEUED)
+    failed = Job.status == JobStatus.FAILED.value
+    rows = session.execute(
+        select(Job.id, Job.error_code, Job.attempts)
+        .where(Job.id.in_(list(job_ids)), failed)
+        .with_for_update()
+    ).all()
+    ids = [row.id for row in rows]
+    if not ids:
+        return []
+    now = utcnow()
+    session.execute(
+        update(Job)
+        .where(Job.id.in_(ids), failed)
+        .values(
+            status=JobStatus.QUEUED.value,
+            deadline_at=deadline_at,
+            next_action_at=now,
+            updated_at=now,
+            **_RETRY_RESET,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(delete(JobImage).where(JobImage.job_id.in_(ids)))
+    # a finished batch with a retried job is open again (the dispatcher looks at open batches)
+    session.execute(
+        update(Batch)
+        .where(Batch.id.in_(select(Job.batch_id).where(Job.id.in_(ids), Job.batch_id.is_not(None))))
+        .values(completed_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    for row in rows:
+        add_event(
+            session,
+            job_id=row.id,
+            event="retried",
+            from_status=JobStatus.FAILED,
+            to_status=JobStatus.QUEUED,
+            detail={"reason": reason, "previous_code": row.error_code, "attempts": row.attempts},
+        )
+        metrics.transition(session, JobStatus.FAILED, JobStatus.QUEUED)
+    return ids
