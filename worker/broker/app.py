@@ -103,7 +103,10 @@ def reconfigure() -> None:
     """Apply the current settings again (after the environment changed: tests, the demo)."""
     app.conf.update(celery_config(get_settings()))
     app._pool = None  # pooled connections and producers still point at the old broker
-    app.amqp._producer_pool = None
+    if "amqp" in vars(app):
+        # only an existing one: made before the configuration is loaded, its hook on
+        # configuration changes would re-enter the loading from ``_configure`` (recursion)
+        app.amqp._producer_pool = None
 
 
 def keep_celery_logging_ours(*, json_lines: bool) -> None:
