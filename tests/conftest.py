@@ -28,8 +28,7 @@ from tests.stand_ins import RecordingPorts
 from worker.broker import wiring
 from worker.broker.tasks import CeleryPorts
 from worker.core import ports
-from worker.core.settings import reset_settings
-from worker.db.engine import get_engine, reset_engine
+from worker.db.engine import get_engine
 from worker.db.schema import upgrade
 from worker.store import fleet
 
@@ -153,9 +152,7 @@ def configured(service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> 
     empty_tables(get_engine(), tables)
     fleet.read_fleet_state()  # the fleet's control rows, as the migration leaves them
     yield
-    wiring.reset_pipeline()
-    reset_engine()
-    reset_settings()
+    wiring.forget()
 
 
 @pytest.fixture

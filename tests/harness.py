@@ -21,8 +21,6 @@ from sqlalchemy import create_engine, text
 
 from worker.broker import wiring
 from worker.broker.tasks import install_ports
-from worker.core.settings import reset_settings
-from worker.db.engine import reset_engine
 
 BIN = Path(sys.executable).parent
 PG_ADMIN_URL = os.environ.get(
@@ -234,7 +232,5 @@ def use_env(env: dict[str, str]) -> None:
     if env:
         wiring.reset()
     else:
-        reset_settings()
-        reset_engine()
-        wiring.reset_pipeline()
+        wiring.forget()
     install_ports()

@@ -35,6 +35,7 @@ from worker.service import retention
 from worker.store import outbox
 
 log = logging.getLogger("imagegen.dispatch")
+maintenance_log = logging.getLogger("imagegen.maintenance")
 
 _DB_RETRY: dict[str, Any] = {
     "autoretry_for": (OperationalError, DBAPIError),
@@ -110,7 +111,7 @@ def prune() -> None:
     """Delete finished jobs past ``IMAGEGEN_PRUNE_OLDER_THAN_DAYS``; nothing while unset."""
     plan = retention.prune_plan(get_settings())
     if plan is None:
-        logging.getLogger("imagegen.maintenance").debug("prune_disabled")
+        maintenance_log.debug("prune_disabled")
         return
     retention.prune(plan)
 

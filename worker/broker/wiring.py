@@ -120,10 +120,16 @@ def reset_sender() -> None:
     _forget("sender")
 
 
-def reset() -> None:
-    """Build everything anew from the current environment: the settings, the database engine,
-    the pipeline, reconciler and dispatcher, and the Celery configuration (tests, the demo)."""
+def forget() -> None:
+    """Drop what was built from the settings: the settings themselves, the database engine, the
+    pipeline, reconciler and dispatcher (each is built again on its next use)."""
     reset_settings()
     reset_engine()
     reset_pipeline()
+
+
+def reset() -> None:
+    """Build everything anew from the current environment: :func:`forget`, and the Celery
+    configuration applied again (tests, the demo)."""
+    forget()
     reconfigure()

@@ -28,7 +28,7 @@ from rich.progress import (
 )
 
 from worker.blobs.storage import store_from_settings
-from worker.cli.output import err, handles_errors, out
+from worker.cli.output import err, handles_errors, out, print_json
 from worker.core.batch_input import parse_jsonl
 from worker.core.errors import BadInput
 from worker.core.settings import get_settings
@@ -108,7 +108,7 @@ def _default_name(file: Path) -> str | None:
 
 def _finish(view: dict[str, Any], *, as_json: bool, waited: bool) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(view, indent=2) + "\n")
+        print_json(view)
     elif waited:
         _print_view(view)
     if waited and view["counts"]["succeeded"] != view["total"]:
@@ -126,7 +126,7 @@ def status(
     parsed = batches.parse_batch_id(batch_id)
     view = follow(parsed, err if as_json else out) if watch else batches.batch_status(parsed)
     if as_json:
-        sys.stdout.write(json.dumps(view, indent=2) + "\n")
+        print_json(view)
     else:
         _print_view(view)
 

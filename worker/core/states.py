@@ -41,12 +41,14 @@ class JobStatus(StrEnum):
 STATUSES: tuple[JobStatus, ...] = tuple(JobStatus)
 #: The statuses that end a job (they carry ``finished_at``), in the order they are shown.
 TERMINAL: tuple[JobStatus, ...] = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+#: The endings without images: they carry an error code, and stored outputs are discarded.
+UNSUCCESSFUL: tuple[JobStatus, ...] = (JobStatus.FAILED, JobStatus.CANCELLED)
 #: The statuses of a job still moving (the partial index ``ix_jobs_active_next`` holds them).
 ACTIVE: tuple[JobStatus, ...] = tuple(s for s in JobStatus if s not in TERMINAL)
 #: Statuses whose prediction is (or may be) in flight at the provider: the in-flight cap.
 IN_FLIGHT: tuple[JobStatus, ...] = (JobStatus.SUBMITTING, JobStatus.RUNNING)
 
-_ENDINGS = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+_ENDINGS = frozenset(UNSUCCESSFUL)
 
 ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.QUEUED: frozenset({JobStatus.SUBMITTING}) | _ENDINGS,

@@ -27,7 +27,7 @@ from worker.core.errors import ImagegenError, ProviderError, RateLimited, Transf
 from worker.core.limits import Admission, Limits
 from worker.core.retry import Retry, RetryPolicy, Stop
 from worker.core.settings import Settings
-from worker.core.states import JobStatus
+from worker.core.states import UNSUCCESSFUL, JobStatus
 from worker.db.engine import SessionFactory
 from worker.provider.failures import failure_error
 from worker.provider.wire import Prediction, PredictionState
@@ -354,7 +354,7 @@ class Pipeline:
         another worker took the transfer over and owns the same key now)."""
         with self.sessions() as session:
             job = job_store.get_job(session, job_id)
-        if job is None or job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+        if job is None or job.status in UNSUCCESSFUL:
             self.store.delete([key])
 
     def discard(self, job_id: uuid.UUID) -> None:

@@ -23,10 +23,10 @@ from worker.core.timespec import iso
 from worker.db.aftercommit import call_after_commit
 from worker.db.engine import session_scope
 from worker.service import views
-from worker.store import fleet, transitions
 from worker.store import jobs as job_store
 from worker.store import queue as queries
-from worker.store.fleet import FleetState, read_fleet_state
+from worker.store import transitions
+from worker.store.fleet import FleetState, clear_pause, read_fleet_state, set_paused
 from worker.telemetry.metrics import QueueFacts
 
 log = logging.getLogger("imagegen.admin")
@@ -107,7 +107,7 @@ def list_jobs(
         found = queries.list_jobs(
             session, statuses=statuses, batch_id=batch_id, since=since, limit=limit
         )
-        return [{**views.job_view(job), "batch_id": _str(job.batch_id)} for job in found]
+        return [views.job_view(job) for job in found]
 
 
 def _str(value: object) -> str | None:
@@ -157,7 +157,7 @@ def _deadline() -> datetime:
 def _dispatch(job_ids: list[uuid.UUID]) -> None:
     """Retried jobs are queued again: the dispatcher sends them as the fleet's limits allow."""
     if job_ids:
-        ports.current().wake_dispatcher(force=True)
+        _wake()
 
 
 # --- pausing ------------------------------------------------------------------------------------
@@ -166,16 +166,16 @@ def _dispatch(job_ids: list[uuid.UUID]) -> None:
 def pause(reason: str, *, by: str, code: str = "manual") -> FleetState:
     """Stop every submission fleet-wide, by hand; idempotent."""
     with session_scope() as session:
-        fleet.set_paused(session, reason=reason, by=by, code=code)
-        return fleet.read_fleet_state(session)
+        set_paused(session, reason=reason, by=by, code=code)
+        return read_fleet_state(session)
 
 
 def resume(*, by: str) -> FleetState:
     """Let submissions go again (and end a cool-down); idempotent."""
     with session_scope() as session:
-        fleet.clear_pause(session, by=by)
+        clear_pause(session, by=by)
         call_after_commit(session, _wake)
-        return fleet.read_fleet_state(session)
+        return read_fleet_state(session)
 
 
 def _wake() -> None:

@@ -15,12 +15,9 @@ from typing import Any, Protocol
 
 from models import Batch, Job, JobEvent, JobImage
 from worker.core import progress
-from worker.core.states import STATUSES, TERMINAL, JobStatus
+from worker.core.states import STATUSES, TERMINAL, UNSUCCESSFUL
 from worker.core.timespec import iso
 from worker.store.batches import Counts
-
-#: The endings whose message is worth a manifest line (a success has none).
-_ENDED_BADLY = (JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 class Linker(Protocol):
@@ -125,7 +122,7 @@ def manifest_line(job: Job, images: Iterable[JobImage]) -> dict[str, Any]:
         "job_id": str(job.id),
         "status": job.status,
         "error_code": job.error_code,
-        "error_message": job.error_message if job.status in _ENDED_BADLY else None,
+        "error_message": job.error_message if job.status in UNSUCCESSFUL else None,
         "images": [
             {
                 "index": image.idx,

@@ -20,13 +20,11 @@ from sqlalchemy import ColumnElement, Select, and_, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from models import Batch, Job, JobImage
-from worker.core.states import ACTIVE, STATUSES, TERMINAL, JobStatus
+from worker.core.states import ACTIVE, STATUSES, TERMINAL, UNSUCCESSFUL, JobStatus
 from worker.store.batches import Counts
 
 #: Every state but ``succeeded``: what a batch list row counts (succeeded = total - these).
 NOT_SUCCEEDED = tuple(s for s in STATUSES if s is not JobStatus.SUCCEEDED)
-#: The endings that carry an error code.
-_WITH_CODE = (JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 # --- the overview -------------------------------------------------------------------------------
@@ -171,7 +169,7 @@ def batch_error_codes(session: Session, *, batch_id: uuid.UUID) -> dict[str, int
     code = func.coalesce(Job.error_code, "unknown")
     query = (
         select(code, func.count())
-        .where(Job.batch_id == batch_id, Job.status.in_(_WITH_CODE))
+        .where(Job.batch_id == batch_id, Job.status.in_(UNSUCCESSFUL))
         .group_by(code)
         .order_by(func.count().desc(), code)
     )
@@ -229,7 +227,7 @@ def _gallery(batch_id: uuid.UUID, where: GalleryFilter) -> Select[Job]:
         conditions.append(Job.status.in_(list(where.statuses)))
     if where.error_code is not None:
         # failed and cancelled carry codes: the state range of the index stays narrow
-        statuses = [s for s in where.statuses if s in _WITH_CODE] or list(_WITH_CODE)
+        statuses = [s for s in where.statuses if s in UNSUCCESSFUL] or list(UNSUCCESSFUL)
         code = (
             Job.error_code.is_(None)
             if where.error_code == "unknown"

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from models import Job, JobEvent, JobImage
 from models.base import utcnow
-from worker.core.states import JobStatus
+from worker.core.states import UNSUCCESSFUL, JobStatus
 
 # --- reads --------------------------------------------------------------------------------------
 
@@ -131,7 +131,7 @@ def record_image(session: Session, *, values: dict[str, Any]) -> None:
 def discard_images(session: Session, *, job_id: uuid.UUID) -> bool:
     """Delete the image rows of a job that ended without success; False if it has not."""
     ended = session.scalar(select(Job.status).where(Job.id == job_id))
-    if ended not in (JobStatus.FAILED, JobStatus.CANCELLED):
+    if ended not in UNSUCCESSFUL:
         return False
     session.execute(delete(JobImage).where(JobImage.job_id == job_id))
     return True
