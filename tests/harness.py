@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import create_engine, text
@@ -180,7 +181,16 @@ def connection_env(
         "IMAGEGEN_STORAGE_URL": f"s3://{bucket}/images",
         "IMAGEGEN_S3_ENDPOINT_URL": s3_endpoint,
         "GPTPROTO_API_KEY": API_KEY,
+        **provider_env(simulator_url),
+    }
+
+
+def provider_env(simulator_url: str) -> dict[str, str]:
+    """The provider at ``simulator_url``, whose outputs (served from the same local host and
+    port) the workers may fetch although the address is private."""
+    return {
         "GPTPROTO_BASE_URL": simulator_url,
+        "IMAGEGEN_TRUSTED_OUTPUT_HOSTS": urlsplit(simulator_url).netloc,
     }
 
 

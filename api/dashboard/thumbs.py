@@ -3,10 +3,12 @@
 ``GET /dashboard/thumbs/{job_id}/{index}?size=256`` reads the object from the store (S3 or the
 local folder of the embedded mode), scales it with Pillow and answers a small JPEG. Memory stays
 bounded: at most :data:`DECODERS` images are decoded at once (a 4K PNG is about 25 MB decoded),
-sources larger than :data:`MAX_SOURCE_BYTES` are refused, and Pillow's decompression-bomb check
-stays on. Thumbnails are kept in a small in-memory LRU (:data:`CACHE_BYTES`) keyed by the image's
-checksum, and the browser may keep them too: the URL carries the checksum (``v=``), so a retried
-job that stored a new picture gets a new URL.
+and a source over ``IMAGEGEN_MAX_OUTPUT_PIXELS`` (by its row, then by its header, read before
+any pixel is decoded) or :data:`MAX_SOURCE_BYTES` gets a placeholder instead of a decode. PNG
+has no reduced decoding (JPEG's ``draft`` does), so the pixel cap is what bounds a decode.
+Thumbnails are kept in a small in-memory LRU (:data:`CACHE_BYTES`) keyed by the image's
+checksum, and the browser may keep them too: the URL carries the checksum (``v=``), so a
+retried job that stored a new picture gets a new URL.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import io
 import logging
 import threading
+import warnings
+from functools import cache as once
 
 from cachetools import LRUCache
 from fastapi import APIRouter, Depends, Request
@@ -26,6 +30,7 @@ from api.dashboard.pages import NotFoundPage, parse_id
 from models import JobImage
 from worker.blobs.storage import LocalStore, ObjectStore
 from worker.core.errors import StorageError
+from worker.core.settings import get_settings
 from worker.db.engine import session_scope
 from worker.store import dashboard as q
 
@@ -61,14 +66,33 @@ class ThumbnailCache:
 cache = ThumbnailCache(CACHE_BYTES)
 
 
-def make_thumbnail(data: bytes, size: int) -> bytes:
-    """A JPEG at most ``size`` pixels on its longer side (never larger than the source)."""
-    with Image.open(io.BytesIO(data)) as source:
+class TooLarge(Exception):
+    """The source has more pixels than a thumbnail may decode."""
+
+
+def make_thumbnail(data: bytes, size: int, *, max_pixels: int) -> bytes:
+    """A JPEG at most ``size`` pixels on its longer side (never larger than the source).
+
+    Raises :class:`TooLarge` before decoding a source of more than ``max_pixels`` pixels."""
+    with warnings.catch_warnings():  # the cap below is the check; Pillow's would only warn
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        source = Image.open(io.BytesIO(data), formats=["PNG", "JPEG", "WEBP"])
+    with source:
+        if source.width * source.height > max_pixels:
+            raise TooLarge(f"{source.width}x{source.height} pixels")
         source.draft("RGB", (size, size))  # JPEG sources decode at a fraction of their size
         source.thumbnail((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
         picture = _flattened(source)
         out = io.BytesIO()
         picture.save(out, "JPEG", quality=82, optimize=True)
+    return out.getvalue()
+
+
+@once
+def placeholder(size: int) -> bytes:
+    """A plain grey JPEG in place of a picture too large to decode."""
+    out = io.BytesIO()
+    Image.new("RGB", (size, size), "#d0d0d0").save(out, "JPEG", quality=60)
     return out.getvalue()
 
 
@@ -113,17 +137,28 @@ def thumbnail(
     key = (image.key, image.sha256, size)
     data = cache.get(key)
     if data is None:
-        data = _render(request.app.state.links(), image, size)
+        try:
+            data = _render(request.app.state.links(), image, size)
+        except TooLarge as exc:
+            log.warning(
+                "thumbnail_refused",
+                extra={"job_id": str(image.job_id), "index": image.idx, "error": str(exc)},
+            )
+            data = placeholder(size)
+            headers["X-Imagegen-Thumbnail"] = "placeholder: the image is too large to decode"
         cache.put(key, data)
     return Response(data, media_type="image/jpeg", headers=headers)
 
 
 def _render(store: ObjectStore, image: JobImage, size: int) -> bytes:
+    max_pixels = get_settings().max_output_pixels
     if image.bytes > MAX_SOURCE_BYTES:
-        raise NotFoundPage(f"image {image.key} is too large for a thumbnail")
+        raise TooLarge(f"{image.bytes} bytes")
+    if (image.width or 0) * (image.height or 0) > max_pixels:
+        raise TooLarge(f"{image.width}x{image.height} pixels")
     with _decoding:  # bounded: a handful of decoded pictures in memory at once
         try:
-            return make_thumbnail(store.get(image.key), size)
+            return make_thumbnail(store.get(image.key), size, max_pixels=max_pixels)
         except (StorageError, OSError, Image.DecompressionBombError) as exc:
             log.warning(
                 "thumbnail_failed",

@@ -97,7 +97,7 @@ def test_two_workers_never_exceed_the_accounts_limits(
         str(burst),
     )
     fleet_env = {
-        "GPTPROTO_BASE_URL": url,
+        **harness.provider_env(url),
         "IMAGEGEN_MAX_IN_FLIGHT": str(k),
         "IMAGEGEN_SUBMIT_RATE": "7",
         "IMAGEGEN_SUBMIT_BURST": "3",
@@ -137,7 +137,7 @@ def test_a_revoked_key_then_an_empty_balance_pause_submissions_without_failing_j
     url = simulator("--latency", "*=0.5-1.0")
     env = {
         **service_env,
-        "GPTPROTO_BASE_URL": url,
+        **harness.provider_env(url),
         "IMAGEGEN_SUBMIT_RATE": "10",
         "IMAGEGEN_SUBMIT_BURST": "2",
     }
@@ -210,7 +210,7 @@ def test_an_interactive_job_overtakes_a_thousand_job_backlog(
     # Given a 1,000-job batch backlog filling every batch slot of the fleet
     url = simulator("--latency", "*=1.0")
     env = {
-        "GPTPROTO_BASE_URL": url,
+        **harness.provider_env(url),
         "IMAGEGEN_MAX_IN_FLIGHT": "40",
         "IMAGEGEN_SUBMIT_RATE": "100",
         "IMAGEGEN_SUBMIT_BURST": "20",

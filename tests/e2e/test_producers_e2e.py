@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tests.conftest import BIN
-from tests.harness import start_simulator, start_worker, stop_process
+from tests.harness import provider_env, start_simulator, start_worker, stop_process
 from tests.producers import (
     AUTH,
     PRODUCER_ENV,
@@ -53,7 +53,7 @@ def env(
 ) -> dict[str, str]:
     """The deployment's environment, pointed at the fast simulator, webhooks on 127.0.0.1."""
     configure(monkeypatch, GPTPROTO_BASE_URL=fast_simulator)
-    return {**service_env, **PRODUCER_ENV, "GPTPROTO_BASE_URL": fast_simulator}
+    return {**service_env, **PRODUCER_ENV, **provider_env(fast_simulator)}
 
 
 @pytest.fixture

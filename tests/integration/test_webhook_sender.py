@@ -9,9 +9,8 @@ import time
 import uuid
 from collections.abc import Iterator
 
-import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from models import WebhookAttempt, WebhookDelivery
 from tests.producers import WEBHOOK_SECRET, WebhookReceiver, configure, readme_verifier
@@ -31,14 +30,11 @@ def producer(configured, monkeypatch: pytest.MonkeyPatch, recorded: RecordingPor
 
 @pytest.fixture
 def sender(producer: None) -> Iterator[WebhookSender]:
-    with httpx.Client(timeout=5, follow_redirects=False) as http:
-        yield WebhookSender(
-            settings=get_settings(),
-            sessions=session_scope,
-            http=http,
-            store=None,
-            rng=random.Random(7),
-        )
+    sender = WebhookSender(
+        settings=get_settings(), sessions=session_scope, store=None, rng=random.Random(7)
+    )
+    yield sender
+    sender.close()
 
 
 def ended_job(url: str) -> tuple[uuid.UUID, uuid.UUID]:
@@ -115,12 +111,10 @@ def test_gone_stops_at_once(sender: WebhookSender) -> None:
 
 def test_gives_up_after_the_window(producer: None, monkeypatch: pytest.MonkeyPatch) -> None:
     configure(monkeypatch, IMAGEGEN_WEBHOOK_GIVE_UP_AFTER_S="0.001")
-    with WebhookReceiver(replies=[500]) as receiver, httpx.Client() as http:
+    with WebhookReceiver(replies=[500]) as receiver:
         _, delivery_id = ended_job(receiver.url)
         time.sleep(0.01)
-        sender = WebhookSender(
-            settings=get_settings(), sessions=session_scope, http=http, store=None
-        )
+        sender = WebhookSender(settings=get_settings(), sessions=session_scope, store=None)
         assert sender.deliver(delivery_id) is None
     assert state(delivery_id)[0].status == "failed"
 
@@ -139,11 +133,8 @@ def test_private_addresses_are_refused_at_send_time(
     with WebhookReceiver() as receiver:
         _, delivery_id = ended_job(receiver.url)  # accepted while private URLs were allowed
         configure(monkeypatch, IMAGEGEN_ALLOW_PRIVATE_URLS="false")
-        with httpx.Client() as http:
-            sender = WebhookSender(
-                settings=get_settings(), sessions=session_scope, http=http, store=None
-            )
-            assert sender.deliver(delivery_id) is None
+        sender = WebhookSender(settings=get_settings(), sessions=session_scope, store=None)
+        assert sender.deliver(delivery_id) is None
         assert receiver.received.empty()  # never contacted
     delivery, attempts = state(delivery_id)
     assert delivery.status == "failed" and "private" in (attempts[0].error or "")
@@ -154,15 +145,13 @@ def test_a_public_name_resolving_to_a_private_address_is_refused(
 ) -> None:
     _, delivery_id = ended_job("https://hooks.example.com/x")
     configure(monkeypatch, IMAGEGEN_ALLOW_PRIVATE_URLS="false")
-    with httpx.Client() as http:
-        sender = WebhookSender(
-            settings=get_settings(),
-            sessions=session_scope,
-            http=http,
-            store=None,
-            resolver=lambda host, port: ["10.0.0.7"],
-        )
-        assert sender.deliver(delivery_id) is None
+    sender = WebhookSender(
+        settings=get_settings(),
+        sessions=session_scope,
+        store=None,
+        resolver=lambda host, port: ["10.0.0.7"],
+    )
+    assert sender.deliver(delivery_id) is None
     assert "resolves to a private" in (state(delivery_id)[1][0].error or "")
 
 
@@ -171,13 +160,78 @@ def test_no_secret_no_send(producer: None, monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.delenv("IMAGEGEN_WEBHOOK_SECRET")
     reset_settings()
-    with WebhookReceiver() as receiver, httpx.Client() as http:
+    with WebhookReceiver() as receiver:
         _, delivery_id = ended_job(receiver.url)
-        sender = WebhookSender(
-            settings=get_settings(), sessions=session_scope, http=http, store=None
-        )
+        sender = WebhookSender(settings=get_settings(), sessions=session_scope, store=None)
         assert sender.deliver(delivery_id) is not None  # waits for the secret
         assert receiver.received.empty()
     delivery, attempts = state(delivery_id)
     assert delivery.status == "pending"
     assert "IMAGEGEN_WEBHOOK_SECRET is not set" in (attempts[0].error or "")
+
+
+def test_the_connection_goes_to_the_address_that_was_checked(
+    producer: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a name whose DNS answer changes after the first look-up (rebinding): 127.0.0.1
+    # first, where the receiver listens, another address on every later look-up
+    looked_up: list[str] = []
+
+    def rebinding(host: str, port: int) -> list[str]:
+        looked_up.append(host)
+        return ["127.0.0.1"] if len(looked_up) == 1 else ["127.0.0.2"]
+
+    with WebhookReceiver() as receiver:
+        port = receiver.url.rsplit(":", 1)[1]
+        _, delivery_id = ended_job(f"http://hook.test:{port}/events")
+        sender = WebhookSender(
+            settings=get_settings(), sessions=session_scope, store=None, resolver=rebinding
+        )
+
+        # When the event is sent
+        assert sender.deliver(delivery_id) is None
+        (request,) = receiver.take(1, timeout_s=5)
+
+    # Then the host was looked up once, the connection went to that checked address, and the
+    # request still names the URL's host
+    assert looked_up == ["hook.test"]
+    assert request.headers["Host"] == f"hook.test:{port}" and request.path == "/events"
+    assert state(delivery_id)[0].status == "delivered"
+
+
+@pytest.mark.parametrize("url", ["https://xn--/h", f"https://{'a' * 64}.example.com/h"])
+def test_a_stored_target_the_resolver_cannot_take_still_ends(
+    sender: WebhookSender, url: str
+) -> None:
+    # Given a delivery stored before such host names were refused at enqueue
+    _, delivery_id = ended_job("https://hooks.example.com/x")
+    with session_scope() as session:
+        session.execute(
+            update(WebhookDelivery).where(WebhookDelivery.id == delivery_id).values(url=url)
+        )
+
+    # When it is sent
+    assert sender.deliver(delivery_id) is None
+
+    # Then the attempt is recorded and the delivery has reached its end
+    delivery, attempts = state(delivery_id)
+    assert delivery.status == "failed" and len(attempts) == 1
+    assert "valid host name" in (attempts[0].error or "")
+
+
+def test_an_unexpected_error_is_an_attempt_not_a_crash(
+    producer: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a look-up that fails in a way nobody planned for
+    def broken(host: str, port: int) -> list[str]:
+        raise RuntimeError("resolver exploded")
+
+    _, delivery_id = ended_job("https://hooks.example.com/x")
+    sender = WebhookSender(
+        settings=get_settings(), sessions=session_scope, store=None, resolver=broken
+    )
+
+    # When it is sent, the attempt is recorded and tried again later
+    assert sender.deliver(delivery_id) is not None
+    delivery, attempts = state(delivery_id)
+    assert delivery.status == "pending" and "resolver exploded" in (attempts[0].error or "")

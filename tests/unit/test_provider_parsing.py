@@ -356,3 +356,17 @@ def test_failure_error_refuses_predictions_that_did_not_fail(
 ) -> None:
     with pytest.raises(ValueError, match="not failed"):
         failure_error(parse(status=status, outputs=outputs))
+
+
+def test_the_configured_key_is_scrubbed_whatever_its_shape() -> None:
+    key = "gpk_live_7d1f0c2b9a8e4d6f5a3c"
+    payload = envelope(status="failed", outputs=[], error=f"key {key} has no access")
+    prediction = parse_prediction(payload, secret=key)
+    assert prediction.error == "key *** has no access"
+
+
+def test_an_answer_echoing_the_key_outside_its_error_is_refused() -> None:
+    key = "gpk_live_7d1f0c2b9a8e4d6f5a3c"
+    payload = envelope(outputs=[f"https://cdn.example.com/x.png?k={key}"])
+    with pytest.raises(ProviderProtocolError, match="echoes the API key"):
+        parse_prediction(payload, secret=key)

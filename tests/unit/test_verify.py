@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from worker.blobs.verify import PngChecker, VerifyingReader
-from worker.core.errors import OutputCorrupt
+from worker.core.errors import OutputCorrupt, OutputRefused
 
 
 def png(width: int = 64, height: int = 48) -> bytes:
@@ -28,7 +28,9 @@ def drain(reader: VerifyingReader) -> bytes:
 
 def test_measures_hashes_and_reads_dimensions() -> None:
     data = png(300, 200)
-    reader = VerifyingReader(chunked(data), expected_bytes=len(data), max_bytes=10**6)
+    reader = VerifyingReader(
+        chunked(data), expected_bytes=len(data), max_bytes=10**6, max_pixels=10**8
+    )
     assert drain(reader) == data
     assert reader.finished
     assert (reader.width, reader.height) == (300, 200)
@@ -48,7 +50,9 @@ def test_measures_hashes_and_reads_dimensions() -> None:
 )
 def test_rejects_broken_outputs(body: bytes, expected: str | None, message: str) -> None:
     length = len(png()) if expected == "full" else None
-    reader = VerifyingReader(chunked(body), expected_bytes=length, max_bytes=10**6)
+    reader = VerifyingReader(
+        chunked(body), expected_bytes=length, max_bytes=10**6, max_pixels=10**8
+    )
     with pytest.raises(OutputCorrupt, match=message):
         drain(reader)
     assert not reader.finished
@@ -56,8 +60,10 @@ def test_rejects_broken_outputs(body: bytes, expected: str | None, message: str)
 
 def test_size_limit() -> None:
     data = png(500, 500)
-    reader = VerifyingReader(chunked(data, 1000), expected_bytes=None, max_bytes=len(data) - 1)
-    with pytest.raises(OutputCorrupt, match="limit"):
+    reader = VerifyingReader(
+        chunked(data, 1000), expected_bytes=None, max_bytes=len(data) - 1, max_pixels=10**8
+    )
+    with pytest.raises(OutputRefused, match="limit"):
         drain(reader)
 
 
@@ -84,14 +90,18 @@ def test_one_big_chunk_is_checked_as_it_streams() -> None:
         checker.feed(piece)
         assert len(checker._head) <= 8  # never more than a header is held back
     checker.finish()
-    reader = VerifyingReader(chunked(data, 4096), expected_bytes=len(data), max_bytes=10**7)
+    reader = VerifyingReader(
+        chunked(data, 4096), expected_bytes=len(data), max_bytes=10**7, max_pixels=10**8
+    )
     assert drain(reader) == data and (reader.width, reader.height) == (400, 300)
 
 
 def test_a_flipped_byte_deep_in_a_big_chunk_is_found() -> None:
     data = bytearray(one_idat_png(400, 300))
     data[len(data) // 2] ^= 0xFF
-    reader = VerifyingReader(chunked(bytes(data), 4096), expected_bytes=None, max_bytes=10**7)
+    reader = VerifyingReader(
+        chunked(bytes(data), 4096), expected_bytes=None, max_bytes=10**7, max_pixels=10**8
+    )
     with pytest.raises(OutputCorrupt, match="CRC mismatch"):
         drain(reader)
 
@@ -101,3 +111,26 @@ def test_an_impossible_chunk_length_is_refused_at_once() -> None:
     checker = PngChecker()
     with pytest.raises(OutputCorrupt, match="bad length"):
         checker.feed(data)
+
+
+def test_a_decompression_bomb_is_refused_from_its_header() -> None:
+    from tests.hostile import bomb_png
+
+    data = bomb_png(20000, 20000)
+    reader = VerifyingReader(
+        chunked(data, 4096), expected_bytes=len(data), max_bytes=10**8, max_pixels=4096 * 4096
+    )
+    with pytest.raises(OutputRefused, match="20000x20000 pixels"):
+        drain(reader)
+    assert reader.size <= 4096  # refused at the first chunk
+
+
+def test_an_image_without_its_header_first_is_corrupt() -> None:
+    data = png()
+    idat = data.index(b"IDAT") - 4
+    shuffled = data[:8] + data[idat:]  # the IHDR chunk left out
+    reader = VerifyingReader(
+        chunked(shuffled), expected_bytes=None, max_bytes=10**6, max_pixels=10**8
+    )
+    with pytest.raises(OutputCorrupt, match="IHDR"):
+        drain(reader)

@@ -3,8 +3,11 @@
 :class:`VerifyingReader` wraps the download's byte iterator as a file object for the uploader.
 It hashes and measures on the way and checks the PNG chunk by chunk (signature, CRCs, IEND),
 so a short, corrupt or mislabelled body raises before the upload completes: a partial object
-is never committed. Pillow reads the dimensions from the header; the pixels are never decoded,
-so memory stays flat whatever the image size.
+is never committed. The dimensions come from the ``IHDR`` chunk as it passes: an image over
+the pixel cap (``IMAGEGEN_MAX_OUTPUT_PIXELS``) is refused before anything else looks at it,
+so a small file declaring 20000x20000 pixels (a decompression bomb) ends the copy at once.
+Pillow then checks the header; the pixels are never decoded, so memory stays flat whatever
+the image size.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ from __future__ import annotations
 import hashlib
 import io
 import struct
+import warnings
 import zlib
 from collections.abc import Iterator
 
 from PIL import Image, UnidentifiedImageError
 
-from worker.core.errors import OutputCorrupt
+from worker.core.errors import OutputCorrupt, OutputRefused
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _HEADER_BYTES = 64 * 1024  # Pillow finds the size in the first few bytes; stop feeding after
@@ -37,6 +41,9 @@ class PngChecker:
         self._kind = b""
         self._left = -1  # body bytes still to come in the current chunk; -1: in no chunk
         self._crc = 0
+        self._chunks = 0
+        self._ihdr = bytearray()  # the first 8 body bytes of IHDR: width and height
+        self.size: tuple[int, int] | None = None
         self.complete = False
 
     def feed(self, data: bytes | memoryview) -> None:
@@ -50,6 +57,10 @@ class PngChecker:
         piece = view[: self._left]
         self._crc = zlib.crc32(piece, self._crc)
         self._left -= len(piece)
+        if self._kind == b"IHDR" and self.size is None:
+            self._ihdr += piece[: 8 - len(self._ihdr)]
+            if len(self._ihdr) == 8:
+                self.size = struct.unpack(">II", self._ihdr)
         return view[len(piece) :]
 
     def _gather(self, view: memoryview) -> memoryview:
@@ -77,6 +88,9 @@ class PngChecker:
             length, self._kind = struct.unpack(">I4s", field)
             if length > _MAX_CHUNK:
                 raise OutputCorrupt(f"the PNG chunk {self._kind!r} is corrupt (bad length)")
+            self._chunks += 1
+            if self._chunks == 1 and (self._kind != b"IHDR" or length != 13):
+                raise OutputCorrupt("the PNG image does not start with its header (IHDR)")
             self._crc = zlib.crc32(self._kind)
             self._left = length
 
@@ -91,7 +105,12 @@ class VerifyingReader(io.RawIOBase):
     """A read-only file over a byte iterator that verifies the image as it is read."""
 
     def __init__(
-        self, chunks: Iterator[bytes], *, expected_bytes: int | None, max_bytes: int
+        self,
+        chunks: Iterator[bytes],
+        *,
+        expected_bytes: int | None,
+        max_bytes: int,
+        max_pixels: int,
     ) -> None:
         super().__init__()
         self._chunks = chunks
@@ -99,6 +118,7 @@ class VerifyingReader(io.RawIOBase):
         self._offset = 0
         self._expected = expected_bytes
         self._max = max_bytes
+        self._max_pixels = max_pixels
         self._png = PngChecker()
         self._header: bytearray | None = bytearray()
         self.sha256 = hashlib.sha256()
@@ -125,7 +145,7 @@ class VerifyingReader(io.RawIOBase):
             return
         self.size += len(chunk)
         if self.size > self._max:
-            raise OutputCorrupt(f"the output is larger than the {self._max}-byte limit")
+            raise OutputRefused(f"the output is larger than the {self._max}-byte limit")
         self.sha256.update(chunk)
         self._png.feed(chunk)
         self._read_dimensions(chunk)
@@ -136,11 +156,23 @@ class VerifyingReader(io.RawIOBase):
             return
         header = self._header
         header += chunk
+        if self._png.size is None:  # IHDR not complete yet
+            if len(header) > _HEADER_BYTES:
+                raise OutputCorrupt("the output's image header could not be read")
+            return
+        width, height = self._png.size
+        if width * height > self._max_pixels:
+            raise OutputRefused(
+                f"the output declares {width}x{height} pixels, over the "
+                f"{self._max_pixels}-pixel limit (IMAGEGEN_MAX_OUTPUT_PIXELS)"
+            )
         try:  # Image.open parses the header lazily: no pixel buffer is allocated
-            with Image.open(io.BytesIO(header), formats=["PNG"]) as image:
-                self.width, self.height = image.size
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(header), formats=["PNG"]) as image:
+                    self.width, self.height = image.size
             self._header = None
-        except (UnidentifiedImageError, OSError, SyntaxError):
+        except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError):
             if len(header) > _HEADER_BYTES:
                 raise OutputCorrupt("the output's image header could not be read") from None
 

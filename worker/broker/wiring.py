@@ -13,8 +13,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import httpx
-
+from worker.blobs.copier import output_client
 from worker.blobs.storage import store_from_settings
 from worker.broker.app import reconfigure
 from worker.core import ports
@@ -66,18 +65,12 @@ def get_pipeline() -> Pipeline:
 
 def _pipeline() -> Pipeline:
     settings = get_settings()
-    download = httpx.Client(
-        timeout=httpx.Timeout(settings.download_timeout_s, connect=settings.connect_timeout_s),
-        headers={"Accept-Encoding": "identity"},
-        follow_redirects=True,
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-    )
     return Pipeline(
         settings=settings,
         sessions=session_scope,
         provider=ProviderClient.from_settings(settings, on_response=metrics.provider_response),
         store=store_from_settings(settings),
-        http=download,
+        http=output_client(settings),
     )
 
 
@@ -105,7 +98,6 @@ def _sender() -> WebhookSender:
     return WebhookSender(
         settings=settings,
         sessions=session_scope,
-        http=httpx.Client(timeout=settings.webhook_timeout_s, follow_redirects=False),
         store=store_from_settings(settings),
     )
 

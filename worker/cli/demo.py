@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
@@ -110,6 +111,8 @@ def _configure(out_dir: Path, base_url: str) -> None:
         "IMAGEGEN_BROKER_URL": "memory://",
         "IMAGEGEN_STORAGE_URL": (out_dir / "images").as_uri(),
         "GPTPROTO_BASE_URL": base_url,
+        # the local simulator serves the outputs too: trusted, although its address is private
+        "IMAGEGEN_TRUSTED_OUTPUT_HOSTS": urlsplit(base_url).netloc,
         "GPTPROTO_API_KEY": DEMO_KEY,
         "IMAGEGEN_POLL_INITIAL_DELAY_S": "1",
         "IMAGEGEN_POLL_INTERVAL_S": "0.5",

@@ -191,6 +191,14 @@ class OutputCorrupt(OutputUnavailable):
     """The downloaded output is not the complete PNG it was announced to be."""
 
 
+class OutputRefused(OutputUnavailable):
+    """The output breaks the safety rules: a URL the policy refuses (private address, bad
+    scheme, too many redirects) or an image over the size or pixel caps. Not retried."""
+
+    code = "output_refused"
+    retryable = False
+
+
 class StorageError(TransferError):
     """The object store refused or failed the upload."""
 

@@ -104,8 +104,20 @@ class Settings(BaseSettings):
     dispatch_lost_after_s: float = Field(default=30.0, gt=0)
 
     # --- transfer ------------------------------------------------------------------------------
+    #: Longest wait for any one read of an output download.
     download_timeout_s: float = Field(default=60.0, gt=0)
+    #: Longest a whole output download may take, however steadily the bytes come.
+    download_deadline_s: float = Field(default=300.0, gt=0)
+    #: Slowest average rate (bytes/s) an output download may keep after its first 10 s.
+    download_min_rate_bps: int = Field(default=32 * 1024, ge=0)
     max_output_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
+    #: Outputs with more pixels are refused as image bombs (the provider's 4K is 8.3 MP).
+    max_output_pixels: int = Field(default=4096 * 4096, gt=0, le=150_000_000)
+    #: Output URLs copied per job; a prediction answering more is cut here (it sends one).
+    max_outputs: int = Field(default=4, ge=1, le=100)
+    #: Output hosts (``host`` or ``host:port``, comma-separated) that may be private or plain
+    #: http: the simulator on 127.0.0.1, a provider on a private network. None by default.
+    trusted_output_hosts: str = ""
     multipart_chunk_bytes: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024)
     presign_expiry_s: int = Field(default=3600, gt=0)
 
@@ -168,6 +180,14 @@ class Settings(BaseSettings):
             return value
         raise ValueError("must be s3://bucket[/prefix] or file:///absolute/folder")
 
+    @field_validator("trusted_output_hosts")
+    @classmethod
+    def _host_entries(cls, value: str) -> str:
+        for entry in (item.strip() for item in value.split(",")):
+            if entry:
+                _host_entry(entry)
+        return value
+
     @field_validator("worker_queues")
     @classmethod
     def _known_queues(cls, value: str) -> str:
@@ -209,6 +229,12 @@ class Settings(BaseSettings):
         return [token.strip().encode() for token in raw.split(",") if token.strip()]
 
     @property
+    def trusted_output_host_set(self) -> frozenset[str]:
+        """``host`` and ``host:port`` entries, lower case, IPv6 hosts without brackets."""
+        entries = (item.strip() for item in self.trusted_output_hosts.split(","))
+        return frozenset(_host_entry(entry) for entry in entries if entry)
+
+    @property
     def embedded(self) -> bool:
         """True when no database server is configured (the single-machine mode)."""
         return self.database_url is None
@@ -228,6 +254,19 @@ class Settings(BaseSettings):
     @property
     def effective_storage_url(self) -> str:
         return self.storage_url or (self.data_dir / "images").resolve().as_uri()
+
+
+def _host_entry(entry: str) -> str:
+    """``host`` or ``host:port`` normalised (``[::1]:8090`` -> ``::1:8090``); ValueError if
+    it is neither."""
+    try:
+        parts = urlsplit(f"//{entry}")
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = port = None
+    if not host or parts.path or parts.query or parts.username is not None:
+        raise ValueError(f"{entry!r} is not a host or host:port")
+    return f"{host}:{port}" if port else host
 
 
 def env_name(field: str) -> str:

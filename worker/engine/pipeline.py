@@ -21,7 +21,7 @@ from typing import Literal, Protocol
 import httpx
 
 from models import Job
-from worker.blobs.copier import copy_output
+from worker.blobs.copier import DownloadLimits, copy_output
 from worker.blobs.storage import ObjectStore, object_key
 from worker.core.errors import ImagegenError, ProviderError, RateLimited, TransferError
 from worker.core.limits import Admission, Limits
@@ -85,6 +85,7 @@ class Pipeline:
             ambiguous_submit=settings.ambiguous_submit,
         )
         self.limits = Limits.from_settings(settings)
+        self.download_limits = DownloadLimits.from_settings(settings)
 
     def close(self) -> None:
         """Close the HTTP connections this pipeline holds."""
@@ -215,13 +216,21 @@ class Pipeline:
             # failure_error turns a completed prediction without outputs into NoOutput
             self._end(job_id, JobStatus.RUNNING, failure_error(prediction))
             return None
+        outputs = list(prediction.outputs)
+        cap = self.settings.max_outputs
         with self.sessions() as session:
             moved = steps.mark_generated(
                 session,
                 job_id=job_id,
-                outputs=list(prediction.outputs),
+                outputs=outputs[:cap],
                 provider_status=prediction.raw_status,
-                nsfw=list(prediction.has_nsfw),
+                nsfw=list(prediction.has_nsfw)[:cap],
+                refused=len(outputs) - cap if len(outputs) > cap else 0,
+            )
+        if len(outputs) > cap:
+            log.warning(
+                "outputs_capped",
+                extra={"job_id": str(job_id), "outputs": len(outputs), "kept": cap},
             )
         return Next("transfer") if moved else None
 
@@ -311,9 +320,7 @@ class Pipeline:
                     raise _Abandoned()
         key = object_key(self.store.prefix, job.id, job.created_at, index)
         started = time.perf_counter()
-        stored = copy_output(
-            self.http, url, self.store, key, max_bytes=self.settings.max_output_bytes
-        )
+        stored = copy_output(self.http, url, self.store, key, limits=self.download_limits)
         metrics.transfer(stored.bytes, time.perf_counter() - started)
         nsfw = job.nsfw[index] if job.nsfw and index < len(job.nsfw) else None
         with self.sessions() as session:

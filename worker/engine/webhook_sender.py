@@ -6,18 +6,20 @@ attempt and decide: delivered (2xx), given up (410, a refused address, or retrie
 than ``IMAGEGEN_WEBHOOK_GIVE_UP_AFTER_S``) or tried again after a backoff with jitter. Short
 waits come back as a countdown for the Celery task; longer ones are left to the sweep, so no
 worker holds thousands of delayed messages in memory. The secret is never logged or stored.
+
+The POST goes through ``worker.egress``: the target's host is resolved once, every address
+checked against the URL policy, and the connection made to a checked address (no second
+look-up a changed DNS answer could redirect). Any error of an attempt, expected or not, is
+recorded as a failed attempt, so a delivery always reaches ``delivered`` or ``failed``.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import random
-import socket
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,8 +33,9 @@ from worker.blobs.storage import ObjectStore
 from worker.core.settings import Settings
 from worker.core.signing import signed_headers
 from worker.core.timespec import iso
-from worker.core.url_policy import callback_problem
+from worker.core.url_policy import callback_problem, callback_schemes
 from worker.db.engine import SessionFactory
+from worker.egress.guard import AddressGuard, Refused, Resolve, guarded_client, resolve
 from worker.service import views
 from worker.service.batches import batch_view
 from worker.store import batches as batch_store
@@ -45,14 +48,6 @@ log = logging.getLogger("imagegen.webhooks")
 COUNTDOWN_MAX_S = 60.0
 _LEASE_MARGIN_S = 30.0
 _MAX_ERROR_CHARS = 500
-Resolve = Callable[[str, int], list[str]]
-
-
-# --- addresses ---------------------------------------------------------------------------------
-
-
-def resolve(host: str, port: int) -> list[str]:
-    return [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
 
 
 # --- the decision (pure) ------------------------------------------------------------------------
@@ -98,17 +93,22 @@ class WebhookSender:
         *,
         settings: Settings,
         sessions: SessionFactory,
-        http: httpx.Client,
         store: ObjectStore | None,
         rng: random.Random | None = None,
         resolver: Resolve = resolve,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
-        self.http = http
         self.store = store
         self.rng = rng or random.Random()
-        self.resolver = resolver
+        guard = AddressGuard(
+            schemes=callback_schemes(settings),
+            allow_private=settings.allow_private_urls,
+            resolver=resolver,
+        )
+        self.http = guarded_client(
+            guard, timeout=httpx.Timeout(settings.webhook_timeout_s), follow_redirects=False
+        )
 
     def deliver(self, delivery_id: uuid.UUID) -> float | None:
         """Make one attempt if the delivery is due; return a countdown for the next one."""
@@ -161,28 +161,21 @@ class WebhookSender:
         try:
             with self.http.stream("POST", delivery.url, content=body, headers=headers) as reply:
                 status = reply.status_code
+        except Refused as exc:
+            return Attempt(None, f"callback_url refused: {exc.message}", _ms(started), True)
         except httpx.HTTPError as exc:
+            return Attempt(None, _describe(exc), _ms(started))
+        except Exception as exc:  # never a crash without an attempt row: retried, then given up
+            log.exception("webhook_send_error", extra={"delivery_id": str(delivery.id)})
             return Attempt(None, _describe(exc), _ms(started))
         error = None if 200 <= status < 300 else f"answered HTTP {status}"
         return Attempt(status, error, _ms(started), permanent=status == 410)
 
     def _refused(self, url: str) -> Attempt | None:
-        """Check the URL again at send time, with its resolved addresses (SSRF)."""
+        """Check the URL again at send time (the settings may have changed since enqueue);
+        its addresses are checked as the connection is made."""
         problem = callback_problem(url, self.settings)
-        if problem is None and not self.settings.allow_private_urls:
-            problem = self._address_problem(url)
         return Attempt(None, f"callback_url {problem}", 0, permanent=True) if problem else None
-
-    def _address_problem(self, url: str) -> str | None:
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            addresses = self.resolver(parts.hostname or "", port)
-        except OSError:
-            return None  # a failed look-up fails the POST too, and is retried
-        if any(not ipaddress.ip_address(a.split("%")[0]).is_global for a in addresses):
-            return "resolves to a private, loopback or reserved address"
-        return None
 
     def _record(self, delivery: WebhookDelivery, attempt: Attempt) -> float | None:
         now = datetime.now(UTC)

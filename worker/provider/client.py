@@ -179,7 +179,7 @@ class ProviderClient:
         error = envelope_error(payload, secret=self._secret)
         if error is not None:
             raise error
-        return parse_prediction(payload, unknown_status=unknown_status)
+        return parse_prediction(payload, unknown_status=unknown_status, secret=self._secret)
 
     def _http_error(self, response: httpx.Response) -> ProviderError:
         error = error_from_response(response, secret=self._secret)

@@ -126,8 +126,10 @@ def _as_list(value: Any) -> Any:
     return value if isinstance(value, list) else [value]
 
 
-def _error_text(value: Any) -> str | None:
-    """The failure text, whether sent as a string, a number or an object; "" means none."""
+def _error_text(value: Any, info: ValidationInfo) -> str | None:
+    """The failure text, whether sent as a string, a number or an object; "" means none.
+    Scrubbed of the configured API key (passed in the validation context) and of anything
+    shaped like a key."""
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, dict):
@@ -135,7 +137,12 @@ def _error_text(value: Any) -> str | None:
         value = ": ".join(str(part) for part in parts if part not in (None, ""))
     elif not isinstance(value, str):
         value = json.dumps(value) if isinstance(value, list) else str(value)
-    return safe_text(value) or None
+    return safe_text(value, _secret(info)) or None
+
+
+def _secret(info: ValidationInfo) -> str | None:
+    context = info.context
+    return context.get("secret") if isinstance(context, dict) else None
 
 
 def _drop_blank(urls: list[str]) -> list[str]:
@@ -200,6 +207,10 @@ class WirePrediction(_Wire):
         urls = self.urls[0] if isinstance(self.urls, list) and self.urls else self.urls
         return urls.get if isinstance(urls, WireUrls) else None
 
+    def kept_text(self) -> list[str]:
+        """The provider's text the system stores as it came (not scrubbed: it is used)."""
+        return [self.id, self.status, *self.outputs, self.result_url or ""]
+
     @property
     def execution_time_ms(self) -> int | None:
         """``executionTime`` or ``timings.inference``, whichever is filled (both are 0 early)."""
@@ -241,7 +252,7 @@ def prediction_fields(payload: object) -> dict[str, Any] | None:
 
 
 def parse_prediction(
-    payload: object, *, unknown_status: PredictionState | None = None
+    payload: object, *, unknown_status: PredictionState | None = None, secret: str | None = None
 ) -> Prediction:
     """Parse a decoded response body into a :class:`Prediction`.
 
@@ -249,20 +260,25 @@ def parse_prediction(
     guessing "pending" would poll blindly until the deadline, guessing "failed" could discard
     a paid image). Pass ``unknown_status`` to accept it anyway, as submit does: there the id
     is what matters, and losing it would leave an untracked paid prediction.
+
+    ``secret`` is the configured API key: it is scrubbed from the error text, and an answer
+    that carries it anywhere else the system would keep (id, status, URLs) is refused.
     """
     fields = prediction_fields(payload)
     if fields is None:
         raise ProviderProtocolError("provider answer holds no prediction object")
     try:
-        wire = WirePrediction.model_validate(fields)
+        wire = WirePrediction.model_validate(fields, context={"secret": secret})
     except ValidationError as exc:
         raise ProviderProtocolError(f"malformed prediction: {_summary(exc)}") from None
+    if secret and any(secret in text for text in wire.kept_text()):
+        raise ProviderProtocolError("the provider's answer echoes the API key: refused")
     if not is_safe_id(wire.id):
-        shown = safe_text(repr(wire.id), limit=80)
+        shown = safe_text(repr(wire.id), secret, limit=80)
         raise ProviderProtocolError(f"prediction id is not a safe path segment: {shown}")
     state = classify_status(wire.status) or unknown_status
     if state is None:
-        shown = safe_text(repr(wire.status), limit=60)
+        shown = safe_text(repr(wire.status), secret, limit=60)
         raise ProviderProtocolError(f"unknown prediction status {shown}")
     return wire.normalize(state)
 

@@ -173,8 +173,10 @@ def mark_generated(
     provider_status: str,
     outputs: list[str],
     nsfw: list[bool],
+    refused: int = 0,
 ) -> bool:
-    """running -> transferring, storing the output URLs to copy."""
+    """running -> transferring, storing the output URLs to copy (``refused``: how many more the
+    provider answered, over ``IMAGEGEN_MAX_OUTPUTS``, recorded in the event)."""
     now = utcnow()
     values = {
         "provider_status": provider_status,
@@ -186,6 +188,9 @@ def mark_generated(
         "poll_count": Job.poll_count + 1,
         "error_message": None,
     }
+    detail: dict[str, object] = {"outputs": len(outputs)}
+    if refused:
+        detail |= {"refused_outputs": refused, "reason": "over IMAGEGEN_MAX_OUTPUTS"}
     return (
         move(
             session,
@@ -194,7 +199,7 @@ def mark_generated(
             target=JobStatus.TRANSFERRING,
             event="generated",
             values=values,
-            detail={"outputs": len(outputs)},
+            detail=detail,
         )
         is not None
     )

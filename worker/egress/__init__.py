@@ -1,0 +1,1 @@
+"""Outbound HTTP to URLs the system did not choose: provider outputs and webhook targets."""
