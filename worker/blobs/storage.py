@@ -10,6 +10,7 @@ truncated or corrupt download), and if reading raises, no object is left behind.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 import uuid
@@ -284,3 +285,15 @@ def _probe_client(endpoint_url: str | None, timeout_s: float) -> Any:
         connect_timeout=timeout_s, read_timeout=timeout_s, retries={"total_max_attempts": 1}
     )
     return boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
+
+
+def probe_write(store: ObjectStore) -> None:
+    """Write a small object under the store's prefix and delete it again; raise
+    :class:`StorageError` if either fails (a missing bucket, no permission, an outage)."""
+    name = f".probe/{uuid.uuid4().hex}"
+    key = f"{store.prefix}/{name}" if store.prefix else name
+    store.put(key, io.BytesIO(b"probe"), content_type="text/plain", size=5)
+    try:
+        store.delete([key])
+    except StorageError as exc:
+        raise StorageError(f"the probe object {key} was written but not deleted: {exc}") from None

@@ -159,8 +159,10 @@ class CeleryPorts:
             self._last_wake = now
         try:
             dispatch_cycle.apply_async(expires=30)
-        except Exception:  # the beat's next cycle does the same
-            log.warning("dispatch_wake_failed", exc_info=True)
+        except Exception as exc:  # the beat's next cycle does the same
+            log.warning(
+                "dispatch_wake_failed", extra={"error": f"{type(exc).__name__}: {exc}"[:300]}
+            )
             return False
         return True
 

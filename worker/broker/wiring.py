@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from worker.blobs.copier import output_client
-from worker.blobs.storage import store_from_settings
+from worker.blobs.storage import probe_write, store_from_settings
 from worker.broker.app import reconfigure
 from worker.core import ports
 from worker.core.ports import Step
@@ -77,7 +77,12 @@ def _pipeline() -> Pipeline:
 def get_reconciler() -> Reconciler:
     return _once(
         "reconciler",
-        lambda: Reconciler(settings=get_settings(), sessions=session_scope, send=_send_step),
+        lambda: Reconciler(
+            settings=get_settings(),
+            sessions=session_scope,
+            send=_send_step,
+            probe_storage=lambda: probe_write(store_from_settings(get_settings())),
+        ),
     )
 
 

@@ -16,6 +16,8 @@ import typer
 from rich.console import Console
 
 from worker.core.errors import BadInput, ConfigurationError, ImagegenError
+from worker.core.settings import get_settings
+from worker.service.health import outage_line
 
 out = Console()
 err = Console(stderr=True)
@@ -39,6 +41,12 @@ def handles_errors(func: F) -> F:
             raise typer.Exit(2) from None
         except ImagegenError as exc:
             err.print(f"[red]error:[/] {exc.message}", highlight=False)
+            raise typer.Exit(1) from None
+        except Exception as exc:  # an unreachable dependency is one line, not a traceback
+            line = outage_line(exc, get_settings())
+            if line is None:
+                raise
+            err.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]

@@ -12,10 +12,11 @@ import typer
 from api.server import serve
 from worker.broker.app import app as celery
 from worker.broker.app import keep_celery_logging_ours
-from worker.cli.output import handles_errors, out
-from worker.core.settings import get_settings, parse_queues
+from worker.cli.output import err, handles_errors, out, print_json
+from worker.core.settings import Settings, get_settings, parse_queues
 from worker.db.schema import upgrade
 from worker.provider.client import ProviderClient
+from worker.service import preflight
 from worker.telemetry import metrics
 from worker.telemetry.logs import configure_from_settings
 
@@ -61,6 +62,7 @@ def worker(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--queues") from None
     ProviderClient.from_settings(settings).close()  # fail now if the key is missing
+    _preflight(settings)
     json_lines = configure_from_settings(settings, loglevel)
     keep_celery_logging_ours(json_lines=json_lines)
     metrics.serve(settings.metrics_port)  # the threads pool shares it; prefork children don't
@@ -83,6 +85,41 @@ def worker(
     if settings.embedded if beat is None else beat:
         argv += ["--beat", "--schedule", _beat_schedule_file(settings)]
     celery.worker_main(["--quiet", *argv] if json_lines else argv)  # no banner in JSON logs
+
+
+def _preflight(settings: Settings) -> None:
+    """Check the deployment before taking work: stop on what a worker cannot work without
+    (database, broker, key); pause submissions fleet-wide while storage cannot be written."""
+    checks = preflight.run(settings)
+    for check in checks:
+        if not check.ok:
+            err.print(
+                f"[red]preflight:[/] {check.name}: {check.line}", highlight=False, soft_wrap=True
+            )
+    if any(not check.ok and check.fatal for check in checks):
+        raise typer.Exit(1)
+    if preflight.pause_if_storage_down(checks):
+        err.print(
+            "[yellow]preflight:[/] submissions are paused until storage takes a write "
+            "(checked every reconciler pass); polls and copies go on",
+            highlight=False,
+        )
+
+
+@handles_errors
+def check(as_json: bool = typer.Option(False, "--json", help="Print a JSON object.")) -> None:
+    """Check the deployment: database (reachable, at the migration head), broker, bucket (a
+    write and a delete under the prefix), provider key. One line per check; exit 1 if any
+    failed (for operators and health checks)."""
+    checks = preflight.run(get_settings())
+    if as_json:
+        print_json({"ok": all(c.ok for c in checks), "checks": [c.as_dict() for c in checks]})
+    else:
+        for c in checks:
+            mark = "[green]ok[/]  " if c.ok else "[red]FAIL[/]"
+            out.print(f"{mark} {c.name:<9} {c.line}", highlight=False, soft_wrap=True)
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
 
 
 def _beat_schedule_file(settings: Any) -> str:

@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     max_output_pixels: int = Field(default=4096 * 4096, gt=0, le=150_000_000)
     #: Output URLs copied per job; a prediction answering more is cut here (it sends one).
     max_outputs: int = Field(default=4, ge=1, le=100)
+    #: How long the provider's output URLs live (the contract: about a day). A copy that
+    #: fails because storage is down is tried again until then, without spending attempts.
+    output_url_ttl_s: float = Field(default=23 * 3600.0, gt=0)
     #: Output hosts (``host`` or ``host:port``, comma-separated) that may be private or plain
     #: http: the simulator on 127.0.0.1, a provider on a private network. None by default.
     trusted_output_hosts: str = ""

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 import migrations
 from worker.core.settings import get_settings
@@ -32,3 +34,16 @@ def upgrade(url: str | None = None, revision: str = "head") -> None:
 
 def downgrade(url: str, revision: str) -> None:
     command.downgrade(alembic_config(url), revision)
+
+
+def revisions(url: str | None = None) -> tuple[str | None, str | None]:
+    """``(the database's revision, the code's head)``; the first is None on an empty database."""
+    url = url or get_settings().effective_database_url
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+    return current, head

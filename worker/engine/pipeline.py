@@ -23,7 +23,13 @@ import httpx
 from models import Job
 from worker.blobs.copier import DownloadLimits, copy_output
 from worker.blobs.storage import ObjectStore, object_key
-from worker.core.errors import ImagegenError, ProviderError, RateLimited, TransferError
+from worker.core.errors import (
+    ImagegenError,
+    ProviderError,
+    RateLimited,
+    StorageError,
+    TransferError,
+)
 from worker.core.limits import Admission, Limits
 from worker.core.retry import Retry, RetryPolicy, Stop
 from worker.core.settings import Settings
@@ -381,6 +387,8 @@ class Pipeline:
     def _transfer_failed(self, claim: Claim, job: Job, error: TransferError) -> Next | None:
         if isinstance(error, _Abandoned):
             return None
+        if isinstance(error, StorageError):
+            return self._storage_down(claim, job, error)
         decision = self.policy.decide("transfer", error, job.transfer_attempts, self.rng)
         log.warning(
             "transfer_failed",
@@ -410,6 +418,40 @@ class Pipeline:
                 not_before=self.clock() + timedelta(seconds=decision.delay_s),
             )
         return Next("transfer", decision.delay_s) if moved else None
+
+    def _storage_down(self, claim: Claim, job: Job, error: StorageError) -> Next | None:
+        """Storage, not the output, failed: pause submissions fleet-wide (nothing more is
+        generated that could not be kept) and try this copy again, without spending an attempt,
+        for as long as the output URL lives; waits grow with the outage (a tenth of it)."""
+        waited_s = (self.clock() - (job.generated_at or self.clock())).total_seconds()
+        ttl_s = self.settings.output_url_ttl_s
+        log.warning(
+            "storage_unavailable",
+            extra={"job_id": str(job.id), "error": error.message, "waited_s": round(waited_s)},
+        )
+        with self.sessions() as session:
+            if waited_s >= ttl_s:
+                transitions.fail(
+                    session,
+                    job_id=job.id,
+                    sources=[JobStatus.TRANSFERRING],
+                    claim=claim,
+                    code=error.code,
+                    message=f"{error.message} (storage stayed unavailable for {ttl_s:g} s, "
+                    "the output URL's lifetime: IMAGEGEN_OUTPUT_URL_TTL_S)",
+                )
+                return None
+            fleet.storage_unavailable(session, reason=f"storage_error: {error.message}")
+            delay = min(self.settings.retry_max_s, max(self.settings.retry_base_s, waited_s / 10))
+            delay *= self.rng.uniform(1.0, 1.2)
+            moved = steps.release_transfer(
+                session,
+                claim=claim,
+                reason=error.message,
+                not_before=self.clock() + timedelta(seconds=delay),
+                refund=True,
+            )
+        return Next("transfer", delay) if moved else None
 
     # --- endings --------------------------------------------------------------------------------
 

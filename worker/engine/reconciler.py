@@ -19,8 +19,8 @@ from worker.core.ports import Step
 from worker.core.settings import Settings
 from worker.core.states import JobStatus
 from worker.db.engine import SessionFactory
+from worker.store import fleet, locks, recovery
 from worker.store import jobs as job_store
-from worker.store import locks, recovery
 
 log = logging.getLogger("imagegen.reconciler")
 
@@ -38,6 +38,8 @@ class Pass:
     leases_expired: int = 0
     deadlines: int = 0
     skipped: bool = False
+    #: A storage pause was lifted by this pass's probe.
+    storage_recovered: bool = False
 
 
 class Reconciler:
@@ -48,11 +50,13 @@ class Reconciler:
         sessions: SessionFactory,
         send: Send,
         clock: Callable[[], datetime] | None = None,
+        probe_storage: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.send = send
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.probe_storage = probe_storage
 
     def run_once(self) -> Pass:
         now = self.clock()
@@ -68,6 +72,7 @@ class Reconciler:
             for job_id in job_ids:
                 self.send(STEP_FOR[status], job_id)
             result.redriven[status.value] = len(job_ids)
+        result.storage_recovered = self._probe_storage()
         if result.deadlines or result.leases_expired or any(result.redriven.values()):
             log.info(
                 "reconciled",
@@ -78,6 +83,21 @@ class Reconciler:
                 },
             )
         return result
+
+    def _probe_storage(self) -> bool:
+        """While a storage outage pauses submissions, try a write; lift the pause if it works."""
+        if self.probe_storage is None:
+            return False
+        with self.sessions() as session:
+            if not fleet.storage_paused(session):
+                return False
+        try:
+            self.probe_storage()
+        except Exception as exc:
+            log.warning("storage_still_unavailable", extra={"error": str(exc)[:300]})
+            return False
+        with self.sessions() as session:
+            return fleet.storage_recovered(session)
 
     def _before(self, now: datetime) -> datetime:
         return now - timedelta(seconds=self.settings.stale_after_s)

@@ -18,6 +18,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis
+from botocore import exceptions as botocore_exc
+from sqlalchemy import exc as sqlalchemy_exc
 
 from worker.blobs.storage import probe_bucket
 from worker.core.settings import Settings
@@ -89,7 +91,12 @@ def describe(error: BaseException) -> str:
     """``Type: first line of the message``, without passwords, at most 200 characters."""
     message = str(getattr(error, "orig", None) or error).strip().splitlines()
     text = f"{type(error).__name__}: {message[0] if message else ''}"
-    return _PASSWORD_IN_URL.sub(r"\1***@", text)[:200]
+    return masked(text)[:200]
+
+
+def masked(text: str) -> str:
+    """``text`` with the password of any URL in it replaced by ``***``."""
+    return _PASSWORD_IN_URL.sub(r"\1***@", text)
 
 
 # --- the checks (each returns an optional note, or raises) ----------------------------------
@@ -131,3 +138,45 @@ def _check_folder(folder: Path) -> str | None:
     if existing is None or not os.access(existing, os.W_OK):
         raise PermissionError(f"{folder} is not writable")
     return None if existing == folder else "folder is created on first write"
+
+
+# --- one line for an unreachable dependency ---------------------------------------------------
+
+
+def outage_line(error: BaseException, settings: Settings) -> str | None:
+    """One line saying which dependency could not be reached and how to check it, or None
+    when ``error`` is not an unreachable dependency."""
+    if isinstance(error, (sqlalchemy_exc.OperationalError, sqlalchemy_exc.InterfaceError)):
+        url = settings.effective_database_url
+        parts = urlsplit(url)
+        hint = (
+            f"is it running? (pg_isready -h {parts.hostname} -p {parts.port or 5432})"
+            if parts.hostname
+            else "check the file and its folder"
+        )
+        return (
+            f"cannot reach the database at {masked(url)} (IMAGEGEN_DATABASE_URL): "
+            f"{_reason(error)}; {hint}"
+        )
+    if isinstance(error, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        url = settings.effective_broker_url
+        return (
+            f"cannot reach the broker at {masked(url)} (IMAGEGEN_BROKER_URL): "
+            f"{_reason(error)}; is Redis running? (redis-cli -u URL ping)"
+        )
+    if isinstance(error, (botocore_exc.EndpointConnectionError, botocore_exc.ConnectTimeoutError)):
+        return (
+            f"cannot reach the object store at {settings.s3_endpoint_url or 'AWS S3'} "
+            f"(IMAGEGEN_S3_ENDPOINT_URL): {_reason(error)}"
+        )
+    return None
+
+
+def _reason(error: BaseException) -> str:
+    """The innermost cause's first line (``Connection refused``), without passwords."""
+    cause: BaseException = getattr(error, "orig", None) or error
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    text = lines[0] if lines else type(cause).__name__
+    if "failed:" in text:  # psycopg: 'connection to server at "h", port p failed: <why>'
+        text = text.rsplit("failed:", 1)[1].strip()
+    return masked(text)[:200]

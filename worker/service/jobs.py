@@ -198,10 +198,14 @@ def _dispatch_after_commit(session: Session, job_id: uuid.UUID, *, direct: bool)
             return
         try:
             ports.current().send_step("submit", job_id)
-        except Exception:  # the broker is down: the dispatcher sends it again later
-            log.exception("dispatch_failed", extra={"job_id": str(job_id)})
+        except Exception as exc:  # the broker is down: the dispatcher sends it again later
+            log.warning("dispatch_failed", extra={"job_id": str(job_id), "error": _short(exc)})
 
     call_after_commit(session, send)
+
+
+def _short(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 def cancel(job_id: uuid.UUID, *, reason: str = "cancelled by request") -> str:

@@ -299,6 +299,32 @@ def provider_refused_key(session: Session, error: ProviderError) -> bool:
     return set_paused(session, reason=reason, by="provider", code=code)
 
 
+# --- storage ------------------------------------------------------------------------------------
+
+#: The pause code of a storage outage: set by a failed copy or preflight, lifted by a probe.
+STORAGE_PAUSE = "storage"
+
+
+def storage_unavailable(session: Session, *, reason: str) -> bool:
+    """Outputs cannot be stored: pause submissions fleet-wide (nothing new is generated that
+    could not be kept); False if submissions already were paused."""
+    return set_paused(session, reason=reason, by="storage", code=STORAGE_PAUSE)
+
+
+def storage_paused(session: Session) -> bool:
+    """True while a storage outage pauses submissions."""
+    row = _row(session, SUBMIT)
+    return bool(row.paused and row.pause_code == STORAGE_PAUSE)
+
+
+def storage_recovered(session: Session) -> bool:
+    """A probe write succeeded: lift a storage pause (and only that kind)."""
+    before = _bucket(_locked(session, SUBMIT)[0])
+    if not before.paused or before.pause_code != STORAGE_PAUSE:
+        return False
+    return clear_pause(session, by="storage probe")
+
+
 # --- operators ----------------------------------------------------------------------------------
 
 

@@ -228,13 +228,21 @@ def claim_for_transfer(session: Session, *, job_id: uuid.UUID, lease_s: float) -
     return Claim(job_id, token, attempt=job.transfer_attempts, job=job)
 
 
-def release_transfer(session: Session, *, claim: Claim, not_before: datetime, reason: str) -> bool:
-    """Give the transfer lease back, to be tried again at ``not_before``."""
+def release_transfer(
+    session: Session, *, claim: Claim, not_before: datetime, reason: str, refund: bool = False
+) -> bool:
+    """Give the transfer lease back, to be tried again at ``not_before`` (``refund``: the
+    attempt is not counted, as when storage, not the output, failed)."""
+    attempts = Job.transfer_attempts - 1 if refund else Job.transfer_attempts
     statement = (
         update(Job)
         .where(Job.id == claim.job_id, holds(claim), Job.status == JobStatus.TRANSFERRING.value)
         .values(
-            **lease_released(), next_action_at=not_before, error_message=reason, updated_at=utcnow()
+            **lease_released(),
+            next_action_at=not_before,
+            error_message=reason,
+            transfer_attempts=attempts,
+            updated_at=utcnow(),
         )
     )
     if session.execute(statement).rowcount != 1:  # type: ignore[attr-defined]
@@ -243,7 +251,8 @@ def release_transfer(session: Session, *, claim: Claim, not_before: datetime, re
         session,
         job_id=claim.job_id,
         event="transfer_retry",
-        detail={"reason": reason, "retry_at": not_before.isoformat()},
+        detail={"reason": reason, "retry_at": not_before.isoformat()}
+        | ({"attempt_refunded": True} if refund else {}),
     )
     return True
 
