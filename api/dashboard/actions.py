@@ -28,14 +28,14 @@ from api.dashboard.auth import (
     safe_next,
     token_is_valid,
 )
-from api.dashboard.pages import parse_id
+from api.dashboard.pages import BadRequestPage, parse_id
 from api.dashboard.render import page, secured
+from worker.core.untrusted import text_problem
 from worker.service import jobs
 from worker.service import operator as admin
 
 log = logging.getLogger("imagegen.dashboard")
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
-MAX_REASON_CHARS = 500
 FORM_TYPE = "application/x-www-form-urlencoded"
 
 
@@ -198,7 +198,11 @@ def pause(
     form: dict[str, str] = Depends(posted_form),
 ) -> Response:
     """``imagegen pause``: no new submissions fleet-wide until resumed."""
-    reason = " ".join(form.get("reason", "").split())[:MAX_REASON_CHARS] or "paused by an operator"
+    reason = " ".join(form.get("reason", "").split())[: admin.MAX_REASON_CHARS]
+    reason = reason or "paused by an operator"
+    check_form(request, viewer, form)
+    if (problem := text_problem(reason)) is not None:
+        raise BadRequestPage("reason", problem)
     asked = _confirmed(
         request,
         viewer,

@@ -269,3 +269,14 @@ def test_the_api_token_never_appears_in_a_page_or_a_header(signed_in: httpx.Clie
         assert reply.status_code == 200, path
         assert TOKEN not in reply.text and TOKEN not in str(reply.headers), path
     assert TOKEN not in str(signed_in.cookies.jar)
+
+
+def test_a_nul_in_the_pause_reason_is_refused_and_nothing_is_paused(
+    signed_in: httpx.Client,
+) -> None:
+    csrf = csrf_of(signed_in.get("/dashboard/").text)
+    form = {"csrf": csrf, "reason": "maintenance\x00window", "confirmed": "yes"}
+    reply = signed_in.post("/dashboard/fleet/pause", data=form, follow_redirects=False)
+    assert reply.status_code == 422
+    assert "reason: must not contain NUL characters" in reply.text
+    assert read_fleet_state().paused is False
