@@ -6,7 +6,9 @@ Rows past their ``expires_at`` count for nothing; each write deletes them first 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import case, delete, exists, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -15,7 +17,8 @@ from sqlalchemy.orm import Session
 from models import AuthFailure, RevokedSession
 
 
-def _insert(session: Session):  # type: ignore[no-untyped-def]
+def _insert(session: Session) -> Callable[..., Any]:
+    """The dialect's INSERT, the one with ON CONFLICT."""
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
