@@ -1,21 +1,39 @@
-"""Bearer-token authentication: tokens from ``IMAGEGEN_API_TOKENS`` (comma-separated).
+"""Bearer-token authentication: tokens from ``IMAGEGEN_API_TOKENS`` (comma-separated, each at
+least 32 characters: shorter ones stop every process at start).
 
 Every configured token is compared in constant time (``hmac.compare_digest``), and all of them
 are compared whatever matches first, so timing tells nothing about which prefix was right. With
 no token configured every call is refused: an API without tokens is never open by accident.
+A wrong token is counted against the client's address (``service.access``): past the limit its
+failed attempts are answered 429 with ``Retry-After``; a valid token is never slowed.
 """
 
 from __future__ import annotations
 
 import hmac
+import math
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError
 from worker.core.settings import get_settings
+from worker.service import access
 
 bearer = HTTPBearer(auto_error=False, description="A token from IMAGEGEN_API_TOKENS")
+
+
+class TooManyAttempts(ApiError):
+    """Too many failed authentications from this address: 429, with ``Retry-After``."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        wait = math.ceil(retry_after_s)
+        super().__init__(
+            429,
+            "too_many_attempts",
+            f"too many failed authentications from this address; try again in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
 
 
 def token_matches(given: bytes, accepted: list[bytes]) -> bool:
@@ -25,13 +43,31 @@ def token_matches(given: bytes, accepted: list[bytes]) -> bool:
     return matched
 
 
-def require_token(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-    """FastAPI dependency: 401 unless the request carries a valid bearer token."""
+def client_address(request: Request) -> str:
+    """The address failed attempts are counted against (the proxy's client, behind one)."""
+    return (request.client.host if request.client else "unknown")[:64]
+
+
+def count_failure(request: Request) -> None:
+    """Record a wrong credential; raise :class:`TooManyAttempts` past the limit."""
+    retry_after_s = access.failed_attempt(client_address(request))
+    if retry_after_s is not None:
+        raise TooManyAttempts(retry_after_s)
+
+
+def require_token(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+) -> None:
+    """FastAPI dependency: 401 unless the request carries a valid bearer token (429 instead
+    once its address has sent too many wrong ones)."""
     given = credentials.credentials.encode() if credentials else b""
-    if not given or not token_matches(given, get_settings().api_token_list):
-        raise ApiError(
-            401,
-            "unauthorized",
-            "a valid bearer token is required",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    if given and token_matches(given, get_settings().api_token_list):
+        return
+    if given:  # a call without any credential guesses nothing: it is not counted
+        count_failure(request)
+    raise ApiError(
+        401,
+        "unauthorized",
+        "a valid bearer token is required",
+        headers={"WWW-Authenticate": "Bearer"},
+    )

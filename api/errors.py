@@ -165,5 +165,8 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "Body too large",
         415: "Unsupported content type",
         422: "Invalid input: every field and rule",
+        429: "Too many failed authentications from this address (see Retry-After)",
     }
+    if 401 in statuses:  # wherever a token is checked, too many wrong ones are a 429
+        statuses = (*statuses, 429)
     return {status: {"model": ErrorBody, "description": described[status]} for status in statuses}

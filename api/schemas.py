@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from worker.core.batch_input import MAX_REF_CHARS
 from worker.core.request import GenerationRequest
+from worker.core.untrusted import StoredText
 from worker.service.batches import MAX_NAME_CHARS
 from worker.service.jobs import MAX_DEADLINE_S
 
@@ -18,12 +19,12 @@ _REQUEST_FIELDS = set(GenerationRequest.model_fields)
 class JobCreate(GenerationRequest):
     """A generation request (the provider contract's fields) and what to do with the result."""
 
-    callback_url: str | None = Field(
+    callback_url: StoredText | None = Field(
         default=None,
         max_length=2048,
         description="Receives a signed webhook when the job ends (https, public host).",
     )
-    ref: str | None = Field(
+    ref: StoredText | None = Field(
         default=None,
         min_length=1,
         max_length=MAX_REF_CHARS,
@@ -31,6 +32,7 @@ class JobCreate(GenerationRequest):
     )
     deadline_s: float | None = Field(
         default=None,
+        strict=True,
         gt=0,
         le=MAX_DEADLINE_S,
         description="Fail the job if not done in this many s.",
@@ -43,7 +45,7 @@ class JobCreate(GenerationRequest):
 class BatchLine(GenerationRequest):
     """One job of a batch: a generation request and your reference for it (unique)."""
 
-    ref: str | None = Field(default=None, min_length=1, max_length=MAX_REF_CHARS)
+    ref: StoredText | None = Field(default=None, min_length=1, max_length=MAX_REF_CHARS)
 
 
 class BatchCreate(BaseModel):
@@ -52,13 +54,13 @@ class BatchCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     jobs: list[BatchLine] = Field(description="The jobs, in order (at least one).")
-    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS)
-    callback_url: str | None = Field(
+    name: StoredText | None = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS)
+    callback_url: StoredText | None = Field(
         default=None,
         max_length=2048,
         description="Receives one signed batch.completed event when every job has ended.",
     )
-    deadline_s: float | None = Field(default=None, gt=0, le=MAX_DEADLINE_S)
+    deadline_s: float | None = Field(default=None, strict=True, gt=0, le=MAX_DEADLINE_S)
 
 
 class ErrorInfo(BaseModel):

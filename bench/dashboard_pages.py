@@ -24,7 +24,7 @@ from sqlalchemy import text
 
 from tests.harness import create_database, drop_database
 
-TOKEN = "bench-token-6d1f0a"
+TOKEN = "bench-token-6d1f0a-7e2b8c3d9e4f0a5b6c"
 #: The mix of the big batch: (from, to) as fractions of its positions, status, error code;
 #: the last 5 % stay queued.
 MIX = (

@@ -1,6 +1,7 @@
-"""SQLAlchemy models: jobs, stored images, the job event log, batches, webhook deliveries and
-the fleet-wide control state."""
+"""SQLAlchemy models: jobs, stored images, the job event log, batches, webhook deliveries,
+the fleet-wide control state, and revoked dashboard sessions and failed authentications."""
 
+from models.access import AuthFailure, RevokedSession
 from models.base import Base
 from models.batch import Batch
 from models.event import JobEvent
@@ -14,12 +15,14 @@ __all__ = [
     "BUCKETS",
     "DELIVERY_STATUSES",
     "STATUSES",
+    "AuthFailure",
     "Base",
     "Batch",
     "FleetControl",
     "Job",
     "JobEvent",
     "JobImage",
+    "RevokedSession",
     "WebhookAttempt",
     "WebhookDelivery",
 ]

@@ -21,11 +21,12 @@ from sqlalchemy import text
 from tests.conftest import ROOT
 from tests.harness import free_port
 
-TOKEN = "test-token-0b1c2d3e"
+TOKEN = "test-token-0b1c2d3e-4f5a6b7c8d9e0f1a2b"
+OTHER_TOKEN = "other-token-1234-5678-9abc-def0-1234"
 WEBHOOK_SECRET = "whsec-test-9f8e7d6c5b4a"
 #: What a test process sets to run the API and receive webhooks on 127.0.0.1 over http.
 PRODUCER_ENV = {
-    "IMAGEGEN_API_TOKENS": f"other-token-1234,{TOKEN}",
+    "IMAGEGEN_API_TOKENS": f"{OTHER_TOKEN},{TOKEN}",
     "IMAGEGEN_WEBHOOK_SECRET": WEBHOOK_SECRET,
     "IMAGEGEN_ALLOW_PRIVATE_URLS": "true",
     "IMAGEGEN_ALLOW_HTTP_CALLBACKS": "true",

@@ -10,12 +10,14 @@ token; every action answers a redirect (303) back to the page, with a fixed noti
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
+from api.auth import client_address
 from api.dashboard.auth import (
     COOKIE,
     COOKIE_PATH,
@@ -28,14 +30,15 @@ from api.dashboard.auth import (
     safe_next,
     token_is_valid,
 )
-from api.dashboard.pages import parse_id
+from api.dashboard.pages import BadRequestPage, parse_id
 from api.dashboard.render import page, secured
+from worker.core.untrusted import text_problem
 from worker.service import jobs
 from worker.service import operator as admin
+from worker.service.access import end_session, failed_attempt
 
 log = logging.getLogger("imagegen.dashboard")
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
-MAX_REASON_CHARS = 500
 FORM_TYPE = "application/x-www-form-urlencoded"
 
 
@@ -82,17 +85,9 @@ def login(request: Request, form: dict[str, str] = Depends(posted_form)) -> Resp
     if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
         raise Forbidden()
     target = safe_next(form.get("next"))
-    if not token_is_valid(form.get("token", "")):
-        log.warning(
-            "dashboard_login_refused",
-            extra={"client": request.client.host if request.client else None},
-        )
-        return page(
-            request,
-            "login.html",
-            {"next": target, "error": "That token is not valid."},
-            status_code=401,
-        )
+    token = form.get("token", "")
+    if not token_is_valid(token):
+        return _refused_sign_in(request, target, counted=bool(token.strip()))
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         COOKIE,
@@ -107,6 +102,22 @@ def login(request: Request, form: dict[str, str] = Depends(posted_form)) -> Resp
     return secured(response)
 
 
+def _refused_sign_in(request: Request, target: str, *, counted: bool) -> Response:
+    """The sign-in page again: 401, or 429 once this address has failed too often."""
+    client = client_address(request)
+    log.warning("dashboard_login_refused", extra={"client": client})
+    retry_after_s = failed_attempt(client) if counted else None
+    if retry_after_s is None:
+        error, status, headers = "That token is not valid.", 401, {}
+    else:
+        wait = math.ceil(retry_after_s)
+        error = f"Too many failed sign-ins from your address. Try again in {wait} seconds."
+        status, headers = 429, {"Retry-After": str(wait)}
+    response = page(request, "login.html", {"next": target, "error": error}, status_code=status)
+    response.headers.update(headers)
+    return response
+
+
 @router.post("/logout")
 def logout(
     request: Request,
@@ -114,6 +125,8 @@ def logout(
     form: dict[str, str] = Depends(posted_form),
 ) -> Response:
     check_form(request, viewer, form)
+    if viewer.session_id is not None and viewer.expires_at is not None:
+        end_session(viewer.session_id, expires_at=viewer.expires_at)  # on every API process
     response = RedirectResponse(f"{COOKIE_PATH}/login", status_code=303)
     response.delete_cookie(
         COOKIE,
@@ -198,7 +211,11 @@ def pause(
     form: dict[str, str] = Depends(posted_form),
 ) -> Response:
     """``imagegen pause``: no new submissions fleet-wide until resumed."""
-    reason = " ".join(form.get("reason", "").split())[:MAX_REASON_CHARS] or "paused by an operator"
+    reason = " ".join(form.get("reason", "").split())[: admin.MAX_REASON_CHARS]
+    reason = reason or "paused by an operator"
+    check_form(request, viewer, form)
+    if (problem := text_problem(reason)) is not None:
+        raise BadRequestPage("reason", problem)
     asked = _confirmed(
         request,
         viewer,

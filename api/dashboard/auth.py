@@ -1,9 +1,12 @@
 """Who may see the dashboard: a session cookie from the sign-in page, or a bearer token.
 
 Signing in checks a pasted API token exactly like ``/v1`` does (every token of
-``IMAGEGEN_API_TOKENS`` compared in constant time) and answers with a session cookie: HttpOnly,
-``SameSite=Strict``, limited to ``/dashboard``, signed with a key derived from the configured
-tokens. The cookie holds a random CSRF token and a timestamp, never the API token; changing
+``IMAGEGEN_API_TOKENS`` compared in constant time, wrong ones counted against the address and
+answered 429 past the limit) and answers with a session cookie: HttpOnly, ``SameSite=Strict``,
+limited to ``/dashboard``, signed with a key derived from the configured tokens. The cookie holds
+a random session id, a random CSRF token and a timestamp, never the API token. Signing out
+records the session id as revoked in the database (``service.access``), so the old cookie is
+refused by every API process, after restarts too, until it would have expired anyway; changing
 ``IMAGEGEN_API_TOKENS`` (revoking a token) ends every session. Forms carry the session's CSRF
 token, and a POST whose ``Origin`` is another site is refused as well. Scripts may send
 ``Authorization: Bearer <token>`` instead of a cookie; such requests need no CSRF token (a
@@ -16,13 +19,15 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from urllib.parse import quote, urlsplit
 
 from fastapi import Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from api.auth import token_matches
+from api.auth import count_failure, token_matches
 from worker.core.settings import get_settings
+from worker.service import access
 
 COOKIE = "imagegen_session"
 COOKIE_PATH = "/dashboard"
@@ -33,10 +38,13 @@ _KEY_LABEL = b"imagegen dashboard session v1"
 
 @dataclass(frozen=True)
 class Viewer:
-    """A signed-in request: its CSRF token (None for bearer requests, which need none)."""
+    """A signed-in request: its CSRF token (None for bearer requests, which need none) and,
+    for a session cookie, the session's id and when it expires."""
 
     csrf: str | None
     via: str
+    session_id: str | None = None
+    expires_at: datetime | None = None
 
 
 class LoginRequired(Exception):
@@ -68,25 +76,39 @@ def new_session() -> str:
     serializer = _serializer()
     if serializer is None:
         raise LoginRequired()
-    return str(serializer.dumps({"csrf": secrets.token_urlsafe(32)}))
+    return str(
+        serializer.dumps({"sid": secrets.token_urlsafe(24), "csrf": secrets.token_urlsafe(32)})
+    )
 
 
 def viewer_of(request: Request) -> Viewer | None:
-    """The signed-in viewer of this request, if any."""
+    """The signed-in viewer of this request, if any (a wrong bearer token is counted)."""
     header = request.headers.get("authorization", "")
     scheme, _, credentials = header.partition(" ")
-    if scheme.lower() == "bearer" and credentials and token_is_valid(credentials):
-        return Viewer(csrf=None, via="bearer")
-    cookie = request.cookies.get(COOKIE)
+    if scheme.lower() == "bearer" and credentials.strip():
+        if token_is_valid(credentials):
+            return Viewer(csrf=None, via="bearer")
+        count_failure(request)
+    return _session_of(request.cookies.get(COOKIE))
+
+
+def _session_of(cookie: str | None) -> Viewer | None:
     serializer = _serializer()
     if not cookie or serializer is None:
         return None
     try:
-        data = serializer.loads(cookie, max_age=MAX_AGE_S)
+        data, signed_at = serializer.loads(cookie, max_age=MAX_AGE_S, return_timestamp=True)
     except BadSignature:  # tampered, expired, or signed before the tokens changed
         return None
-    csrf = data.get("csrf") if isinstance(data, dict) else None
-    return Viewer(csrf=csrf, via="cookie") if isinstance(csrf, str) and csrf else None
+    if not isinstance(data, dict):
+        return None
+    csrf, session_id = data.get("csrf"), data.get("sid")
+    if not (isinstance(csrf, str) and csrf and isinstance(session_id, str) and session_id):
+        return None  # a cookie from before sessions had ids: sign in again
+    if access.session_ended(session_id):
+        return None
+    expires_at = signed_at + timedelta(seconds=MAX_AGE_S)
+    return Viewer(csrf=csrf, via="cookie", session_id=session_id, expires_at=expires_at)
 
 
 def require_viewer(request: Request) -> Viewer:

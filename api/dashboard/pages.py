@@ -10,9 +10,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from api.dashboard import data
@@ -21,6 +21,7 @@ from api.dashboard.render import page, secured
 from api.routes import batches as batch_routes
 from worker.core.errors import BatchNotFound, JobNotFound
 from worker.core.states import TERMINAL
+from worker.core.untrusted import PG_INT_MAX, text_problem
 from worker.store import dashboard as q
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
@@ -38,6 +39,17 @@ NOTICES = {
 
 class NotFoundPage(Exception):
     """An unknown id, shown as a 404 page."""
+
+
+class BadRequestPage(Exception):
+    """A form field or filter that breaks a rule, shown as a 422 page naming both."""
+
+    def __init__(self, field: str, rule: str) -> None:
+        super().__init__(f"{field}: {rule}")
+
+
+#: A position in a batch (``batch_index``, a Postgres integer): larger values are refused (422).
+Position = Annotated[int | None, Query(ge=0, le=PG_INT_MAX)]
 
 
 def parse_id(value: str) -> uuid.UUID:
@@ -114,6 +126,8 @@ def batches(
 def _gallery_page(
     status: str, code: str, after: int | None, before: int | None
 ) -> data.GalleryPage:
+    if (problem := text_problem(code)) is not None:
+        raise BadRequestPage("code", problem)
     statuses = (status,) if data.known_status(status) else ()
     where = q.GalleryFilter(statuses=statuses, error_code=code.strip() or None)
     return data.GalleryPage(where, after=after, before=before)
@@ -125,8 +139,8 @@ def batch(
     batch_id: str,
     status: str = "",
     code: str = "",
-    after: int | None = None,
-    before: int | None = None,
+    after: Position = None,
+    before: Position = None,
     viewer: Viewer = Depends(require_viewer),
 ) -> Response:
     at = _gallery_page(status, code, after, before)

@@ -25,6 +25,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(auth.LoginRequired, _login_required)
     app.add_exception_handler(auth.Forbidden, _forbidden)
     app.add_exception_handler(pages.NotFoundPage, _not_found)
+    app.add_exception_handler(pages.BadRequestPage, _bad_request)
 
 
 def _home() -> Response:
@@ -62,3 +63,9 @@ def _forbidden(request: Request, _: Exception) -> Response:
 
 def _not_found(request: Request, exc: Exception) -> Response:
     return page(request, "error.html", {"title": "Not found", "message": str(exc)}, status_code=404)
+
+
+def _bad_request(request: Request, exc: Exception) -> Response:
+    return page(
+        request, "error.html", {"title": "Not accepted", "message": str(exc)}, status_code=422
+    )

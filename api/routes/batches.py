@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from api.auth import require_token
+from api.body import load_json
 from api.errors import ApiError, Problem, responses
 from api.schemas import BatchCreate, BatchOut
 from worker.core.batch_input import BatchItem, parse_jsonl, parse_list
@@ -119,19 +120,10 @@ def _parse(
                 )
             ],
         )
-    data = _json(body)
+    data = load_json(body)
     if isinstance(data, dict):
         return _envelope(data, options, max_jobs)
     return parse_list(data, max_jobs=max_jobs), options
-
-
-def _json(body: bytes) -> Any:
-    if not body.strip():
-        raise BadInput([("body", "must not be empty")])
-    try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadInput([("body", f"is not valid JSON ({exc})")]) from None
 
 
 def _envelope(

@@ -14,17 +14,24 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import require_token
+from api.body import JsonBodyRoute
 from api.errors import responses
+from worker.core.untrusted import StoredText
 from worker.service import operator
 from worker.store import fleet
 
-router = APIRouter(prefix="/v1/fleet", tags=["fleet"], dependencies=[Depends(require_token)])
+router = APIRouter(
+    prefix="/v1/fleet",
+    tags=["fleet"],
+    dependencies=[Depends(require_token)],
+    route_class=JsonBodyRoute,
+)
 
 
 class PauseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(
+    reason: StoredText = Field(
         min_length=1,
         max_length=500,
         description="Why (shown by `imagegen status` and the dashboard)",

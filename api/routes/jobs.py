@@ -8,11 +8,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Request, Response
 
 from api.auth import require_token
+from api.body import JsonBodyRoute
 from api.errors import responses
 from api.schemas import JobCreate, JobOut
 from worker.service import jobs
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require_token)])
+router = APIRouter(
+    prefix="/v1/jobs",
+    tags=["jobs"],
+    dependencies=[Depends(require_token)],
+    route_class=JsonBodyRoute,
+)
 
 IdempotencyKey = Annotated[
     str | None,

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import BUCKET
-from tests.producers import AUTH, TOKEN, configure, row_counts, running_api
+from tests.producers import AUTH, OTHER_TOKEN, TOKEN, configure, row_counts, running_api
 from worker.db.engine import session_scope
 from worker.store import jobs as job_store
 from worker.store import steps
@@ -64,7 +64,7 @@ def test_v1_needs_a_valid_bearer_token(api: httpx.Client, header: str | None) ->
 
 
 def test_both_configured_tokens_work_and_ops_endpoints_need_none(api: httpx.Client) -> None:
-    other = {"Authorization": "Bearer other-token-1234"}
+    other = {"Authorization": f"Bearer {OTHER_TOKEN}"}
     assert (
         httpx.post(f"{api.base_url}/v1/jobs", headers=other, json={"prompt": "x"}).status_code
         == 202
@@ -256,6 +256,34 @@ def test_batch_idempotency(api: httpx.Client) -> None:
     assert row_counts() == before
 
 
+def test_an_idempotency_conflict_does_not_reveal_whose_job_or_batch_holds_the_key(
+    api: httpx.Client,
+) -> None:
+    # Given a job and a batch another caller created with their idempotency keys
+    job_key, batch_key = f"k-{uuid.uuid4()}", f"k-{uuid.uuid4()}"
+    job = api.post("/v1/jobs", json={"prompt": "theirs"}, headers={"Idempotency-Key": job_key})
+    batch = api.post(
+        "/v1/batches", json=[{"prompt": "theirs"}], headers={"Idempotency-Key": batch_key}
+    )
+    # When someone else sends other requests with the same keys
+    job_conflict = api.post(
+        "/v1/jobs", json={"prompt": "mine"}, headers={"Idempotency-Key": job_key}
+    )
+    batch_conflict = api.post(
+        "/v1/batches", json=[{"prompt": "mine"}], headers={"Idempotency-Key": batch_key}
+    )
+    # Then each is told the key conflicts, and never the id of what it names
+    assert (job_conflict.status_code, batch_conflict.status_code) == (409, 409)
+    assert job_conflict.json()["message"] == (
+        "this idempotency key was already used with a different request"
+    )
+    assert batch_conflict.json()["message"] == (
+        "this idempotency key was already used with a different batch"
+    )
+    assert job.json()["id"] not in job_conflict.text
+    assert batch.json()["id"] not in batch_conflict.text
+
+
 def test_bad_batch_lists_every_bad_line_and_writes_nothing(api: httpx.Client) -> None:
     before = row_counts()
     body = jsonl({"prompt": "fine"}, {"prompt": ""}, {"prompt": "x", "seed": -1}) + b"oops\n"
@@ -322,6 +350,21 @@ def test_imagegen_api_serves_with_tokens_and_refuses_to_start_without(
         check=False,
     )
     assert refused.returncode == 2 and "IMAGEGEN_API_TOKENS" in refused.stderr
+    short = "short-token-0123456789abcdef"  # 28 characters
+    refused = subprocess.run(
+        [str(BIN / "imagegen"), "api"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **service_env, "IMAGEGEN_API_TOKENS": f"{TOKEN},{short}"},
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert (
+        "IMAGEGEN_API_TOKENS: each token must be at least 32 characters "
+        "(too short: entry 2 of the comma-separated list)"
+    ) in " ".join(refused.stderr.split())
+    assert short not in refused.stderr and TOKEN not in refused.stderr
     port = free_port()
     proc = start_imagegen(
         {**service_env, "IMAGEGEN_API_TOKENS": TOKEN},

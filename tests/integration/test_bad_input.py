@@ -24,6 +24,7 @@ STRICT = {"IMAGEGEN_ALLOW_PRIVATE_URLS": "false", "IMAGEGEN_ALLOW_HTTP_CALLBACKS
 PNG = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()
 HUGE_IMAGE = "data:image/png;base64," + "A" * (20 * 1024 * 1024)
 JSONL = {"Content-Type": "application/x-ndjson"}
+JSON = "application/json"
 
 
 @pytest.fixture(scope="module")
@@ -235,6 +236,107 @@ API_CASES = [
         {"content": lines({"prompt": "x"}), "headers": JSONL},
         "name",
         "at most 200",
+    ),
+    # hostile producers: each of these was a 500 or a 400 (nothing was written either way)
+    (
+        "batch nested 100k deep",
+        "POST",
+        "/v1/batches",
+        {"content": b"[" * 100_000 + b"]" * 100_000, "headers": {"Content-Type": JSON}},
+        "body",
+        "must not nest deeper than 32 levels",
+    ),
+    (
+        "batch envelope nested deep",
+        "POST",
+        "/v1/batches",
+        {"content": b'{"jobs": ' + b"[" * 40 + b"]" * 40 + b"}", "headers": {"Content-Type": JSON}},
+        "body",
+        "must not nest deeper than 32 levels",
+    ),
+    (
+        "batch line nested deep",
+        "POST",
+        "/v1/batches",
+        {"content": b"{}\n" + b"[" * 100_000 + b"]" * 100_000, "headers": JSONL},
+        "json",
+        "must not nest deeper than 32 levels",
+    ),
+    (
+        "job nested deep",
+        "POST",
+        "/v1/jobs",
+        {"content": b'{"prompt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"},
+        "body",
+        "must not nest deeper than 32 levels",
+    ),
+    (
+        "pause nested deep",
+        "POST",
+        "/v1/fleet/pause",
+        {"content": b"[" * 100_000 + b"]" * 100_000, "headers": {"Content-Type": JSON}},
+        "body",
+        "must not nest deeper than 32 levels",
+    ),
+    (
+        "job not utf-8",
+        "POST",
+        "/v1/jobs",
+        {"content": b'{"prompt": "caf\xe9"}', "headers": {"Content-Type": JSON}},
+        "body",
+        "must be UTF-8 (invalid byte at position 15)",
+    ),
+    (
+        "batch not utf-8",
+        "POST",
+        "/v1/batches",
+        {"content": b'[{"prompt": "\xff"}]', "headers": {"Content-Type": JSON}},
+        "body",
+        "must be UTF-8",
+    ),
+    (
+        "pause reason NUL",
+        "POST",
+        "/v1/fleet/pause",
+        {"json": {"reason": "maintenance\x00"}},
+        "reason",
+        "must not contain NUL characters",
+    ),
+    (
+        "pause not utf-8",
+        "POST",
+        "/v1/fleet/pause",
+        {"content": b'{"reason": "\xc3("}', "headers": {"Content-Type": JSON}},
+        "body",
+        "must be UTF-8",
+    ),
+    ("seed as text", "POST", "/v1/jobs", job(seed="12"), "seed", "valid integer"),
+    ("seed as boolean", "POST", "/v1/jobs", job(seed=True), "seed", "valid integer"),
+    ("seed as float", "POST", "/v1/jobs", job(seed=12.0), "seed", "valid integer"),
+    ("deadline as text", "POST", "/v1/jobs", job(deadline_s="60"), "deadline_s", "valid number"),
+    (
+        "batch line seed as text",
+        "POST",
+        "/v1/batches",
+        {"content": lines({"prompt": "x", "seed": "12"}), "headers": JSONL},
+        "seed",
+        "valid integer",
+    ),
+    (
+        "batch list seed as boolean",
+        "POST",
+        "/v1/batches",
+        {"json": [{"prompt": "x", "seed": True}]},
+        "seed",
+        "valid integer",
+    ),
+    (
+        "batch name NUL",
+        "POST",
+        "/v1/batches",
+        {"json": {"jobs": [{"prompt": "x"}], "name": "n\x00"}},
+        "name",
+        "NUL characters",
     ),
     (
         "batch line object",

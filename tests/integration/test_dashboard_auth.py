@@ -3,15 +3,22 @@ app in uvicorn) against real Postgres, Redis and S3; and the ``/v1/fleet`` endpo
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
+from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
+from models import AuthFailure, RevokedSession
 from tests.dashboard import csrf_of, finish, sign_in
-from tests.producers import AUTH, TOKEN, configure, running_api
+from tests.harness import free_port, start_imagegen, stop_process, wait_http
+from tests.producers import AUTH, PRODUCER_ENV, TOKEN, configure, running_api
+from worker.db.engine import session_scope
 from worker.service import batches, jobs
 from worker.store.fleet import read_fleet_state
 
@@ -269,3 +276,135 @@ def test_the_api_token_never_appears_in_a_page_or_a_header(signed_in: httpx.Clie
         assert reply.status_code == 200, path
         assert TOKEN not in reply.text and TOKEN not in str(reply.headers), path
     assert TOKEN not in str(signed_in.cookies.jar)
+
+
+def test_a_nul_in_the_pause_reason_is_refused_and_nothing_is_paused(
+    signed_in: httpx.Client,
+) -> None:
+    csrf = csrf_of(signed_in.get("/dashboard/").text)
+    form = {"csrf": csrf, "reason": "maintenance\x00window", "confirmed": "yes"}
+    reply = signed_in.post("/dashboard/fleet/pause", data=form, follow_redirects=False)
+    assert reply.status_code == 422
+    assert "reason: must not contain NUL characters" in reply.text
+    assert read_fleet_state().paused is False
+
+
+# --- sessions end on sign-out, everywhere --------------------------------------------------------
+
+
+def test_signing_out_revokes_the_session_on_every_api_process(
+    signed_in: httpx.Client, api_url: str
+) -> None:
+    # Given a signed-in browser whose cookie someone copied
+    copied = signed_in.cookies["imagegen_session"]
+    assert signed_in.get("/dashboard/").status_code == 200
+    # When the person signs out
+    csrf = csrf_of(signed_in.get("/dashboard/").text)
+    assert signed_in.post("/dashboard/logout", data={"csrf": csrf}).status_code == 303
+    # Then the copied cookie is refused by this API process and by another one started later
+    with running_api() as other_url:
+        for url in (api_url, other_url):
+            with httpx.Client(base_url=url, cookies={"imagegen_session": copied}) as replay:
+                assert replay.get("/dashboard/", follow_redirects=False).status_code == 303
+                assert replay.get("/dashboard/fragments/overview").status_code == 401
+                forged = {"csrf": csrf, "reason": "x", "confirmed": "yes"}
+                assert replay.post("/dashboard/fleet/pause", data=forged).status_code == 401
+    assert read_fleet_state().paused is False
+
+
+def test_other_sessions_live_on_and_expired_revocations_are_pruned(
+    browser: httpx.Client, api_url: str
+) -> None:
+    # Given a revocation whose session would have expired already, and two signed-in browsers
+    with session_scope() as session:
+        session.add(RevokedSession(session_id="old", expires_at=datetime.now(UTC) - timedelta(1)))
+    with httpx.Client(base_url=api_url) as second:
+        assert sign_in(browser).status_code == 303 and sign_in(second).status_code == 303
+        # When the first one signs out
+        csrf = csrf_of(browser.get("/dashboard/").text)
+        browser.post("/dashboard/logout", data={"csrf": csrf})
+        # Then the second one is still signed in, and only the new revocation is kept
+        assert second.get("/dashboard/").status_code == 200
+    assert browser.get("/dashboard/", follow_redirects=False).status_code == 303
+    with session_scope() as session:
+        kept = session.scalars(select(RevokedSession)).all()
+    assert len(kept) == 1 and kept[0].session_id != "old"
+    assert kept[0].expires_at > datetime.now(UTC) + timedelta(hours=11)
+
+
+# --- failed authentications are limited per address -------------------------------------------
+
+
+LIMITED = {"IMAGEGEN_AUTH_MAX_FAILURES": "3", "IMAGEGEN_AUTH_FAILURE_WINDOW_S": "2"}
+
+
+def _refused(reply: httpx.Response) -> tuple[int, str | None]:
+    return reply.status_code, reply.headers.get("retry-after")
+
+
+def test_failed_bearer_tokens_are_answered_429_past_the_limit_and_valid_ones_never(
+    browser: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(monkeypatch, **LIMITED)
+    wrong = {"Authorization": "Bearer " + "w" * 40}
+    # Given three wrong tokens from this address (on /v1 and on the dashboard)
+    assert browser.post("/v1/jobs", headers=wrong, json={"prompt": "x"}).status_code == 401
+    assert browser.get("/v1/fleet", headers=wrong).status_code == 401
+    assert browser.get("/dashboard/", headers=wrong, follow_redirects=False).status_code == 303
+    # When a fourth comes within the window, it is refused 429 with Retry-After, everywhere
+    status, retry_after = _refused(browser.get("/v1/fleet", headers=wrong))
+    assert status == 429 and retry_after is not None and 1 <= int(retry_after) <= 2
+    assert browser.get("/v1/fleet", headers=wrong).json()["code"] == "too_many_attempts"
+    assert browser.get("/dashboard/", headers=wrong).status_code == 429
+    # Then a valid token from the same address goes through, at once
+    assert browser.get("/v1/fleet", headers=AUTH).status_code == 200
+    assert browser.get("/dashboard/", headers=AUTH).status_code == 200
+    # And once the window is over, a wrong token is a plain 401 again
+    time.sleep(2.1)
+    assert browser.get("/v1/fleet", headers=wrong).status_code == 401
+
+
+def test_calls_without_credentials_are_not_counted(
+    browser: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(monkeypatch, **LIMITED)
+    for _ in range(6):
+        assert browser.get("/v1/fleet").status_code == 401
+        assert browser.post("/dashboard/login", data={"token": " "}).status_code == 401
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(AuthFailure)) == 0
+
+
+def test_failed_sign_ins_are_limited_across_api_processes(
+    browser: httpx.Client,
+    monkeypatch: pytest.MonkeyPatch,
+    service_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    limited = {**LIMITED, "IMAGEGEN_AUTH_FAILURE_WINDOW_S": "60"}
+    configure(monkeypatch, **limited)
+    port = free_port()
+    other = start_imagegen(
+        {**service_env, **PRODUCER_ENV, **limited},
+        tmp_path / "api.log",
+        "api",
+        "--port",
+        str(port),
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        # Given two wrong sign-ins on this API process and one on another (`imagegen api`)
+        assert sign_in(browser, token="x" * 40).status_code == 401
+        assert sign_in(browser, token="y" * 40).status_code == 401
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as second:
+            assert sign_in(second, token="z" * 40).status_code == 401
+            # When a fourth wrong one comes, to the other process
+            refused = sign_in(second, token="v" * 40)
+            # Then it is answered 429 with Retry-After, and the page says why
+            assert refused.status_code == 429 and 55 <= int(refused.headers["retry-after"]) <= 60
+            assert "Too many failed sign-ins" in refused.text
+            # And the right token still signs in on both processes
+            assert sign_in(second).status_code == 303
+        assert sign_in(browser).status_code == 303
+    finally:
+        stop_process(other)

@@ -257,3 +257,34 @@ def test_thumbnails_work_with_the_local_folder_of_the_embedded_mode(
         assert Image.open(io.BytesIO(thumb.content)).size == (128, 256)
         full = local.get(f"/dashboard/images/{job_id}/0")
         assert full.status_code == 200 and full.content == picture.data
+
+
+# --- hostile input: refused with a 4xx naming the rule, never a 500 -----------------------------
+
+
+def test_a_nul_in_the_gallery_code_filter_is_refused(client: httpx.Client) -> None:
+    receipt = _batch(2)
+    reply = client.get(f"/dashboard/batches/{receipt.batch_id}", params={"code": "x\x00y"})
+    assert reply.status_code == 422
+    assert "code: must not contain NUL characters" in reply.text
+
+
+@pytest.mark.parametrize("value", ["100000000000000000000", "-100000000000000000000"])
+@pytest.mark.parametrize("name", ["after", "before"])
+def test_gallery_positions_out_of_range_are_refused(
+    client: httpx.Client, name: str, value: str
+) -> None:
+    receipt = _batch(2)
+    reply = client.get(f"/dashboard/batches/{receipt.batch_id}", params={name: value})
+    assert reply.status_code == 422, reply.text[:300]
+    assert reply.json()["errors"][0]["field"] == name
+
+
+@pytest.mark.parametrize("index", ["100000000000000000000", "-100000000000000000000"])
+@pytest.mark.parametrize("kind", ["thumbs", "images"])
+def test_image_indexes_out_of_range_name_no_image(
+    client: httpx.Client, kind: str, index: str
+) -> None:
+    receipt = _batch(1)
+    reply = client.get(f"/dashboard/{kind}/{receipt.job_ids[0]}/{index}")
+    assert reply.status_code == 404 and "has no stored image" in reply.text

@@ -59,6 +59,8 @@ def test_upgrade_head_matches_the_models(empty_db: str) -> None:
         "webhook_deliveries",
         "webhook_attempts",
         "fleet_controls",
+        "revoked_sessions",
+        "auth_failures",
     }
     assert _diff(empty_db) == []
 

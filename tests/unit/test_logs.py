@@ -63,10 +63,18 @@ def test_every_secret_setting_is_blanked(monkeypatch: pytest.MonkeyPatch) -> Non
     from worker.telemetry.logs import secrets_of
 
     monkeypatch.setenv("GPTPROTO_API_KEY", KEY)
-    monkeypatch.setenv("IMAGEGEN_API_TOKENS", "token-one-1234, token-two-5678")
+    monkeypatch.setenv(
+        "IMAGEGEN_API_TOKENS",
+        "token-one-1234-5678-9abc-def0-12345, token-two-5678-9abc-def0-1234-56789",
+    )
     monkeypatch.setenv("IMAGEGEN_WEBHOOK_SECRET", "whsec-abcdef")
     found = set(secrets_of(Settings()))
-    assert {KEY, "token-one-1234", "token-two-5678", "whsec-abcdef"} <= found
+    assert {
+        KEY,
+        "token-one-1234-5678-9abc-def0-12345",
+        "token-two-5678-9abc-def0-1234-56789",
+        "whsec-abcdef",
+    } <= found
 
 
 def test_in_json_mode_even_uncaught_errors_and_warnings_are_json_lines() -> None:

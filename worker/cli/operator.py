@@ -15,8 +15,6 @@ from rich.table import Table
 
 from worker.blobs.storage import store_from_settings
 from worker.cli.output import ago, err, handles_errors, out, print_json
-from worker.core.batch_input import text_problem
-from worker.core.errors import BadInput
 from worker.core.settings import get_settings
 from worker.core.states import STATUSES
 from worker.core.timespec import parse_duration
@@ -90,8 +88,6 @@ def pause(
 
     Queued jobs stay queued (none fails because of the pause). `imagegen resume` lets them go.
     """
-    if (problem := text_problem(reason, 500)) is not None:
-        raise BadInput([("reason", problem)])
     state = admin.pause(reason, by=_operator()).as_dict()
     if as_json:
         print_json(state)

@@ -13,7 +13,6 @@ path, which decides and words the problems.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ from pydantic import Field, ValidationError
 from worker.core.errors import BadInput, BadLines
 from worker.core.gcpause import cyclic_gc_paused
 from worker.core.request import MAX_BODY_BYTES, GenerationRequest, parse_request
+from worker.core.untrusted import load_json, text_problem
 
 MAX_REF_CHARS = 200
 #: JSON escapes turn one character into at most 12 bytes (a surrogate pair as two \\uXXXX).
@@ -45,8 +45,8 @@ class _Line(GenerationRequest):
 
 
 class _NotJson:
-    def __init__(self, error: json.JSONDecodeError) -> None:
-        self.rule = f"is not valid JSON ({error.msg} at column {error.colno})"
+    def __init__(self, rule: str) -> None:
+        self.rule = rule
 
 
 def parse_jsonl(lines: Iterable[bytes | str], *, max_jobs: int) -> list[BatchItem]:
@@ -82,11 +82,9 @@ def check_items(items: list[BatchItem], *, max_jobs: int) -> list[BatchItem]:
 
 def _decode(line: bytes | str) -> Any:
     try:
-        return json.loads(line)
-    except json.JSONDecodeError as exc:
-        return _NotJson(exc)
-    except UnicodeDecodeError:
-        return _NotJson(json.JSONDecodeError("not UTF-8", "", 0))
+        return load_json(line, field="json")
+    except BadInput as exc:
+        return _NotJson(exc.problems[0][1])
 
 
 def _validate(
@@ -169,15 +167,6 @@ def _ref_problems(ref: Any) -> list[tuple[str, str]]:
     if not isinstance(ref, str):
         return [("ref", "must be a string")]
     return [("ref", problem)] if (problem := text_problem(ref, MAX_REF_CHARS)) else []
-
-
-def text_problem(value: str, max_chars: int) -> str | None:
-    """Why a short label (ref, name) is refused: its length, or a NUL Postgres cannot store."""
-    if not 1 <= len(value) <= max_chars:
-        return f"must be 1 to {max_chars} characters"
-    if "\x00" in value:
-        return "must not contain NUL characters"
-    return None
 
 
 def _duplicate(first_line_of: dict[str, int], ref: str, number: int) -> list[tuple[str, str]]:

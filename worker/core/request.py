@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from worker.core.errors import BadInput
+from worker.core.untrusted import StoredText, text_problem
 from worker.core.url_policy import url_problem
 
 MAX_PROMPT_CHARS = 2000
@@ -53,18 +54,19 @@ class GenerationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
-    images: list[str] | None = Field(default=None, min_length=1, max_length=MAX_IMAGES)
+    images: list[StoredText] | None = Field(default=None, min_length=1, max_length=MAX_IMAGES)
     aspect_ratio: AspectRatio = AspectRatio.SQUARE
     resolution: Resolution = Resolution.P1080
-    seed: int | None = Field(default=None, ge=1, le=MAX_SEED)
+    #: The contract says integer: ``"12"``, ``12.0`` and ``true`` are refused, not converted.
+    seed: int | None = Field(default=None, ge=1, le=MAX_SEED, strict=True)
 
     @field_validator("prompt")
     @classmethod
     def _prompt_not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("must not be blank")
-        if "\x00" in value:  # Postgres text cannot hold it
-            raise ValueError("must not contain NUL characters")
+        if problem := text_problem(value):  # Postgres text cannot hold it
+            raise ValueError(problem)
         return value
 
     @field_validator("resolution", mode="before")

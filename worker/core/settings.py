@@ -24,13 +24,19 @@ FOREIGN_ENV = {"api_key": "GPTPROTO_API_KEY", "base_url": "GPTPROTO_BASE_URL"}
 STEPS_QUEUE = "imagegen"
 TRANSFER_QUEUE = "imagegen.transfer"
 QUEUES = (STEPS_QUEUE, TRANSFER_QUEUE)
+#: The shortest API token accepted: 32 random characters are beyond any guessing.
+MIN_TOKEN_CHARS = 32
 
 
 class Settings(BaseSettings):
     """Everything configurable, with units in the names."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, populate_by_name=True
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+        hide_input_in_errors=True,  # the values may be secrets
     )
 
     # --- services ------------------------------------------------------------------------------
@@ -133,8 +139,13 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     # --- producers: HTTP API, batches, webhooks -------------------------------------------------
-    #: Bearer tokens accepted by the HTTP API, comma-separated; none set means every call is 401.
+    #: Bearer tokens accepted by the HTTP API, comma-separated, each at least
+    #: :data:`MIN_TOKEN_CHARS` long; none set means every call is 401.
     api_tokens: SecretStr | None = None
+    #: Failed sign-ins and bearer tokens one client address may send per window before the
+    #: next failures are answered 429 (a valid token is never slowed); 0 turns the limit off.
+    auth_max_failures: int = Field(default=10, ge=0)
+    auth_failure_window_s: float = Field(default=300.0, gt=0)
     api_max_batch_bytes: int = Field(default=128 * 1024 * 1024, gt=0)
     batch_max_jobs: int = Field(default=100_000, ge=1)
     #: Key of the HMAC-SHA256 webhook signatures; never logged or stored.
@@ -189,6 +200,19 @@ class Settings(BaseSettings):
         for entry in (item.strip() for item in value.split(",")):
             if entry:
                 _host_entry(entry)
+        return value
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _long_tokens(cls, value: SecretStr | None) -> SecretStr | None:
+        tokens = [t.strip() for t in (value.get_secret_value() if value else "").split(",")]
+        short = [n for n, token in enumerate(tokens, 1) if token and len(token) < MIN_TOKEN_CHARS]
+        if short:  # which entries, never what they hold
+            which = ", ".join(map(str, short))
+            raise ValueError(
+                f"each token must be at least {MIN_TOKEN_CHARS} characters "
+                f"(too short: entry {which} of the comma-separated list)"
+            )
         return value
 
     @field_validator("worker_queues")

@@ -24,11 +24,12 @@ from sqlalchemy.orm import Session
 from models import Batch
 from models.base import utcnow
 from worker.core import ports
-from worker.core.batch_input import BatchItem, check_items, parse_list, text_problem
+from worker.core.batch_input import BatchItem, check_items, parse_list
 from worker.core.errors import BadInput, BatchNotFound, IdempotencyConflict
 from worker.core.progress import RATE_WINDOW_S
 from worker.core.request import Priority
 from worker.core.settings import get_settings
+from worker.core.untrusted import text_problem
 from worker.core.url_policy import check_callback_url
 from worker.db.aftercommit import call_after_commit
 from worker.db.engine import session_scope
@@ -165,9 +166,8 @@ def _insert_once(session: Session, items: list[BatchItem], options: _Options) ->
 
 def _replayed(session: Session, existing: Batch, digest: str | None) -> BatchReceipt:
     if existing.request_sha256 != digest:
-        raise IdempotencyConflict(
-            f"this idempotency key was already used with a different batch ({existing.id})"
-        )
+        # the key may be another caller's: never name the batch it holds
+        raise IdempotencyConflict("this idempotency key was already used with a different batch")
     return BatchReceipt(existing.id, batch_store.job_ids(session, batch_id=existing.id), False)
 
 

@@ -19,10 +19,11 @@ from sqlalchemy.orm import Session
 from models import Job
 from models.base import utcnow
 from worker.core import ports
-from worker.core.batch_input import MAX_REF_CHARS, text_problem
+from worker.core.batch_input import MAX_REF_CHARS
 from worker.core.errors import BadInput, IdempotencyConflict, JobNotFound
 from worker.core.request import GenerationRequest, Priority, parse_request
 from worker.core.settings import get_settings
+from worker.core.untrusted import text_problem
 from worker.core.url_policy import check_callback_url
 from worker.db.aftercommit import call_after_commit
 from worker.db.engine import session_scope
@@ -181,9 +182,8 @@ def _replayed(existing: Job, request: GenerationRequest, extra: dict[str, Any]) 
         and existing.ref == extra["ref"]
     )
     if not same:
-        raise IdempotencyConflict(
-            f"this idempotency key was already used with a different request (job {existing.id})"
-        )
+        # the key may be another caller's: never name the job it holds
+        raise IdempotencyConflict("this idempotency key was already used with a different request")
     return Enqueued(existing.id, False)
 
 

@@ -20,6 +20,7 @@ from worker.core.errors import BadInput, ImagegenError, JobNotFound
 from worker.core.settings import get_settings
 from worker.core.states import STATUSES, JobStatus
 from worker.core.timespec import iso
+from worker.core.untrusted import text_problem
 from worker.db.aftercommit import call_after_commit
 from worker.db.engine import session_scope
 from worker.service import views
@@ -33,6 +34,8 @@ log = logging.getLogger("imagegen.admin")
 
 #: Jobs moved back to queued per transaction by ``retry_failed``.
 RETRY_CHUNK = 500
+#: The longest reason a pause may give.
+MAX_REASON_CHARS = 500
 
 
 class NotRetryable(ImagegenError):
@@ -164,7 +167,10 @@ def _dispatch(job_ids: list[uuid.UUID]) -> None:
 
 
 def pause(reason: str, *, by: str, code: str = "manual") -> FleetState:
-    """Stop every submission fleet-wide, by hand; idempotent."""
+    """Stop every submission fleet-wide, by hand; idempotent. The reason is shown to every
+    operator, so it is refused (:class:`BadInput`) when it cannot be stored as it is."""
+    if (problem := text_problem(reason, MAX_REASON_CHARS)) is not None:
+        raise BadInput([("reason", problem)])
     with session_scope() as session:
         set_paused(session, reason=reason, by=by, code=code)
         return read_fleet_state(session)

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from models import Batch, Job, JobImage
 from worker.core.states import ACTIVE, STATUSES, TERMINAL, UNSUCCESSFUL, JobStatus
+from worker.core.untrusted import PG_INT_MAX, PG_INT_MIN
 from worker.store.batches import Counts
 
 #: Every state but ``succeeded``: what a batch list row counts (succeeded = total - these).
@@ -242,5 +243,7 @@ def _gallery(batch_id: uuid.UUID, where: GalleryFilter) -> Select[Job]:
 
 def image_row(session: Session, *, job_id: uuid.UUID, index: int) -> JobImage | None:
     """One stored image of a job (the unique (job, index) key)."""
+    if not PG_INT_MIN <= index <= PG_INT_MAX:  # no row has it; Postgres would refuse the query
+        return None
     query = select(JobImage).where(JobImage.job_id == job_id, JobImage.idx == index)
     return session.scalars(query).first()
