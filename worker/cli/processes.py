@@ -63,8 +63,8 @@ def worker(
     ProviderClient.from_settings(settings).close()  # fail now if the key is missing
     json_lines = configure_from_settings(settings, loglevel)
     keep_celery_logging_ours(json_lines=json_lines)
-    metrics.serve(settings.metrics_port)  # the threads pool shares it; prefork children don't
-    name = hostname or f"imagegen-{socket.gethostname()}-%i"
+    metrics.serve(settings.metrics_port, settings.metrics_addr)  # prefork children don't
+    name = hostname or default_worker_name()
     argv = [
         "worker",
         "-Q",
@@ -83,6 +83,12 @@ def worker(
     if settings.embedded if beat is None else beat:
         argv += ["--beat", "--schedule", _beat_schedule_file(settings)]
     celery.worker_main(["--quiet", *argv] if json_lines else argv)  # no banner in JSON logs
+
+
+def default_worker_name() -> str:
+    """The worker's node name unless ``--hostname`` gives one (``imagegen health worker``
+    pings the same)."""
+    return f"imagegen-{socket.gethostname()}-%i"
 
 
 def _beat_schedule_file(settings: Any) -> str:
