@@ -141,5 +141,8 @@ def job_trace_root(job_id: uuid.UUID) -> SpanContext:
     """The remote parent of the steps of a job without a stored context: trace id = job id."""
     span_id = (job_id.int & 0xFFFF_FFFF_FFFF_FFFF) or 1
     return SpanContext(
-        trace_id=job_id.int, span_id=span_id, is_remote=True, trace_flags=TraceFlags.SAMPLED
+        trace_id=job_id.int,
+        span_id=span_id,
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
     )
