@@ -10,11 +10,12 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# dependencies first, read from pyproject.toml: a code change does not reinstall them
+# dependencies first, exactly as locked (versions and hashes, flower's included; `make lock`
+# writes the file from pyproject.toml): a code change does not reinstall them, and two builds
+# of one commit get the same packages
+COPY requirements.lock ./
+RUN pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml ./
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies']['flower']))" > requirements.txt \
- && pip install -r requirements.txt
 COPY README.md ./
 COPY models ./models
 COPY migrations ./migrations

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit chaos lint fmt typecheck venv clean up bench
+.PHONY: demo test unit chaos lint fmt typecheck venv clean up bench lock screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,19 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
+
+## requirements.lock, the image's dependencies pinned with hashes, from pyproject.toml (after a
+## change of dependencies; tests/unit/test_lock.py fails until it is run).
+lock: $(STAMP)
+	$(BIN)/pip-compile --quiet --extra flower --generate-hashes --strip-extras --allow-unsafe \
+		--no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
+
+## Refresh the README's screenshots of the dashboard (the browser tests, writing into
+## docs/screenshots/ instead of a temporary folder).
+screenshots: $(STAMP)
+	./scripts/ensure-services.sh
+	./scripts/ensure-browser.sh
+	IMAGEGEN_TEST_SCREENSHOTS=docs/screenshots $(BIN)/pytest tests/browser
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .

@@ -15,8 +15,10 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from api import errors
+from api.access_log import AccessLog
 from api.body_limit import BodyLimit
 from api.dashboard import site
 from api.routes import batches as batch_routes
@@ -25,6 +27,7 @@ from api.routes import jobs as job_routes
 from api.routes import ops
 from api.schemas import BatchCreate, BatchLine
 from worker.blobs.storage import ObjectStore, store_from_settings
+from worker.broker import tracing as broker_tracing
 from worker.broker.tasks import install_ports
 from worker.core.request import MAX_BODY_BYTES
 from worker.core.settings import get_settings
@@ -37,6 +40,8 @@ Every `/v1` call needs `Authorization: Bearer <token>`. Errors are JSON:
 nothing."""
 #: Bodies of other routes are small; a single job may carry up to 20 MB of reference images.
 _SMALL_BODY = 1024 * 1024
+#: Probes and scrapes, not worth a trace each.
+UNTRACED = "/healthz,/readyz,/metrics"
 
 
 def create_app() -> FastAPI:
@@ -44,6 +49,9 @@ def create_app() -> FastAPI:
     app = FastAPI(title="imagegen-queue", version="1", description=DESCRIPTION)
     errors.install(app)
     app.add_middleware(BodyLimit, limit_for=_body_limit)
+    app.add_middleware(AccessLog)  # outermost: sees every answer, errors and limits included
+    if broker_tracing.setup("imagegen-api"):  # only with OTEL_EXPORTER_OTLP_ENDPOINT
+        FastAPIInstrumentor.instrument_app(app, excluded_urls=UNTRACED)
     app.include_router(job_routes.router)
     app.include_router(batch_routes.router)
     app.include_router(fleet_routes.router)

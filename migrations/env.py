@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import Connection, create_engine, pool
+from sqlalchemy import Connection, create_engine, make_url, pool
 
 import models
 from worker.core.settings import get_settings
@@ -42,7 +42,11 @@ def run_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = create_engine(_url(), poolclass=pool.NullPool)
+    url = _url()
+    # no server-side prepared statements: the same run works through PgBouncer's transaction
+    # pooling (a migration gains nothing from them)
+    prepare = {"prepare_threshold": None} if make_url(url).get_driver_name() == "psycopg" else {}
+    engine = create_engine(url, poolclass=pool.NullPool, connect_args=prepare)
     with engine.connect() as connection:
         _configure(connection)
         with context.begin_transaction():

@@ -102,6 +102,9 @@ class Job(Base):
     batch_index: Mapped[int | None] = mapped_column(Integer)
     ref: Mapped[str | None] = mapped_column(String(200))
     callback_url: Mapped[str | None] = mapped_column(Text)
+    #: W3C trace context of the span that enqueued the job (only when that process traces):
+    #: every step's span starts from it, so a job is one trace (``worker.telemetry.tracing``).
+    traceparent: Mapped[str | None] = mapped_column(String(55))
 
     # progress at the provider
     prediction_id: Mapped[str | None] = mapped_column(String(128))

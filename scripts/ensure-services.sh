@@ -30,3 +30,16 @@ if ! redis_up; then
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no" >&2; exit 1; }
 fi
 echo "PostgreSQL and Redis are up"
+
+# PgBouncer: only its binary (tests/e2e/test_pgbouncer_e2e.py starts its own; skipped without it)
+if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing pgbouncer..."
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgbouncer >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 \
+           && DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgbouncer >/dev/null 2>&1; } \
+      || echo "could not install pgbouncer: its end-to-end test will be skipped" >&2
+  else
+    echo "pgbouncer is not installed (apt-get install pgbouncer): its test will be skipped" >&2
+  fi
+fi

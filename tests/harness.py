@@ -8,17 +8,20 @@ server, the simulator, and `imagegen worker` / `imagegen beat` processes.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.pool import NullPool
 
 from worker.broker import wiring
 from worker.broker.tasks import install_ports
@@ -134,6 +137,75 @@ def start_simulator(log: Path, *args: str) -> tuple[subprocess.Popen[bytes], str
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/_sim/stats")
     return proc, url
+
+
+def pgbouncer_binary() -> str | None:
+    """PgBouncer's executable (Debian's ``pgbouncer`` package puts it in /usr/sbin), or None."""
+    found = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/local/sbin")
+    return found
+
+
+def start_pgbouncer(
+    pg_url: str, *, pool_size: int = 4
+) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """A PgBouncer in transaction mode in front of ``pg_url``'s server, on a free port, with
+    few server connections (so transactions of different clients share them); returns the
+    process, ``pg_url`` pointing through it, and its folder (log, config).
+
+    Trust auth for the test server's users; run as ``postgres`` when this is root (PgBouncer
+    refuses to run as root), so its folder is world-readable."""
+    binary = pgbouncer_binary()
+    assert binary, "pgbouncer is not installed"
+    url = make_url(pg_url)
+    folder = Path(tempfile.mkdtemp(prefix="imagegen-pgbouncer-"))
+    folder.chmod(0o777)
+    port = free_port()
+    (folder / "userlist.txt").write_text(f'"{url.username}" ""\n')
+    (folder / "pgbouncer.ini").write_text(
+        "[databases]\n"
+        f"* = host={url.host or '127.0.0.1'} port={url.port or 5432}\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = trust\nauth_file = {folder / 'userlist.txt'}\n"
+        f"pool_mode = transaction\ndefault_pool_size = {pool_size}\nmax_client_conn = 500\n"
+        f"logfile = {folder / 'pgbouncer.log'}\npidfile = {folder / 'pgbouncer.pid'}\n"
+        # newer PgBouncers can track prepared statements themselves: not this one's job
+        + ("max_prepared_statements = 0\n" if _pgbouncer_version(binary) >= (1, 21) else "")
+    )
+    for path in folder.iterdir():
+        path.chmod(0o644)
+    user = ["-u", "postgres"] if os.geteuid() == 0 else []
+    with (folder / "stderr.log").open("wb") as sink:
+        proc = subprocess.Popen(
+            [binary, *user, str(folder / "pgbouncer.ini")], stdout=sink, stderr=subprocess.STDOUT
+        )
+    through = url.set(port=port).render_as_string(hide_password=False)
+    _wait_sql(through, proc, folder)
+    return proc, through, folder
+
+
+def _pgbouncer_version(binary: str) -> tuple[int, ...]:
+    first = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    numbers = first.split()[1] if len(first.split()) > 1 else "0"
+    return tuple(int(part) for part in numbers.split(".")[:2] if part.isdigit())
+
+
+def _wait_sql(url: str, proc: subprocess.Popen[bytes], folder: Path, timeout_s: float = 15) -> None:
+    engine = create_engine(url, poolclass=NullPool, connect_args={"prepare_threshold": None})
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                with engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+                return
+            except Exception:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    logs = [(folder / name).read_text() for name in ("stderr.log",)]
+                    raise RuntimeError(f"PgBouncer did not come up: {logs}") from None
+                time.sleep(0.1)
+    finally:
+        engine.dispose()
 
 
 def run_imagegen(

@@ -22,7 +22,9 @@ from tests.producers import PRODUCER_ENV
 
 CHROMIUM = Path(os.environ.get("IMAGEGEN_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("IMAGEGEN_TEST_CHROMEDRIVER", "/usr/bin/chromedriver"))
-SCREENSHOTS = Path(os.environ.get("IMAGEGEN_TEST_SCREENSHOTS", ROOT / "docs" / "screenshots"))
+#: Where the pages' screenshots go: a temporary folder of the run, so that tests leave the tree
+#: clean; ``make screenshots`` points it at docs/screenshots/ to refresh the README's.
+SCREENSHOTS = os.environ.get("IMAGEGEN_TEST_SCREENSHOTS")
 #: A laptop screen.
 WINDOW = (1366, 900)
 FLAGS = (
@@ -111,6 +113,9 @@ def dashboard_url(
 
 
 @pytest.fixture(scope="session")
-def screenshots() -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    return SCREENSHOTS
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path_factory.mktemp("screenshots")
+    if not folder.is_absolute():
+        folder = ROOT / folder
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

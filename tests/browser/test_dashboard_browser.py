@@ -6,7 +6,8 @@
 - open a failed job, retry it (confirming the dialog) and see it succeed with its image;
 - pause and resume submissions from the overview.
 
-Each page is saved as a screenshot under ``docs/screenshots/`` (shown in the README).
+Each page is saved as a screenshot in a temporary folder of the run; ``make screenshots`` saves
+them under ``docs/screenshots/`` instead (the README shows those).
 """
 
 from __future__ import annotations

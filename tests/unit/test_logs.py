@@ -97,3 +97,28 @@ def test_in_json_mode_even_uncaught_errors_and_warnings_are_json_lines() -> None
     assert "careful" in entries[0]["event"] and entries[0]["logger"] == "py.warnings"
     assert "ZeroDivisionError" in entries[1]["exception"]
     assert KEY not in done.stderr and done.returncode == 1
+
+
+def test_the_beats_periodic_sends_are_debug_lines() -> None:
+    # Given the beat's logger behind the process's configuration at INFO
+    from worker.telemetry.logs import PeriodicSendsAtDebug
+
+    stream = io.StringIO()
+    handler = RedactingHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("imagegen.test.beat")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.filters[:] = [PeriodicSendsAtDebug()]
+    logger.setLevel(logging.INFO)
+    # When it logs a send and a start-up line
+    logger.info("Scheduler: Sending due task %s (%s)", "dispatch", "imagegen.dispatch")
+    logger.info("beat: Starting...")
+    # Then only the start-up line is written; at DEBUG the send is, as a DEBUG line
+    assert [json.loads(line)["event"] for line in stream.getvalue().splitlines()] == [
+        "beat: Starting..."
+    ]
+    logger.setLevel(logging.DEBUG)
+    logger.info("Scheduler: Sending due task %s (%s)", "dispatch", "imagegen.dispatch")
+    last = json.loads(stream.getvalue().splitlines()[-1])
+    assert last["level"] == "debug" and last["event"].startswith("Scheduler: Sending due task")

@@ -12,6 +12,7 @@ from typing import Any
 import celery.apps.worker
 from celery import Celery
 from celery.signals import setup_logging
+from celery.utils.nodenames import default_nodename, host_format
 
 from worker.core.settings import STEPS_QUEUE, TRANSFER_QUEUE, Settings, get_settings
 from worker.telemetry.logs import say_json
@@ -121,3 +122,17 @@ def keep_celery_logging_ours(*, json_lines: bool) -> None:
 
 def _celery_logging_is_ours(**_: Any) -> None:
     """Receiver of Celery's ``setup_logging``: its presence stops Celery's own setup."""
+
+
+def node_name(name: str) -> str:
+    """The node name a worker started with ``--hostname name`` answers to, as Celery forms it
+    (``imagegen-web1-%i`` becomes ``celery@imagegen-web1-0``)."""
+    return host_format(default_nodename(name))
+
+
+def answers_ping(name: str, *, timeout_s: float) -> bool:
+    """Whether the worker ``name`` answers a remote-control ping within ``timeout_s``: its
+    consumer is connected to the broker and its main loop is serving."""
+    node = node_name(name)
+    replies = app.control.ping(destination=[node], timeout=timeout_s)
+    return any(node in reply for reply in replies or [])

@@ -24,7 +24,9 @@ from celery import Task
 from celery.signals import worker_init
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from worker.broker import tracing
 from worker.broker.app import app
+from worker.broker.tracing import job_step, webhook_step
 from worker.broker.wiring import get_dispatcher, get_pipeline, get_reconciler, get_sender
 from worker.core import ports
 from worker.core.ports import Ports, Step
@@ -51,25 +53,29 @@ _DB_RETRY: dict[str, Any] = {
 
 @app.task(name="imagegen.submit", **_DB_RETRY)
 def submit(job_id: str) -> None:
-    schedule(job_id, get_pipeline().submit(uuid.UUID(job_id)))
+    with job_step("submit", job_id):
+        schedule(job_id, get_pipeline().submit(uuid.UUID(job_id)))
 
 
 @app.task(name="imagegen.poll", bind=True, **_DB_RETRY)
 def poll(self: Task, job_id: str) -> None:
     pipeline = get_pipeline()
-    if _redelivered(self) and not pipeline.redelivered_poll(uuid.UUID(job_id)):
-        return
-    schedule(job_id, pipeline.poll(uuid.UUID(job_id)))
+    with job_step("poll", job_id):
+        if _redelivered(self) and not pipeline.redelivered_poll(uuid.UUID(job_id)):
+            return
+        schedule(job_id, pipeline.poll(uuid.UUID(job_id)))
 
 
 @app.task(name="imagegen.transfer", **_DB_RETRY)
 def transfer(job_id: str) -> None:
-    schedule(job_id, get_pipeline().transfer(uuid.UUID(job_id)))
+    with job_step("transfer", job_id):
+        schedule(job_id, get_pipeline().transfer(uuid.UUID(job_id)))
 
 
 @app.task(name="imagegen.discard", **_DB_RETRY)
 def discard(job_id: str) -> None:
-    get_pipeline().discard(uuid.UUID(job_id))
+    with job_step("discard", job_id):
+        get_pipeline().discard(uuid.UUID(job_id))
 
 
 STEPS: dict[str, Task] = {"submit": submit, "poll": poll, "transfer": transfer, "discard": discard}
@@ -129,9 +135,10 @@ def prune() -> None:
 )
 def webhook(delivery_id: str) -> None:
     """POST one delivery; re-queue itself with a countdown while it keeps failing."""
-    delay = get_sender().deliver(uuid.UUID(delivery_id))
-    if delay is not None:
-        webhook.apply_async((delivery_id,), countdown=delay)
+    with webhook_step(delivery_id):
+        delay = get_sender().deliver(uuid.UUID(delivery_id))
+        if delay is not None:
+            webhook.apply_async((delivery_id,), countdown=delay)
 
 
 # --- the ports, carried out by Celery -----------------------------------------------------------
@@ -185,5 +192,6 @@ def install_ports() -> Ports:
 @worker_init.connect
 def _wire_worker(**_: Any) -> None:
     """A worker started any way (``imagegen worker``, or ``celery -A worker.broker.app``)
-    sends what its tasks set off through Celery."""
+    sends what its tasks set off through Celery, and traces when an OTLP endpoint is set."""
     install_ports()
+    tracing.setup("imagegen-worker")

@@ -11,7 +11,7 @@ import typer
 
 from simulator.cli import simulator
 from worker.broker.tasks import install_ports
-from worker.cli import batches, demo, jobs, operator, processes
+from worker.cli import batches, demo, health, jobs, operator, processes
 
 app = typer.Typer(
     help="Durable text-to-image job queue (GPTProto viduq2).",
@@ -36,6 +36,7 @@ app.command("export")(batches.export)
 app.add_typer(processes.db_app, name="db")
 app.add_typer(jobs.jobs_app, name="jobs")
 app.add_typer(batches.batch_app, name="batch")
+app.add_typer(health.health_app, name="health")
 
 
 def main() -> None:

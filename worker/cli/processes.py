@@ -65,8 +65,8 @@ def worker(
     _preflight(settings)
     json_lines = configure_from_settings(settings, loglevel)
     keep_celery_logging_ours(json_lines=json_lines)
-    metrics.serve(settings.metrics_port)  # the threads pool shares it; prefork children don't
-    name = hostname or f"imagegen-{socket.gethostname()}-%i"
+    metrics.serve(settings.metrics_port, settings.metrics_addr)  # prefork children don't
+    name = hostname or default_worker_name()
     argv = [
         "worker",
         "-Q",
@@ -120,6 +120,12 @@ def check(as_json: bool = typer.Option(False, "--json", help="Print a JSON objec
             out.print(f"{mark} {c.name:<9} {c.line}", highlight=False, soft_wrap=True)
     if not all(c.ok for c in checks):
         raise typer.Exit(1)
+
+
+def default_worker_name() -> str:
+    """The worker's node name unless ``--hostname`` gives one (``imagegen health worker``
+    pings the same)."""
+    return f"imagegen-{socket.gethostname()}-%i"
 
 
 def _beat_schedule_file(settings: Any) -> str:

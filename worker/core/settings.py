@@ -42,6 +42,14 @@ class Settings(BaseSettings):
     # --- services ------------------------------------------------------------------------------
     data_dir: Path = Path(".imagegen")
     database_url: str | None = None
+    #: Connections each process keeps open to the database (or to PgBouncer); unset: the
+    #: worker's concurrency + 4, at least 10.
+    db_pool_size: int | None = Field(default=None, ge=1)
+    #: Extra connections a process may open for a burst, closed when handed back.
+    db_max_overflow: int = Field(default=10, ge=0)
+    #: The database URL points at a pooler in transaction mode (PgBouncer's
+    #: ``pool_mode = transaction``): no server-side prepared statements, nothing session-scoped.
+    db_transaction_pooling: bool = False
     broker_url: str | None = None
     storage_url: str | None = None
     s3_endpoint_url: str | None = None
@@ -162,6 +170,9 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = "auto"
     #: Prometheus port of each worker process; 0 disables it.
     metrics_port: int = Field(default=9108, ge=0, le=65535)
+    #: Interface the worker's metrics port listens on: loopback unless a scraper on another
+    #: host needs it (the compose file sets 0.0.0.0 inside its private network). No auth.
+    metrics_addr: str = "127.0.0.1"
     #: Per-dependency timeout of ``/readyz`` checks.
     ready_timeout_s: float = Field(default=2.0, gt=0)
     #: Scheduled pruning of finished jobs older than this; unset (the default) = off.
@@ -260,6 +271,12 @@ class Settings(BaseSettings):
         """``host`` and ``host:port`` entries, lower case, IPv6 hosts without brackets."""
         entries = (item.strip() for item in self.trusted_output_hosts.split(","))
         return frozenset(_host_entry(entry) for entry in entries if entry)
+
+    @property
+    def effective_db_pool_size(self) -> int:
+        """Connections kept open per process: one per worker thread and a few for the
+        dispatcher, heartbeats and metrics reads."""
+        return self.db_pool_size or max(10, self.worker_concurrency + 4)
 
     @property
     def embedded(self) -> bool:

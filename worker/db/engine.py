@@ -8,7 +8,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+import sqlalchemy
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.core.settings import get_settings
@@ -18,21 +19,39 @@ from worker.core.settings import get_settings
 SessionFactory = Callable[[], AbstractContextManager[Session]]
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+def make_engine(
+    url: str, *, pool_size: int = 10, max_overflow: int = 10, transaction_pooling: bool = False
+) -> Engine:
     """An engine tuned for the backend: pooled Postgres, or a WAL-mode SQLite file.
 
-    The pool keeps ``pool_size`` connections open: a worker's thread count and a few more, so
-    a busy worker does not open and close connections all the time (overflow connections are
-    closed when handed back)."""
+    The pool keeps up to ``pool_size`` connections open: a worker's thread count and a few
+    more, so a busy worker does not open and close connections all the time (``max_overflow``
+    more for a burst, closed when handed back). A process never holds more than the sum.
+
+    ``transaction_pooling``: the URL is a pooler in transaction mode (PgBouncer), where each
+    transaction may run on another server connection. psycopg's server-side prepared
+    statements (made after a query's fifth run) would then be missing on the next one, so
+    none are made. Nothing else in the code is session-scoped: locks are
+    ``pg_try_advisory_xact_lock``, settings ``set_config(..., true)``, and there is no LISTEN."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = sqlalchemy.create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # pre-ping: workers reconnect transparently after a Postgres restart
-    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=20)
+    connect_args = {"prepare_threshold": None} if transaction_pooling else {}
+    # looked up when called: a process that traces has SQLAlchemy's instrumentation patch it
+    return sqlalchemy.create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        connect_args=connect_args,
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -47,7 +66,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def get_engine() -> Engine:
     settings = get_settings()
     return make_engine(
-        settings.effective_database_url, pool_size=max(10, settings.worker_concurrency + 4)
+        settings.effective_database_url,
+        pool_size=settings.effective_db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        transaction_pooling=settings.db_transaction_pooling,
     )
 
 

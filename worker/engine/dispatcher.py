@@ -28,7 +28,8 @@ from worker.core.limits import Budget, Limits, dispatch_budget, token_eta
 from worker.core.settings import Settings
 from worker.db.engine import SessionFactory
 from worker.store import dispatch, fleet, locks
-from worker.telemetry import metrics
+from worker.store import jobs as job_store
+from worker.telemetry import metrics, tracing
 
 log = logging.getLogger("imagegen.dispatch")
 
@@ -92,6 +93,8 @@ class Dispatcher:
             interactive, batch = self._choose(session, cycle.budget, now, cycle)
             chosen = interactive + batch
             dispatch.mark_dispatched(session, job_ids=chosen, at=now)
+            # each send joins its job's trace (read only when this process traces)
+            traces = job_store.traceparents(session, chosen) if tracing.enabled() else {}
         self._send(
             chosen,
             [
@@ -104,6 +107,7 @@ class Dispatcher:
                 )
                 for position in range(len(chosen))
             ],
+            traces,
         )
         cycle.sent = len(chosen)
         metrics.dispatched(len(interactive), len(batch))
@@ -167,10 +171,18 @@ class Dispatcher:
         cycle.by_batch = {str(group or "loose"): len(ids) for group, ids in taken.items() if ids}
         return [job_id for ids in taken.values() for job_id in ids]
 
-    def _send(self, job_ids: list[uuid.UUID], countdowns: list[float]) -> None:
+    def _send(
+        self,
+        job_ids: list[uuid.UUID],
+        countdowns: list[float],
+        traces: dict[uuid.UUID, str | None],
+    ) -> None:
         for index, (job_id, countdown) in enumerate(zip(job_ids, countdowns, strict=True)):
             try:
-                self.send(job_id, countdown)
+                with tracing.job_span(
+                    "imagegen.dispatch", job_id=job_id, traceparent=traces.get(job_id)
+                ):
+                    self.send(job_id, countdown)
             except Exception:  # the broker is down: hand the rest back to the next cycle
                 log.exception("dispatch_send_failed", extra={"unsent": len(job_ids) - index})
                 with self.sessions() as session:

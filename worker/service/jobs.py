@@ -30,6 +30,7 @@ from worker.db.engine import session_scope
 from worker.service import views
 from worker.store import jobs as job_store
 from worker.store import transitions
+from worker.telemetry import tracing
 
 log = logging.getLogger("imagegen.jobs")
 #: The longest deadline a producer may ask for (30 days).
@@ -95,11 +96,18 @@ def enqueue_job(
     if idempotency_key is not None and (problem := text_problem(idempotency_key, 200)):
         raise BadInput([("idempotency_key", problem)])
     scope = nullcontext(session) if session is not None else session_scope()
-    with scope as active:
+    with tracing.enqueue_span(priority=priority.value) as traceparent, scope as active:
         direct = dispatch and priority is Priority.INTERACTIVE
         outcome = _insert_once(
-            active, request, priority, idempotency_key, deadline_s, extra, dispatched=direct
+            active,
+            request,
+            priority,
+            idempotency_key,
+            deadline_s,
+            {**extra, "traceparent": traceparent},
+            dispatched=direct,
         )
+        tracing.tag(**{"imagegen.job_id": str(outcome.job_id), "imagegen.created": outcome.created})
         if outcome.created and dispatch:
             _dispatch_after_commit(active, outcome.job_id, direct=direct)
     return outcome

@@ -72,6 +72,12 @@ def summary() -> dict[str, Any]:
     }
 
 
+def fleet_state() -> FleetState:
+    """The fleet's pause, breaker, rate and last dispatch cycle, without counting jobs (the
+    beat's health check)."""
+    return read_fleet_state()
+
+
 def queue_facts() -> QueueFacts:
     """The queue gauges for ``/metrics``: active jobs only, under a statement timeout."""
     now = utcnow()

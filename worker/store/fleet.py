@@ -41,6 +41,8 @@ SUBMIT, POLL = BUCKETS
 _BUCKET_FIELDS = tuple(field.name for field in fields(Bucket))
 #: A fresh bucket is full (tokens are capped at the configured burst when read).
 FULL = 1e9
+#: How the provider client's messages about an answer begin (a pause reason says it once).
+_ANSWERED = "provider answered"
 
 
 # --- rows ---------------------------------------------------------------------------------------
@@ -294,8 +296,7 @@ def provider_refused_key(session: Session, error: ProviderError) -> bool:
         "balance": "top up the account",
         "permission": "check the key's permissions",
     }[code]
-    status = f"{error.status_code} " if error.status_code else ""
-    reason = f"provider answered {status}{error.message}; {hint}, then run `imagegen resume`"
+    reason = f"{refusal_text(error)}; {hint}, then run `imagegen resume`"
     return set_paused(session, reason=reason, by="provider", code=code)
 
 
@@ -323,6 +324,15 @@ def storage_recovered(session: Session) -> bool:
     if not before.paused or before.pause_code != STORAGE_PAUSE:
         return False
     return clear_pause(session, by="storage probe")
+
+
+def refusal_text(error: ProviderError) -> str:
+    """What the provider said, with one "provider answered" prefix: the client's messages
+    already start with it ("provider answered HTTP 403 Forbidden: ..."), a bare one gets it."""
+    if error.message.startswith(_ANSWERED):
+        return error.message
+    status = f"HTTP {error.status_code}: " if error.status_code else ""
+    return f"{_ANSWERED} {status}{error.message}"
 
 
 # --- operators ----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from models import Job, JobEvent, JobImage
+from models import Job, JobEvent, JobImage, WebhookDelivery
 from models.base import utcnow
 from worker.core.states import UNSUCCESSFUL, JobStatus
 
@@ -48,6 +48,25 @@ def stored_indexes(session: Session, job_id: uuid.UUID) -> set[int]:
 def count_by_status(session: Session, job_ids: Iterable[uuid.UUID]) -> dict[str, int]:
     query = select(Job.status, func.count()).where(Job.id.in_(list(job_ids))).group_by(Job.status)
     return {status: count for status, count in session.execute(query).all()}
+
+
+def traceparents(session: Session, job_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str | None]:
+    """Each job's stored trace context (``worker.telemetry.tracing``; read only when tracing)."""
+    query = select(Job.id, Job.traceparent).where(Job.id.in_(list(job_ids)))
+    return {job_id: traceparent for job_id, traceparent in session.execute(query).all()}
+
+
+def delivery_traceparent(
+    session: Session, delivery_id: uuid.UUID
+) -> tuple[uuid.UUID | None, str | None]:
+    """The job of a webhook delivery and its trace context ((None, None) for a batch's)."""
+    query = (
+        select(Job.id, Job.traceparent)
+        .join(WebhookDelivery, WebhookDelivery.job_id == Job.id)
+        .where(WebhookDelivery.id == delivery_id)
+    )
+    row = session.execute(query).first()
+    return (row[0], row[1]) if row else (None, None)
 
 
 # --- writes -------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ defence the handler also blanks the configured secrets and any ``Bearer`` creden
 every formatted line, tracebacks included.
 
 Celery's two per-task INFO lines ("received", "succeeded") are kept at WARNING unless the level
-is DEBUG: at hundreds of tasks a second they would drown everything else. Switching Celery's
+is DEBUG: at hundreds of tasks a second they would drown everything else. The beat's line for
+each periodic task it sends (a dispatch cycle every second: 3,600 lines an hour) is a DEBUG
+line (:class:`PeriodicSendsAtDebug`); its other lines keep their levels. Switching Celery's
 own logging setup off, so that worker and beat lines go through the same handler, is the
 broker's part (``worker.broker.app.keep_celery_logging_ours``).
 """
@@ -37,6 +39,22 @@ _MIN_SECRET_CHARS = 6
 
 def _context(record: logging.LogRecord) -> dict[str, object]:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD}
+
+
+class PeriodicSendsAtDebug(logging.Filter):
+    """Turns the beat's "Scheduler: Sending due task ..." INFO lines into DEBUG lines, kept only
+    when the logger's level lets DEBUG through."""
+
+    PREFIX = "Scheduler: Sending due task"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or not str(record.msg).startswith(self.PREFIX):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+_PERIODIC_SENDS = PeriodicSendsAtDebug()
 
 
 class JsonFormatter(logging.Formatter):
@@ -91,6 +109,7 @@ def configure_logging(
     quiet = logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING
     for name in _PER_TASK_LOGGERS:
         logging.getLogger(name).setLevel(quiet)
+    logging.getLogger("celery.beat").addFilter(_PERIODIC_SENDS)
     logging.captureWarnings(True)  # warnings become log lines too
     if json_lines:
         _log_what_would_be_printed()

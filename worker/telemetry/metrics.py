@@ -278,9 +278,10 @@ def refresh_queue_metrics() -> None:
 _served_port: int | None = None
 
 
-def serve(port: int, addr: str = "0.0.0.0") -> int | None:
-    """Serve this process's metrics on ``port`` (0: off). Once per process; later calls and a
-    port in use only log: metrics must never stop a worker."""
+def serve(port: int, addr: str = "127.0.0.1") -> int | None:
+    """Serve this process's metrics on ``addr:port`` (port 0: off; unauthenticated, so loopback
+    unless ``IMAGEGEN_METRICS_ADDR`` says otherwise). Once per process; later calls and a port
+    in use only log: metrics must never stop a worker."""
     global _served_port
     with _lock:
         if port == 0 or _served_port is not None:
@@ -291,5 +292,5 @@ def serve(port: int, addr: str = "0.0.0.0") -> int | None:
             log.warning("metrics_port_unavailable", extra={"port": port, "error": str(exc)})
             return None
         _served_port = port
-        log.info("metrics_serving", extra={"port": port})
+        log.info("metrics_serving", extra={"addr": addr, "port": port})
         return port
