@@ -123,8 +123,8 @@ class Fleet:
         self.start()
 
     def stop(self) -> None:
-        for proc in self.procs:
-            harness.stop_process(proc, timeout_s=5)
+        while self.procs:
+            harness.stop_process(self.procs.pop(), timeout_s=5)
 
 
 def run(options: Options, workdir: Path) -> Report:
@@ -195,8 +195,41 @@ def _run(options: Options, env: dict[str, str], fleet: Fleet, sim_url: str) -> R
     started = time.monotonic()
     _disrupt(options, env, fleet, report, set(prompts))
     report.drain_s = time.monotonic() - started
+    # check at rest: the discards of failed jobs' outputs finish, then no worker runs at all
+    _settle(env)
+    fleet.stop()
     _check(report, prompts, env, sim_url)
     return report
+
+
+def _settle(env: dict[str, str], quiet_s: float = 6.0, timeout_s: float = 120.0) -> None:
+    """Wait until the bucket's objects and the image rows stop changing for ``quiet_s``."""
+    deadline = time.monotonic() + timeout_s
+    previous, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        snapshot = (frozenset(_object_keys(env)), frozenset(_image_keys()))
+        if snapshot != previous:
+            previous, since = snapshot, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
+        time.sleep(1)
+
+
+def _object_keys(env: dict[str, str]) -> list[str]:
+    s3 = boto3.client("s3", endpoint_url=env["IMAGEGEN_S3_ENDPOINT_URL"])
+    return [
+        item["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
+        for item in page.get("Contents", [])
+    ]
+
+
+def _image_keys() -> list[str]:
+    from models import JobImage
+    from worker.db.engine import session_scope
+
+    with session_scope() as session:
+        return list(session.scalars(select(JobImage.key)))
 
 
 def _disrupt(
@@ -273,17 +306,18 @@ def _check(
 
 
 def _check_objects(report: Report, images: list, env: dict[str, str]) -> None:  # type: ignore[type-arg]
+    """Every object has its row with its checksum, every row its object (the fleet stopped)."""
     s3 = boto3.client("s3", endpoint_url=env["IMAGEGEN_S3_ENDPOINT_URL"])
-    keys = [
-        item["Key"]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
-        for item in page.get("Contents", [])
-    ]
+    keys = _object_keys(env)
     report.image_rows, report.objects = len(images), len(keys)
     by_key = {image.key: image for image in images}
     for key in keys:
         image = by_key.get(key)
-        body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        try:
+            body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        except s3.exceptions.NoSuchKey:  # gone since the listing: not an object after all
+            report.objects -= 1
+            continue
         if image is None or hashlib.sha256(body).hexdigest() != image.sha256:
             report.mismatched_objects += 1
 
