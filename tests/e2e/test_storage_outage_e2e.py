@@ -123,12 +123,50 @@ def test_a_bucket_lost_mid_copy_keeps_paid_outputs_waiting(
         views = wait_for(ids, timeout_s=120)
         assert [v["status"] for v in views.values()] == ["succeeded"] * 3, views
         assert all(v["transfer_attempts"] == 1 for v in views.values()), views
-        assert not _fleet_paused_by_storage()
+        _wait(lambda: not _fleet_paused_by_storage(), 30, "the probe lifting the pause")
         with session_scope() as session:
             refunded = session.scalars(
                 select(JobEvent).where(JobEvent.job_id.in_(ids), JobEvent.event == "transfer_retry")
             ).all()
         assert refunded and all(e.detail and e.detail.get("attempt_refunded") for e in refunded)
+    finally:
+        for proc in reversed(procs):
+            harness.stop_process(proc)
+
+
+def test_storage_down_past_the_output_urls_lifetime_fails_storage_error(
+    configured: None,
+    service_env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a fleet told that output URLs live 4 s, whose bucket disappears after it started
+    endpoint = service_env["IMAGEGEN_S3_ENDPOINT_URL"]
+    bucket = f"gone-{uuid.uuid4().hex[:8]}"
+    harness.create_bucket(endpoint, bucket)
+    env = {
+        **service_env,
+        "IMAGEGEN_STORAGE_URL": f"s3://{bucket}/images",
+        "IMAGEGEN_OUTPUT_URL_TTL_S": "4",
+    }
+    monkeypatch.setenv("IMAGEGEN_STORAGE_URL", env["IMAGEGEN_STORAGE_URL"])
+    procs = _start(env, tmp_path)
+    try:
+        first = jobs.enqueue({"prompt": tagged_prompt("before"), "seed": 9})
+        assert wait_for([first], timeout_s=90)[first]["status"] == "succeeded"
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=item["Key"])
+        s3.delete_bucket(Bucket=bucket)
+
+        # When a generated output cannot be stored for longer than its URL lives
+        job_id = jobs.enqueue({"prompt": tagged_prompt("gone"), "seed": 2})
+        view = wait_for([job_id], timeout_s=90)[job_id]
+
+        # Then the job fails storage_error, saying why, with nothing stored
+        assert (view["status"], view["error_code"]) == ("failed", "storage_error"), view
+        assert "IMAGEGEN_OUTPUT_URL_TTL_S" in view["error_message"]
+        assert view["images"] == []
     finally:
         for proc in reversed(procs):
             harness.stop_process(proc)
