@@ -48,6 +48,17 @@ def _start(env: dict[str, str], tmp_path: Path) -> list[subprocess.Popen[bytes]]
     return [worker, beat]
 
 
+def _working_then_lost(endpoint: str, bucket: str) -> None:
+    """One job stored (the worker's preflight has passed), then the bucket deleted."""
+    first = jobs.enqueue({"prompt": tagged_prompt("before"), "seed": 9})
+    assert wait_for([first], timeout_s=90)[first]["status"] == "succeeded"
+    assert not _fleet_paused_by_storage()
+    s3 = boto3.client("s3", endpoint_url=endpoint)
+    for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+        s3.delete_object(Bucket=bucket, Key=item["Key"])
+    s3.delete_bucket(Bucket=bucket)
+
+
 def test_a_missing_bucket_pauses_submissions_until_it_exists(
     configured: None,
     service_env: dict[str, str],
@@ -103,14 +114,7 @@ def test_a_bucket_lost_mid_copy_keeps_paid_outputs_waiting(
     monkeypatch.setenv("IMAGEGEN_STORAGE_URL", env["IMAGEGEN_STORAGE_URL"])
     procs = _start(env, tmp_path)
     try:
-        first = jobs.enqueue({"prompt": tagged_prompt("before"), "seed": 9})
-        assert wait_for([first], timeout_s=90)[first]["status"] == "succeeded"
-        assert not _fleet_paused_by_storage()
-        # ...and is gone once the predictions are paid for
-        s3 = boto3.client("s3", endpoint_url=endpoint)
-        for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
-            s3.delete_object(Bucket=bucket, Key=item["Key"])
-        s3.delete_bucket(Bucket=bucket)
+        _working_then_lost(endpoint, bucket)  # ...and is gone once predictions are paid for
         ids = [jobs.enqueue({"prompt": tagged_prompt("lost"), "seed": n}) for n in range(1, 4)]
 
         # When the copies fail for as long as the bucket is missing
@@ -152,12 +156,7 @@ def test_storage_down_past_the_output_urls_lifetime_fails_storage_error(
     monkeypatch.setenv("IMAGEGEN_STORAGE_URL", env["IMAGEGEN_STORAGE_URL"])
     procs = _start(env, tmp_path)
     try:
-        first = jobs.enqueue({"prompt": tagged_prompt("before"), "seed": 9})
-        assert wait_for([first], timeout_s=90)[first]["status"] == "succeeded"
-        s3 = boto3.client("s3", endpoint_url=endpoint)
-        for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
-            s3.delete_object(Bucket=bucket, Key=item["Key"])
-        s3.delete_bucket(Bucket=bucket)
+        _working_then_lost(endpoint, bucket)
 
         # When a generated output cannot be stored for longer than its URL lives
         job_id = jobs.enqueue({"prompt": tagged_prompt("gone"), "seed": 2})

@@ -28,6 +28,7 @@ from worker.core.url_policy import check_callback_url
 from worker.db.aftercommit import call_after_commit
 from worker.db.engine import session_scope
 from worker.service import views
+from worker.service.health import describe
 from worker.store import jobs as job_store
 from worker.store import transitions
 from worker.telemetry import tracing
@@ -207,13 +208,9 @@ def _dispatch_after_commit(session: Session, job_id: uuid.UUID, *, direct: bool)
         try:
             ports.current().send_step("submit", job_id)
         except Exception as exc:  # the broker is down: the dispatcher sends it again later
-            log.warning("dispatch_failed", extra={"job_id": str(job_id), "error": _short(exc)})
+            log.warning("dispatch_failed", extra={"job_id": str(job_id), "error": describe(exc)})
 
     call_after_commit(session, send)
-
-
-def _short(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 def cancel(job_id: uuid.UUID, *, reason: str = "cancelled by request") -> str:

@@ -25,13 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from worker.blobs.storage import probe_write, store_from_settings
-from worker.core.errors import StorageError
 from worker.core.settings import Settings
 from worker.db.engine import session_scope
 from worker.db.schema import revisions
+from worker.service import health
 from worker.service.health import describe, masked
 from worker.store import fleet
 
@@ -83,26 +81,16 @@ def check_database(settings: Settings) -> Check:
 
 
 def check_broker(settings: Settings) -> Check:
-    url = settings.effective_broker_url
-    if not url.startswith(("redis://", "rediss://")):
-        return Check("broker", True, "embedded broker (nothing to reach)")
-    client = redis.Redis.from_url(
-        url,
-        socket_connect_timeout=settings.ready_timeout_s,
-        socket_timeout=settings.ready_timeout_s,
-    )
     try:
-        client.ping()
+        note = health.check_broker(settings)  # the same Redis PING as /readyz
     except Exception as exc:
         return Check(
             "broker",
             False,
-            f"cannot reach the broker at {masked(url)}: {describe(exc)}; "
-            "check IMAGEGEN_BROKER_URL and that Redis is running",
+            f"cannot reach the broker at {masked(settings.effective_broker_url)}: "
+            f"{describe(exc)}; check IMAGEGEN_BROKER_URL and that Redis is running",
         )
-    finally:
-        client.close()
-    return Check("broker", True, "reachable")
+    return Check("broker", True, note or "reachable")
 
 
 def check_storage(settings: Settings) -> Check:
@@ -110,9 +98,7 @@ def check_storage(settings: Settings) -> Check:
     where = settings.effective_storage_url
     try:
         probe_write(store)
-    except StorageError as exc:
-        return Check("storage", False, storage_problem(where, exc), fatal=False)
-    except Exception as exc:  # the store's client could not even be used
+    except Exception as exc:  # StorageError, or a client that could not even be built
         return Check("storage", False, storage_problem(where, exc), fatal=False)
     return Check("storage", True, f"{where} takes a write and a delete")
 

@@ -102,7 +102,7 @@ def enqueue_span(**attributes: Any) -> AbstractContextManager[str | None]:
 
 def job_span(
     name: str, *, job_id: uuid.UUID | str, traceparent: str | None, **attributes: Any
-) -> AbstractContextManager[None]:
+) -> AbstractContextManager[object]:
     """A span of one of a job's steps, in the job's trace (see the module's docstring)."""
     if not enabled():
         return _OFF
