@@ -26,8 +26,9 @@ test: $(STAMP)
 	./scripts/ensure-browser.sh
 	$(BIN)/pytest
 
-## 500 jobs through real workers that keep being killed, a flushed Redis, a restarted
-## Postgres and a hostile provider; prints what was lost (must be nothing).
+## 500 jobs through real workers that keep being killed, while S3 is unreachable for 60 s,
+## Redis is stopped for 60 s, polls answer 5xx for 30 s, Redis is flushed, Postgres restarted,
+## and the provider is hostile; checks at rest and prints what was lost (must be nothing).
 chaos: $(STAMP)
 	./scripts/ensure-services.sh
 	$(BIN)/python -m tests.chaos --jobs 500

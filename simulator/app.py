@@ -88,6 +88,10 @@ async def result(request: Request, prediction_id: str) -> Response:
     denied = _check_key(request, sim)
     if denied is not None:
         return denied
+    if sim.config.poll_outage_status is not None:  # down: the prediction is not even looked up
+        sim.log.note(entry_of(request), faults=["poll_outage"])
+        spec = ErrorSpec(sim.config.poll_outage_status, "Service unavailable", "server_error")
+        return error_response(spec)
     counted = sim.store.count_poll(prediction_id)
     if counted is None:
         return error_response(ErrorSpec(404, "Prediction not found", "not_found"))

@@ -59,6 +59,9 @@ class SimulatorConfig(BaseModel):
     cache_max_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
     #: The account has no credit left: every submit is refused with 403 (polls still work).
     balance_exhausted: bool = False
+    #: The query service is down: every poll is answered with this 5xx status (submits and
+    #: downloads still work); set and cleared at run time (``POST /_sim/config``).
+    poll_outage_status: int | None = Field(default=None, ge=500, le=599)
     #: Account concurrency limit: predictions in flight (created or processing); None: none.
     max_concurrency: int | None = Field(default=None, ge=1)
     #: Over the concurrency limit: wait in ``created`` for a free slot, or answer 429.

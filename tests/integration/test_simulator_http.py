@@ -432,8 +432,26 @@ def test_profile_applies_to_every_submit_until_reset(client: httpx.Client) -> No
     assert submit(client, "x").status_code == 200
 
 
+def test_a_poll_outage_answers_every_poll_until_it_is_cleared(client: httpx.Client) -> None:
+    # Given a prediction, and the query service going down at run time
+    prediction_id = created(client, "during the outage")
+    client.post("/_sim/config", json={"poll_outage_status": 503}).raise_for_status()
+    # Then every poll is answered 503 while submits still work
+    assert [poll(client, prediction_id).status_code for _ in range(3)] == [503] * 3
+    assert submit(client, "still accepted").status_code == 200
+    # And once it is cleared, the prediction answers again
+    client.post("/_sim/config", json={"poll_outage_status": None}).raise_for_status()
+    assert poll(client, prediction_id).status_code == 200
+
+
 def test_bad_config_changes_are_400(client: httpx.Client) -> None:
-    for change in ({"profile": "bogus=1"}, {"latency": ["8K=1"]}, {"queue_s": -1}, {"nope": 1}):
+    for change in (
+        {"profile": "bogus=1"},
+        {"latency": ["8K=1"]},
+        {"queue_s": -1},
+        {"nope": 1},
+        {"poll_outage_status": 404},
+    ):
         answer = client.post("/_sim/config", json=change)
         assert answer.status_code == 400, change
         assert answer.json()["error"]["type"] == "invalid_config"

@@ -297,6 +297,46 @@ def test_past_deadline_fails_at_the_next_step(world) -> None:
     assert provider.calls == ["submit"]
 
 
+def test_generated_outputs_are_stored_past_the_deadline(world) -> None:
+    # Given a job whose prediction completed (paid for) just before its deadline passed
+    pipeline, provider, factory = world
+    job_id = new_job(factory)
+    provider.submits = [prediction(PredictionState.PENDING)]
+    provider.results = [prediction(PredictionState.COMPLETED, ["https://cdn.test/good/0.png"])]
+    pipeline.submit(job_id)
+    assert pipeline.poll(job_id) == Next("transfer")
+    _set(factory, job_id, deadline_at=datetime.now(UTC) - timedelta(minutes=5))
+    # When the reconciler passes and the copy runs after the deadline
+    from worker.engine.reconciler import Reconciler
+
+    reconciler = Reconciler(
+        settings=pipeline.settings, sessions=pipeline.sessions, send=lambda *_: None
+    )
+    assert reconciler.run_once().deadlines == 0
+    assert pipeline.transfer(job_id) is None
+    # Then the output is stored and the job succeeds: the deadline ends waiting, not a paid image
+    job = job_row(factory, job_id)
+    assert (job.status, job.error_code) == ("succeeded", None)
+
+
+def test_a_provider_outage_while_polling_never_fails_the_paid_prediction(world) -> None:
+    # Given a submitted job, and a provider that answers its polls 503 far past the budget
+    pipeline, provider, factory = world
+    job_id = new_job(factory)
+    provider.submits = [prediction(PredictionState.PENDING)]
+    pipeline.submit(job_id)
+    outage = pipeline.settings.max_poll_errors + 5
+    provider.results = [e.ProviderServerError("503", status_code=503) for _ in range(outage)]
+    provider.results.append(prediction(PredictionState.COMPLETED, ["https://cdn.test/good/0.png"]))
+    # When it is polled through the outage
+    for _ in range(outage):
+        assert pipeline.poll(job_id).step == "poll"
+        make_due(factory, job_id)
+    # Then the budget was not spent, and the first answer after the outage moves it on
+    assert job_row(factory, job_id).poll_errors == 0
+    assert pipeline.poll(job_id) == Next("transfer")
+
+
 def _set(factory: sessionmaker[Session], job_id: uuid.UUID, **values: object) -> None:
     from sqlalchemy import update
 

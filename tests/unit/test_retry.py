@@ -29,7 +29,9 @@ POLICY = RetryPolicy(
         ("submit", e.AuthenticationFailed(), 99, Retry),
         ("submit", e.PermissionDenied(), 99, Retry),
         ("poll", e.ProviderServerError(), 4, Retry),
-        ("poll", e.ProviderServerError(), 5, Stop),
+        ("poll", e.ProviderServerError(), 99, Retry),  # an outage: waited out, not counted
+        ("poll", e.ProviderProtocolError(), 4, Retry),
+        ("poll", e.ProviderProtocolError(), 5, Stop),
         ("poll", e.PredictionNotFound(), 1, Stop),
         ("transfer", e.OutputCorrupt(), 2, Retry),
         ("transfer", e.OutputCorrupt(), 3, Stop),
@@ -55,6 +57,17 @@ def test_exhausted_transfer_says_where_it_failed() -> None:
 def test_fleet_wide_errors_wait_without_spending_the_budget() -> None:
     decision = POLICY.decide("submit", e.PermissionDenied("insufficient balance"), 1)
     assert decision == Retry(30, refund=True)
+
+
+@pytest.mark.parametrize(
+    "error", [e.ProviderServerError(status_code=503), e.ProviderTimeout(), e.ProviderUnreachable()]
+)
+def test_a_provider_outage_never_spends_a_paid_predictions_poll_budget(error) -> None:
+    # a poll that meets an unavailable provider retries without counting against the job
+    decision = POLICY.decide("poll", error, POLICY.max_poll_errors, random.Random(3))
+    assert isinstance(decision, Retry) and decision.refund
+    # while the same errors on a submit are counted (nothing was paid for yet)
+    assert not POLICY.decide("submit", error, 1, random.Random(3)).refund
 
 
 def test_rate_limits_wait_without_spending_the_budget() -> None:

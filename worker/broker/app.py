@@ -43,6 +43,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "broker_connection_max_retries": None,
+        # reconnects after a broker outage instead of stopping (see the module)
+        "worker_consumer": "worker.broker.consumer:Consumer",
         "enable_utc": True,
         "beat_schedule": beat_schedule(settings),
     }

@@ -84,7 +84,16 @@ def worker(
     ]
     if settings.embedded if beat is None else beat:
         argv += ["--beat", "--schedule", _beat_schedule_file(settings)]
-    celery.worker_main(["--quiet", *argv] if json_lines else argv)  # no banner in JSON logs
+    # no banner in JSON logs; Celery's exit code is the command's, so that a worker stopped by
+    # an error (not by a signal) exits non-zero and a supervisor restarts it
+    _exit_with(celery.start(["--quiet", *argv] if json_lines else argv))
+
+
+def _exit_with(code: Any) -> None:
+    """Leave with the exit code Celery returned (``Celery.start`` returns it, and
+    ``worker_main`` drops it: a worker that died of an error used to exit 0)."""
+    if code:
+        raise typer.Exit(code if isinstance(code, int) else 1)
 
 
 def _preflight(settings: Settings) -> None:
@@ -145,15 +154,17 @@ def beat(loglevel: str | None = typer.Option(None, help="Log level (IMAGEGEN_LOG
     settings = get_settings()
     json_lines = configure_from_settings(settings, loglevel)
     keep_celery_logging_ours(json_lines=json_lines)
-    celery.start(
-        [
-            *(["--quiet"] if json_lines else []),
-            "beat",
-            "--loglevel",
-            (loglevel or settings.log_level).upper(),
-            "--schedule",
-            _beat_schedule_file(settings),
-        ]
+    _exit_with(
+        celery.start(
+            [
+                *(["--quiet"] if json_lines else []),
+                "beat",
+                "--loglevel",
+                (loglevel or settings.log_level).upper(),
+                "--schedule",
+                _beat_schedule_file(settings),
+            ]
+        )
     )
 
 

@@ -48,6 +48,8 @@ class ProviderError(ImagegenError):
     request_sent: bool = True
     #: The provider answered with a definite refusal (4xx): nothing was created.
     refused: bool = False
+    #: The provider itself is unavailable (unreachable, not answering, 5xx), not the request.
+    outage: bool = False
 
     def __init__(
         self,
@@ -83,6 +85,7 @@ class ProviderUnreachable(ProviderError):
     """The provider could not be reached; the request was never sent."""
 
     retryable = True
+    outage = True
     request_sent = False
     code = "provider_unreachable"
 
@@ -91,6 +94,7 @@ class ProviderTimeout(ProviderError):
     """The provider did not answer in time after the request was sent."""
 
     retryable = True
+    outage = True
     code = "provider_timeout"
 
 
@@ -98,6 +102,7 @@ class ProviderServerError(ProviderError):
     """The provider answered with a server or gateway error (5xx)."""
 
     retryable = True
+    outage = True
     code = "provider_server_error"
 
 

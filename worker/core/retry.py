@@ -70,6 +70,10 @@ class RetryPolicy:
             return Retry(max(wait, error.retry_after_s or 0), refund=True)
         if isinstance(error, RateLimited):  # the fleet cools down; the job keeps its budget
             return Retry(self._delay(error, attempt, rng), refund=True)
+        if step == "poll" and isinstance(error, ProviderError) and error.outage:
+            # the prediction exists and is paid for: a provider that cannot answer is waited
+            # out (the job's deadline bounds the wait), never the reason to abandon it
+            return Retry(self._delay(error, attempt, rng), refund=True)
         if not getattr(error, "retryable", False):
             return Stop(error.code, error.message)
         ambiguous = step == "submit" and isinstance(error, ProviderError) and error.ambiguous

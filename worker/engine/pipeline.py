@@ -299,9 +299,8 @@ class Pipeline:
         job = claim.job if claim else None
         if claim is None or job is None:
             return None
-        if self._past_deadline(job):
-            self._expire(job_id, JobStatus.TRANSFERRING)
-            return None
+        # no deadline here: the outputs are generated and paid for, so they are copied for as
+        # long as their URLs live (a storage outage: ``_storage_down``)
         if claim.attempt > self.settings.max_transfer_attempts:
             self._exhausted(job_id, JobStatus.TRANSFERRING, "transfer", claim.attempt - 1)
             return None

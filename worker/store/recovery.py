@@ -18,6 +18,10 @@ from models import Job
 from worker.core.states import ACTIVE, JobStatus
 from worker.store.transitions import ended, lease_released, move
 
+#: The statuses a deadline ends: before the provider's outputs exist (once they do, they are
+#: paid for and copied until their URLs expire, deadline or not).
+BEFORE_OUTPUTS = tuple(status for status in ACTIVE if status is not JobStatus.TRANSFERRING)
+
 
 def _lease_free(now: datetime) -> ColumnElement[bool]:
     return or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now)
@@ -74,10 +78,11 @@ def expire_submit_lease(
 
 
 def overdue_jobs(session: Session, *, now: datetime, limit: int) -> list[uuid.UUID]:
-    """Active jobs past their deadline that no worker currently holds."""
+    """Active jobs past their deadline that no worker currently holds; not those whose outputs
+    are generated (``transferring``): a paid output is copied for as long as its URL lives."""
     query = (
         select(Job.id)
-        .where(Job.status.in_(ACTIVE), Job.deadline_at < now, _lease_free(now))
+        .where(Job.status.in_(BEFORE_OUTPUTS), Job.deadline_at < now, _lease_free(now))
         .limit(limit)
     )
     return list(session.scalars(query))
@@ -90,7 +95,7 @@ def expire_deadline(session: Session, *, job_id: uuid.UUID, now: datetime) -> bo
         move(
             session,
             job_id=job_id,
-            sources=ACTIVE,
+            sources=BEFORE_OUTPUTS,
             target=JobStatus.FAILED,
             event="failed",
             guard=and_(Job.deadline_at < now, _lease_free(now)),
