@@ -18,6 +18,7 @@ from api.errors import ApiError, Problem, responses
 from api.schemas import BatchCreate, BatchOut
 from worker.core.batch_input import BatchItem, parse_jsonl, parse_list
 from worker.core.errors import BadInput
+from worker.core.metadata import check_metadata
 from worker.core.request import problems_from
 from worker.core.settings import get_settings
 from worker.service import batches
@@ -76,6 +77,10 @@ async def create_batch(
     name: Annotated[str | None, Query(max_length=200)] = None,
     callback_url: Annotated[str | None, Query(max_length=2048)] = None,
     deadline_s: Annotated[float | None, Query(gt=0)] = None,
+    metadata: Annotated[
+        str | None,
+        Query(max_length=8192, description="JSONL only: the batch's metadata, as JSON text."),
+    ] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Every line is validated first: if any is bad, the answer (422) lists each bad line with
@@ -86,7 +91,12 @@ async def create_batch(
     parameters). Each job is a generation request plus an optional `ref`, unique in the batch.
     """
     body = await request.body()
-    options = {"name": name, "callback_url": callback_url, "deadline_s": deadline_s}
+    options = {
+        "name": name,
+        "callback_url": callback_url,
+        "deadline_s": deadline_s,
+        "metadata": check_metadata(load_json(metadata, field="metadata")) if metadata else None,
+    }
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     receipt = await run_in_threadpool(_submit, body, media, options, idempotency_key)
     if receipt.created:

@@ -56,6 +56,7 @@ def create_job(
         callback_url=body.callback_url,
         ref=body.ref,
         deadline_s=body.deadline_s,
+        metadata=body.metadata,
     )
     response.status_code = 202 if outcome.created else 200
     response.headers["Location"] = f"/v1/jobs/{outcome.job_id}"

@@ -21,6 +21,7 @@ from models.base import utcnow
 from worker.core import ports
 from worker.core.batch_input import MAX_REF_CHARS
 from worker.core.errors import BadInput, IdempotencyConflict, JobNotFound
+from worker.core.metadata import metadata_problem
 from worker.core.request import GenerationRequest, Priority, parse_request
 from worker.core.settings import get_settings
 from worker.core.untrusted import text_problem
@@ -55,6 +56,7 @@ def enqueue(
     deadline_s: float | None = None,
     callback_url: str | None = None,
     ref: str | None = None,
+    metadata: dict[str, Any] | None = None,
     session: Session | None = None,
     dispatch: bool = True,
 ) -> uuid.UUID:
@@ -64,7 +66,8 @@ def enqueue(
     job's id (a different request with the same key raises :class:`IdempotencyConflict`).
     With ``session``, the row is written in the caller's transaction and dispatched after it
     commits (nothing is sent if it rolls back). ``callback_url`` receives a signed webhook
-    when the job ends (see ``worker.engine.webhook_sender``).
+    when the job ends (see ``worker.engine.webhook_sender``). ``metadata``: a free-form JSON
+    object of the caller's, echoed and filterable (``worker.core.metadata``).
     """
     return enqueue_job(
         request,
@@ -73,6 +76,7 @@ def enqueue(
         deadline_s=deadline_s,
         callback_url=callback_url,
         ref=ref,
+        metadata=metadata,
         session=session,
         dispatch=dispatch,
     ).job_id
@@ -86,13 +90,16 @@ def enqueue_job(
     deadline_s: float | None = None,
     callback_url: str | None = None,
     ref: str | None = None,
+    metadata: dict[str, Any] | None = None,
     session: Session | None = None,
     dispatch: bool = True,
 ) -> Enqueued:
     """:func:`enqueue`, also telling whether the job was created by this call."""
     if not isinstance(request, GenerationRequest):
         request = parse_request(request)
-    extra = _extra_fields(callback_url=callback_url, ref=ref, deadline_s=deadline_s)
+    extra = _extra_fields(
+        callback_url=callback_url, ref=ref, deadline_s=deadline_s, metadata=metadata
+    )
     priority = _priority(priority)
     if idempotency_key is not None and (problem := text_problem(idempotency_key, 200)):
         raise BadInput([("idempotency_key", problem)])
@@ -115,7 +122,11 @@ def enqueue_job(
 
 
 def _extra_fields(
-    *, callback_url: str | None, ref: str | None, deadline_s: float | None
+    *,
+    callback_url: str | None,
+    ref: str | None,
+    deadline_s: float | None,
+    metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Validate what a producer adds to the request (where to report, its own reference)."""
     problems = []
@@ -123,13 +134,15 @@ def _extra_fields(
         problems.append(("ref", problem))
     if deadline_s is not None and not 0 < deadline_s <= MAX_DEADLINE_S:
         problems.append(("deadline_s", f"must be greater than 0 and at most {MAX_DEADLINE_S}"))
+    if metadata is not None and (problem := metadata_problem(metadata)):
+        problems.append(("metadata", problem))
     try:
         callback_url = check_callback_url(callback_url, get_settings())
     except BadInput as exc:
         problems += exc.problems
     if problems:
         raise BadInput(problems)
-    return {"callback_url": callback_url, "ref": ref}
+    return {"callback_url": callback_url, "ref": ref, "meta": metadata}
 
 
 def _priority(value: Priority | str) -> Priority:
@@ -189,6 +202,7 @@ def _replayed(existing: Job, request: GenerationRequest, extra: dict[str, Any]) 
         existing.request_fields() == request.provider_body()
         and existing.callback_url == extra["callback_url"]
         and existing.ref == extra["ref"]
+        and existing.meta == extra["meta"]
     )
     if not same:
         # the key may be another caller's: never name the job it holds

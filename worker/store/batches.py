@@ -35,6 +35,7 @@ JOB_COLUMNS = (
     "batch_id",
     "batch_index",
     "ref",
+    "metadata",
     "attempts",
     "poll_count",
     "poll_errors",
@@ -62,6 +63,7 @@ class NewJob(NamedTuple):
     resolution: str
     seed: int | None
     ref: str | None
+    metadata: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -138,9 +140,10 @@ def _copy_line(job: NewJob, head: str, middle: str, tail: str) -> str:
     images = "\\N" if job.images is None else _text(json.dumps(job.images))
     seed = "\\N" if job.seed is None else str(int(job.seed))
     ref = "\\N" if job.ref is None else _text(job.ref)
+    meta = "\\N" if job.metadata is None else _text(json.dumps(job.metadata))
     return (
         f"{job.id}{head}{_text(job.prompt)}\t{images}\t{job.aspect_ratio}\t"
-        f"{job.resolution}\t{seed}{middle}{int(job.position)}\t{ref}{tail}"
+        f"{job.resolution}\t{seed}{middle}{int(job.position)}\t{ref}\t{meta}{tail}"
     )
 
 
@@ -177,6 +180,7 @@ def _insert_many(session: Session, jobs: Iterable[NewJob], fixed: dict[str, Any]
                     "resolution": job.resolution,
                     "seed": job.seed,
                     "ref": job.ref,
+                    "metadata": job.metadata,
                 }
                 for job in chunk
             ],
