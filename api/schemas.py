@@ -131,6 +131,11 @@ class JobOut(BaseModel):
     images: list[ImageOut]
 
 
+class JobPage(BaseModel):
+    items: list[JobOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: none.")
+
+
 class BatchOut(BaseModel):
     id: str
     name: str | None
@@ -146,3 +151,13 @@ class BatchOut(BaseModel):
     metadata: dict[str, Any] | None
     created_at: datetime
     completed_at: datetime | None
+
+
+class BatchPage(BaseModel):
+    items: list[BatchOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: none.")
+
+
+class BatchActionOut(BaseModel):
+    jobs: int = Field(description="Jobs this call cancelled or sent back to the queue.")
+    batch: BatchOut

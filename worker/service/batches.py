@@ -35,6 +35,7 @@ from worker.core.url_policy import check_callback_url
 from worker.db.aftercommit import call_after_commit
 from worker.db.engine import session_scope
 from worker.service import views
+from worker.service.ids import resolve_batch_id
 from worker.service.jobs import MAX_DEADLINE_S
 from worker.store import batches as batch_store
 from worker.store.batches import NewJob
@@ -288,7 +289,5 @@ def _manifest_pages(batch_id: uuid.UUID) -> Iterator[dict[str, Any]]:
 
 
 def parse_batch_id(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise BadInput([("batch_id", "must be a batch id (a UUID)")]) from None
+    """A batch id as typed: the full UUID or a unique prefix (``service.ids``)."""
+    return resolve_batch_id(value)

@@ -30,6 +30,7 @@ from worker.db.aftercommit import call_after_commit
 from worker.db.engine import session_scope
 from worker.service import views
 from worker.service.health import describe
+from worker.service.ids import resolve_job_id
 from worker.store import jobs as job_store
 from worker.store import transitions
 from worker.telemetry import tracing
@@ -262,7 +263,5 @@ def status(job_id: uuid.UUID, *, with_events: bool = True) -> dict[str, Any]:
 
 
 def parse_job_id(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise BadInput([("job_id", "must be a job id (a UUID)")]) from None
+    """A job id as typed: the full UUID or a unique prefix (``service.ids``)."""
+    return resolve_job_id(value)

@@ -209,7 +209,9 @@ def complete_if_done(session: Session, *, batch_id: uuid.UUID, now: datetime) ->
 
 
 def get_batch(session: Session, batch_id: uuid.UUID) -> Batch | None:
-    return session.get(Batch, batch_id, populate_existing=True)
+    """The batch, or None when there is none or retention is deleting it (``pruned_at``)."""
+    batch = session.get(Batch, batch_id, populate_existing=True)
+    return None if batch is None or batch.pruned_at is not None else batch
 
 
 def get_batch_by_idempotency_key(session: Session, key: str) -> Batch | None:
@@ -219,6 +221,12 @@ def get_batch_by_idempotency_key(session: Session, key: str) -> Batch | None:
 def job_ids(session: Session, *, batch_id: uuid.UUID, limit: int | None = None) -> list[uuid.UUID]:
     """The batch's job ids in submission order."""
     query = select(Job.id).where(Job.batch_id == batch_id).order_by(Job.batch_index).limit(limit)
+    return list(session.scalars(query))
+
+
+def active_job_ids(session: Session, *, batch_id: uuid.UUID) -> list[uuid.UUID]:
+    """The batch's jobs that have not ended (``ix_jobs_batch_status``)."""
+    query = select(Job.id).where(Job.batch_id == batch_id, Job.status.in_(ACTIVE))
     return list(session.scalars(query))
 
 
