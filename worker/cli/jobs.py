@@ -103,11 +103,12 @@ def cancel(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
     """Cancel a job: every later step sees it and stops; outputs are not copied."""
-    result = jobs.cancel(jobs.parse_job_id(job_id))
+    found = jobs.parse_job_id(job_id)
+    result = jobs.cancel(found)
     if as_json:
-        print_json({"id": job_id, "status": result})
+        print_json({"id": str(found), "status": result})
     else:
-        out.print(f"{job_id} {result}")
+        out.print(f"{found} {result}")
 
 
 @jobs_app.command("list")
@@ -179,8 +180,9 @@ def retry(
     """
     _check_retry_args(job_id, failed, batch, code)
     if job_id is not None:
-        admin.retry_job(jobs.parse_job_id(job_id))
-        ids = [job_id]
+        found = jobs.parse_job_id(job_id)
+        admin.retry_job(found)
+        ids = [str(found)]
     else:
         ids = [str(i) for i in admin.retry_failed(batch_id=parse_id(batch, "batch"), code=code)]
     if as_json:

@@ -18,6 +18,7 @@ from rich.console import Console
 from worker.core.errors import AmbiguousId, BadInput, ConfigurationError, ImagegenError
 from worker.core.settings import get_settings
 from worker.service.health import outage_line
+from worker.service.ids import resolve_batch_id
 
 out = Console()
 err = Console(stderr=True)
@@ -68,9 +69,7 @@ def ago(seconds: float | None) -> str:
 
 
 def parse_id(value: str | None, field: str) -> uuid.UUID | None:
+    """A batch id option (``--batch``): the full id or a unique prefix, or None."""
     if value is None:
         return None
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise BadInput([(field, "must be an id (a UUID)")]) from None
+    return resolve_batch_id(value, field=field)
