@@ -71,3 +71,16 @@ def test_manifest_lines_carry_prompt_parameters_and_metadata(configured, service
     assert [line["prompt"] for line in lines] == ["p0", "p1"]
     assert lines[1]["metadata"] == {"run": "nightly", "i": 1}
     assert lines[0]["parameters"] == {"aspect_ratio": "1:1", "resolution": "1080p"}
+
+
+def test_enqueue_and_batch_submit_take_metadata(configured, service_env, tmp_path) -> None:
+    done = run_json(service_env, "enqueue", "a fox", "--metadata", '{"order": "o-9"}')
+    assert jobs.status(uuid.UUID(done["id"]))["metadata"] == {"order": "o-9"}
+    bad = run(service_env, "enqueue", "a fox", "--metadata", '["not", "an object"]')
+    assert bad.returncode == 2 and "metadata: must be a JSON object" in bad.stderr
+    file = tmp_path / "b.jsonl"
+    file.write_text('{"prompt": "a", "metadata": {"sku": "1"}}\n{"prompt": "b"}\n')
+    submitted = run_json(service_env, "batch", "submit", str(file), "--metadata", '{"run": "r"}')
+    assert submitted["metadata"] == {"run": "r"}
+    lines = list(batches.manifest(uuid.UUID(submitted["id"])))
+    assert [line["metadata"] for line in lines] == [{"run": "r", "sku": "1"}, {"run": "r"}]

@@ -126,3 +126,37 @@ def test_cli_lists_and_redelivers_failed(
     assert state(failed[1])[0].status == "pending"
     assert set(failed) <= set(recorded.webhooks)
     assert run(service_env, "webhooks", "redeliver").returncode == 2
+
+
+def test_webhook_events_carry_the_metadata(api: httpx.Client, sender: WebhookSender) -> None:
+    from sqlalchemy import select
+
+    from models import WebhookDelivery
+    from worker.service import batches, jobs
+
+    with WebhookReceiver(replies=[200, 200]) as receiver:
+        job_id = jobs.enqueue(
+            {"prompt": "a cat"}, callback_url=receiver.url, metadata={"order": "o-1"}
+        )
+        jobs.cancel(job_id)
+        receipt = batches.enqueue_batch(
+            [{"prompt": "x", "metadata": {"sku": "s"}}],
+            callback_url=receiver.url,
+            metadata={"run": "n"},
+            dispatch=False,
+        )
+        jobs.cancel(receipt.job_ids[0])
+        with session_scope() as session:
+            ids = list(
+                session.scalars(
+                    select(WebhookDelivery.id).where(
+                        (WebhookDelivery.job_id == job_id)
+                        | (WebhookDelivery.batch_id == receipt.batch_id)
+                    )
+                )
+            )
+        for delivery_id in ids:
+            assert sender.deliver(delivery_id) is None
+        events = {e.event()["type"]: e.event()["data"] for e in receiver.take(2, timeout_s=5)}
+    assert events["job.cancelled"]["job"]["metadata"] == {"order": "o-1"}
+    assert events["batch.completed"]["batch"]["metadata"] == {"run": "n"}

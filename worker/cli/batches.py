@@ -28,7 +28,7 @@ from rich.progress import (
 )
 
 from worker.blobs.storage import store_from_settings
-from worker.cli.output import err, handles_errors, out, print_json
+from worker.cli.output import err, handles_errors, metadata_option, out, print_json
 from worker.core.batch_input import parse_jsonl
 from worker.core.errors import BadInput
 from worker.core.settings import get_settings
@@ -61,6 +61,9 @@ def submit(
     name: str | None = typer.Option(None, help="A label (default: the file name)."),
     deadline_s: float | None = typer.Option(None, help="Deadline of every job, in seconds."),
     idempotency_key: str | None = typer.Option(None, help="Same key and file -> same batch."),
+    metadata: str | None = typer.Option(
+        None, "--metadata", help="The batch's JSON object (each line's own is merged over it)."
+    ),
 ) -> None:
     """Validate every line, then enqueue them all in one transaction (or none)."""
     with _opened(file) as lines:
@@ -71,6 +74,7 @@ def submit(
         callback_url=callback_url,
         deadline_s=deadline_s,
         idempotency_key=idempotency_key,
+        metadata=metadata_option(metadata),
     )
     console = err if as_json else out
     if not as_json:

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from models.base import utcnow
 from worker.cli.operator import print_summary
-from worker.cli.output import ago, handles_errors, out, parse_id, print_json
+from worker.cli.output import ago, handles_errors, metadata_option, out, parse_id, print_json
 from worker.core.errors import BadInput
 from worker.core.timespec import parse_since
 from worker.service import jobs
@@ -35,6 +35,9 @@ def enqueue(
     ),
     priority: str = typer.Option("interactive", help="interactive or batch"),
     idempotency_key: str | None = typer.Option(None, help="Same key -> same job."),
+    metadata: str | None = typer.Option(
+        None, "--metadata", help='Your own JSON object, e.g. \'{"order": "1234"}\'.'
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
     """Enqueue one generation job and print its id."""
@@ -47,7 +50,12 @@ def enqueue(
         request["seed"] = seed
     if image:
         request["images"] = image
-    job_id = jobs.enqueue(request, priority=priority, idempotency_key=idempotency_key)
+    job_id = jobs.enqueue(
+        request,
+        priority=priority,
+        idempotency_key=idempotency_key,
+        metadata=metadata_option(metadata),
+    )
     if as_json:
         print_json({"id": str(job_id), "status": "queued"})
     else:

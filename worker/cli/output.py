@@ -17,6 +17,7 @@ from rich.console import Console
 
 from worker.core.errors import AmbiguousId, BadInput, ConfigurationError, ImagegenError
 from worker.core.settings import get_settings
+from worker.core.untrusted import load_json
 from worker.service.health import outage_line
 from worker.service.ids import resolve_batch_id
 
@@ -66,6 +67,16 @@ def ago(seconds: float | None) -> str:
     parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
     shown = [f"{value}{unit}" for value, unit in parts if value][:2]
     return (" ".join(shown) or "0s") + " ago"
+
+
+def metadata_option(value: str | None) -> dict[str, Any] | None:
+    """``--metadata``: a JSON object as text (checked by the service, field ``metadata``)."""
+    if value is None:
+        return None
+    data = load_json(value, field="metadata")
+    if not isinstance(data, dict):
+        raise BadInput([("metadata", "must be a JSON object")])
+    return data
 
 
 def parse_id(value: str | None, field: str) -> uuid.UUID | None:
