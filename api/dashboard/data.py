@@ -18,7 +18,7 @@ from worker.core.errors import BatchNotFound, JobNotFound
 from worker.core.progress import RATE_WINDOW_S
 from worker.core.states import ACTIVE, STATUSES, TERMINAL
 from worker.db.engine import session_scope
-from worker.service import views
+from worker.service import views, webhooks
 from worker.store import batches as batch_store
 from worker.store import dashboard as q
 from worker.store import jobs as job_store
@@ -203,11 +203,13 @@ class GalleryPage:
 
 
 def batch_page(batch_id: uuid.UUID, at: GalleryPage) -> dict[str, Any]:
-    """A batch: counts, progress and ETA (as ``GET /v1/batches/{id}``), codes, a gallery page."""
+    """A batch: counts, progress and ETA (as ``GET /v1/batches/{id}``), codes, a gallery page,
+    its webhook deliveries."""
     with session_scope() as session:
         summary = _summary(session, batch_id)
         gallery = _gallery(session, batch_id, at)
-    return {**summary, **gallery}
+    deliveries = webhooks.for_pages(batch_id=batch_id)
+    return {**summary, **gallery, "deliveries": deliveries}
 
 
 def batch_summary(batch_id: uuid.UUID) -> dict[str, Any]:
@@ -296,18 +298,9 @@ def job_page(job_id: uuid.UUID) -> dict[str, Any]:
     view["events"] = [views.event_view(event) for event in events]
     view["can_cancel"] = job.status in ACTIVE
     view["can_retry"] = job.status == "failed"
+    view["deliveries"] = webhooks.for_pages(job_id=job_id)
     return view
 
 
 def known_status(value: str) -> bool:
     return value in STATUSES
-
-
-def kind_of(found: uuid.UUID) -> str | None:
-    """``jobs`` or ``batches``: what an id names, or None."""
-    with session_scope() as session:
-        if job_store.get_job(session, found) is not None:
-            return "jobs"
-        if batch_store.get_batch(session, found) is not None:
-            return "batches"
-    return None

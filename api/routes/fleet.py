@@ -32,6 +32,7 @@ class PauseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: StoredText = Field(
+        default="paused through the API",
         min_length=1,
         max_length=500,
         description="Why (shown by `imagegen status` and the dashboard)",
@@ -50,9 +51,10 @@ def get_fleet() -> dict[str, Any]:
 
 
 @router.post("/pause", summary="Pause submissions fleet-wide", responses=responses(401, 422))
-def pause(body: PauseRequest) -> dict[str, Any]:
-    """Idempotent: pausing again keeps the first reason. Answers the fleet state."""
-    return operator.pause(body.reason, by="api").as_dict()
+def pause(body: PauseRequest | None = None) -> dict[str, Any]:
+    """Idempotent: pausing again keeps the first reason. The body (and its `reason`) may be
+    left out. Answers the fleet state."""
+    return operator.pause((body or PauseRequest()).reason, by="api").as_dict()
 
 
 @router.post("/resume", summary="Resume submissions", responses=responses(401))
