@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from worker.core.errors import (
+    AmbiguousId,
     BadInput,
     BadLines,
     BatchNotFound,
@@ -25,6 +26,7 @@ from worker.core.errors import (
     IdempotencyConflict,
     JobNotFound,
 )
+from worker.service.operator import NotRetryable
 
 log = logging.getLogger("imagegen.api")
 
@@ -90,6 +92,16 @@ def _conflict(_: Request, exc: Exception) -> JSONResponse:
     return error_response(409, "idempotency_conflict", str(exc))
 
 
+def _ambiguous(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AmbiguousId)
+    rule = f"matches several ids: {', '.join(exc.candidates)}"
+    return error_response(409, exc.code, str(exc), [Problem(field=exc.field, rule=rule)])
+
+
+def _not_retryable(_: Request, exc: Exception) -> JSONResponse:
+    return error_response(409, "not_retryable", str(exc))
+
+
 def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     return error_response(exc.status, exc.code, exc.message, exc.errors, exc.headers)
@@ -149,6 +161,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(JobNotFound, _not_found)
     app.add_exception_handler(BatchNotFound, _not_found)
     app.add_exception_handler(IdempotencyConflict, _conflict)
+    app.add_exception_handler(AmbiguousId, _ambiguous)
+    app.add_exception_handler(NotRetryable, _not_retryable)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
@@ -161,7 +175,8 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     described = {
         401: "Missing or invalid bearer token",
         404: "Unknown id",
-        409: "Idempotency key reused with a different request",
+        409: "Idempotency key reused with a different request, or a short id matching "
+        "several (code ambiguous_id, the candidates listed)",
         413: "Body too large",
         415: "Unsupported content type",
         422: "Invalid input: every field and rule",

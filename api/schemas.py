@@ -5,18 +5,35 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from worker.core.batch_input import MAX_REF_CHARS
+from worker.core.metadata import MAX_METADATA_BYTES, metadata_problem
 from worker.core.request import GenerationRequest
 from worker.core.untrusted import StoredText
 from worker.service.batches import MAX_NAME_CHARS
 from worker.service.jobs import MAX_DEADLINE_S
 
 _REQUEST_FIELDS = set(GenerationRequest.model_fields)
+METADATA_DESCRIPTION = (
+    f"Your own JSON object (at most {MAX_METADATA_BYTES} bytes; keys of letters, digits and "
+    "_ . : -), echoed back and filterable with `metadata.KEY=VALUE`."
+)
 
 
-class JobCreate(GenerationRequest):
+def _checked_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is not None and (problem := metadata_problem(value)):
+        raise ValueError(problem)
+    return value
+
+
+class _WithMetadata(BaseModel):
+    metadata: dict[str, Any] | None = Field(default=None, description=METADATA_DESCRIPTION)
+
+    _check_metadata = field_validator("metadata")(_checked_metadata)
+
+
+class JobCreate(GenerationRequest, _WithMetadata):
     """A generation request (the provider contract's fields) and what to do with the result."""
 
     callback_url: StoredText | None = Field(
@@ -42,13 +59,14 @@ class JobCreate(GenerationRequest):
         return self.model_dump(include=_REQUEST_FIELDS, exclude_none=True, mode="json")
 
 
-class BatchLine(GenerationRequest):
-    """One job of a batch: a generation request and your reference for it (unique)."""
+class BatchLine(GenerationRequest, _WithMetadata):
+    """One job of a batch: a generation request, your reference for it (unique) and its
+    metadata (merged over the batch's)."""
 
     ref: StoredText | None = Field(default=None, min_length=1, max_length=MAX_REF_CHARS)
 
 
-class BatchCreate(BaseModel):
+class BatchCreate(_WithMetadata):
     """A batch as one JSON object: the jobs and options for all of them."""
 
     model_config = ConfigDict(extra="forbid")
@@ -108,6 +126,7 @@ class JobOut(BaseModel):
     priority: str
     request: dict[str, Any]
     callback_url: str | None
+    metadata: dict[str, Any] | None
     error: ErrorInfo | None
     attempts: int
     polls: int
@@ -115,6 +134,11 @@ class JobOut(BaseModel):
     ambiguous_submits: int
     timings: Timings
     images: list[ImageOut]
+
+
+class JobPage(BaseModel):
+    items: list[JobOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: none.")
 
 
 class BatchOut(BaseModel):
@@ -129,5 +153,16 @@ class BatchOut(BaseModel):
     eta_s: float | None = Field(description="Estimated seconds until every job has ended.")
     elapsed_s: float
     callback_url: str | None
+    metadata: dict[str, Any] | None
     created_at: datetime
     completed_at: datetime | None
+
+
+class BatchPage(BaseModel):
+    items: list[BatchOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: none.")
+
+
+class BatchActionOut(BaseModel):
+    jobs: int = Field(description="Jobs this call cancelled or sent back to the queue.")
+    batch: BatchOut

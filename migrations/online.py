@@ -13,21 +13,34 @@ they are the plain operations.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from alembic import op
 from sqlalchemy.sql.elements import TextClause
 
 
 def create_index(
-    name: str, table: str, columns: Sequence[str], *, where: TextClause | None = None
+    name: str,
+    table: str,
+    columns: Sequence[str],
+    *,
+    where: TextClause | None = None,
+    **postgresql: Any,
 ) -> None:
+    """``postgresql``: further ``postgresql_*`` options (``postgresql_using="gin"``), which
+    other databases ignore."""
     if not _postgres():
         op.create_index(name, table, list(columns), sqlite_where=where)
         return
     with op.get_context().autocommit_block():
         op.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')  # left by an interrupted run
         op.create_index(
-            name, table, list(columns), postgresql_where=where, postgresql_concurrently=True
+            name,
+            table,
+            list(columns),
+            postgresql_where=where,
+            postgresql_concurrently=True,
+            **postgresql,
         )
 
 

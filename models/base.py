@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, DateTime, Integer, MetaData, TypeDecorator
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, TypeDecorator
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 
@@ -18,6 +19,8 @@ NAMING_CONVENTION = {
 
 #: A 64-bit key on Postgres; SQLite only auto-increments a plain INTEGER primary key.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+#: ``jsonb`` on Postgres (GIN-indexable, containment ``@>``), JSON text elsewhere.
+JSONB_OR_JSON = JSON().with_variant(JSONB(), "postgresql")
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import CheckConstraint, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, UTCDateTime, utcnow
+from models.base import JSONB_OR_JSON, Base, UTCDateTime, utcnow
 
 
 class Batch(Base):
@@ -23,6 +24,12 @@ class Batch(Base):
         CheckConstraint("total >= 1", name="total"),
         # the dashboard's batch list, newest first
         Index("ix_batches_created_at", "created_at"),
+        Index(
+            "ix_batches_metadata",
+            "metadata",
+            postgresql_using="gin",
+            postgresql_ops={"metadata": "jsonb_path_ops"},
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -35,3 +42,8 @@ class Batch(Base):
     callback_url: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The producer's free-form JSON object; batch items' own metadata is merged over it.
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB_OR_JSON)
+    #: Set when retention starts deleting the batch: from then on it is gone to every reader
+    #: (404, never a partial count) while its jobs are deleted in bounded transactions.
+    pruned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

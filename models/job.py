@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, UTCDateTime, utcnow
+from models.base import JSONB_OR_JSON, Base, UTCDateTime, utcnow
 
 STATUSES = ("queued", "submitting", "running", "transferring", "succeeded", "failed", "cancelled")
 ACTIVE_STATUSES = ("queued", "submitting", "running", "transferring")
@@ -47,7 +47,15 @@ class Job(Base):
             sqlite_where=text(_in("status", ACTIVE_STATUSES)),
         ),
         Index("ix_jobs_prediction_id", "prediction_id"),
-        Index("ix_jobs_created_at", "created_at"),
+        # newest first, page by page (``GET /v1/jobs``: keyset on both columns)
+        Index("ix_jobs_created_at_id", "created_at", "id"),
+        # ``metadata.KEY=VALUE`` filters: containment (@>) through a GIN index
+        Index(
+            "ix_jobs_metadata",
+            "metadata",
+            postgresql_using="gin",
+            postgresql_ops={"metadata": "jsonb_path_ops"},
+        ),
         # a batch's jobs in submission order (manifest, counts); also indexes batch_id
         UniqueConstraint("batch_id", "batch_index"),
         # the dispatcher: due interactive jobs, loose batch-priority jobs, and the jobs it sent
@@ -105,6 +113,9 @@ class Job(Base):
     #: W3C trace context of the span that enqueued the job (only when that process traces):
     #: every step's span starts from it, so a job is one trace (``worker.telemetry.tracing``).
     traceparent: Mapped[str | None] = mapped_column(String(55))
+    #: The producer's own free-form JSON object (``core.metadata``): echoed, filterable. The
+    #: attribute is ``meta`` (``metadata`` is the declarative base's), the column ``metadata``.
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB_OR_JSON)
 
     # progress at the provider
     prediction_id: Mapped[str | None] = mapped_column(String(128))

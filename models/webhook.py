@@ -31,6 +31,8 @@ class WebhookDelivery(Base):
         ),
         Index("ix_webhook_deliveries_job_id", "job_id"),
         Index("ix_webhook_deliveries_batch_id", "batch_id"),
+        # ``GET /v1/webhooks/deliveries?status=failed``, newest first
+        Index("ix_webhook_deliveries_status_created", "status", "created_at"),
     )
 
     #: Also the event id receivers use to drop duplicates (``X-Imagegen-Delivery``).

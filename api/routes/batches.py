@@ -1,4 +1,9 @@
-"""``/v1/batches``: submit thousands of jobs at once (JSON or JSONL), follow them, manifest."""
+"""``/v1/batches``: submit thousands of jobs at once (JSON or JSONL), list batches, follow one,
+read its manifest, cancel it, retry its failed jobs.
+
+Wherever a path names a batch, its full id or a unique prefix of 8 or more characters works
+(``service.ids``): an ambiguous prefix is a 409 ``ambiguous_id`` listing the candidates.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +20,15 @@ from pydantic import ValidationError
 from api.auth import require_token
 from api.body import load_json
 from api.errors import ApiError, Problem, responses
-from api.schemas import BatchCreate, BatchOut
+from api.routes.jobs import metadata_filters
+from api.schemas import BatchActionOut, BatchCreate, BatchOut, BatchPage
 from worker.core.batch_input import BatchItem, parse_jsonl, parse_list
 from worker.core.errors import BadInput
+from worker.core.metadata import check_metadata
 from worker.core.request import problems_from
 from worker.core.settings import get_settings
-from worker.service import batches
+from worker.service import batch_control, batches, listing
+from worker.service.ids import resolve_batch_id
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"], dependencies=[Depends(require_token)])
 
@@ -76,6 +84,10 @@ async def create_batch(
     name: Annotated[str | None, Query(max_length=200)] = None,
     callback_url: Annotated[str | None, Query(max_length=2048)] = None,
     deadline_s: Annotated[float | None, Query(gt=0)] = None,
+    metadata: Annotated[
+        str | None,
+        Query(max_length=8192, description="JSONL only: the batch's metadata, as JSON text."),
+    ] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Every line is validated first: if any is bad, the answer (422) lists each bad line with
@@ -86,7 +98,12 @@ async def create_batch(
     parameters). Each job is a generation request plus an optional `ref`, unique in the batch.
     """
     body = await request.body()
-    options = {"name": name, "callback_url": callback_url, "deadline_s": deadline_s}
+    options = {
+        "name": name,
+        "callback_url": callback_url,
+        "deadline_s": deadline_s,
+        "metadata": check_metadata(load_json(metadata, field="metadata")) if metadata else None,
+    }
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     receipt = await run_in_threadpool(_submit, body, media, options, idempotency_key)
     if receipt.created:
@@ -141,14 +158,64 @@ def _envelope(
 
 
 @router.get(
+    "",
+    response_model=BatchPage,
+    summary="List batches, newest first, page by page",
+    responses=responses(401, 422),
+)
+def list_batches(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=listing.MAX_LIMIT)] = listing.DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+) -> dict[str, Any]:
+    """Each batch as `GET /v1/batches/{id}` shows it; `metadata.KEY=VALUE` filters (repeatable,
+    one per key) keep batches whose own metadata has KEY equal to VALUE. Answers `{"items",
+    "next_cursor"}`: pass `next_cursor` as `cursor` for the next page (null: the last page)."""
+    return listing.list_batches(metadata=metadata_filters(request), limit=limit, after=cursor)
+
+
+@router.get(
     "/{batch_id}",
     response_model=BatchOut,
     summary="A batch: counts, progress, ETA",
-    responses=responses(401, 404, 422),
+    responses=responses(401, 404, 409, 422),
 )
-def get_batch(batch_id: uuid.UUID) -> dict[str, Any]:
+def get_batch(batch_id: str) -> dict[str, Any]:
     """Counts by status, progress (0 to 1), recent throughput and an estimate of the time left."""
-    return batches.batch_status(batch_id)
+    return batches.batch_status(resolve_batch_id(batch_id))
+
+
+@router.post(
+    "/{batch_id}/cancel",
+    response_model=BatchActionOut,
+    summary="Cancel every job of a batch that has not ended",
+    responses=responses(401, 404, 409, 422),
+)
+def cancel_batch(batch_id: str) -> dict[str, Any]:
+    """Queued jobs are cancelled at once (one statement); jobs at the provider are cancelled as
+    `POST /v1/jobs/{id}/cancel` cancels one (their next step stops). Ended jobs are left as
+    they are, so calling it again cancels nothing more (`jobs`: 0). Answers how many jobs this
+    call cancelled and the batch."""
+    done = batch_control.cancel_batch(resolve_batch_id(batch_id))
+    return {"jobs": done.jobs, "batch": done.batch}
+
+
+@router.post(
+    "/{batch_id}/retry",
+    response_model=BatchActionOut,
+    summary="Retry a batch's failed jobs",
+    responses=responses(401, 404, 409, 422),
+)
+def retry_batch(
+    batch_id: str,
+    status: Annotated[str, Query(description="Only `failed` jobs can be retried.")] = "failed",
+    code: Annotated[str | None, Query(max_length=64, description="Only this error code.")] = None,
+) -> dict[str, Any]:
+    """Every failed job of the batch (with error `code`, if given) goes back to the queue with
+    fresh counters (`imagegen retry --failed --batch ID`): each is a new paid prediction.
+    Answers how many were retried and the batch."""
+    done = batch_control.retry_batch(resolve_batch_id(batch_id), status=status, code=code)
+    return {"jobs": done.jobs, "batch": done.batch}
 
 
 @router.get(
@@ -165,9 +232,11 @@ def get_batch(batch_id: uuid.UUID) -> dict[str, Any]:
         **responses(401, 404, 422),
     },
 )
-def get_manifest(batch_id: uuid.UUID) -> StreamingResponse:
+def get_manifest(batch_id: str | uuid.UUID) -> StreamingResponse:
     """Streamed page by page, so a 100,000-job manifest never sits in memory."""
-    lines = batches.manifest(batch_id)  # raises (404) before the first byte is sent
+    lines = batches.manifest(
+        resolve_batch_id(batch_id)
+    )  # raises (404) before the first byte is sent
     return StreamingResponse(_jsonl(lines), media_type="application/x-ndjson")
 
 

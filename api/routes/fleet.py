@@ -28,15 +28,11 @@ router = APIRouter(
 )
 
 
-#: The reason of a pause asked for without one (``imagegen pause`` says the same).
-DEFAULT_REASON = "paused by an operator"
-
-
 class PauseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: StoredText = Field(
-        default=DEFAULT_REASON,
+        default="paused through the API",
         min_length=1,
         max_length=500,
         description="Why (shown by `imagegen status` and the dashboard)",
@@ -56,8 +52,8 @@ def get_fleet() -> dict[str, Any]:
 
 @router.post("/pause", summary="Pause submissions fleet-wide", responses=responses(401, 422))
 def pause(body: PauseRequest | None = None) -> dict[str, Any]:
-    """Idempotent: pausing again keeps the first reason. The body (`{"reason": "…"}`) is
-    optional, as the CLI's `--reason` is. Answers the fleet state."""
+    """Idempotent: pausing again keeps the first reason. The body (and its `reason`) may be
+    left out. Answers the fleet state."""
     return operator.pause((body or PauseRequest()).reason, by="api").as_dict()
 
 

@@ -1,17 +1,22 @@
-"""``/v1/jobs``: enqueue one job (idempotently), read it, cancel it."""
+"""``/v1/jobs``: enqueue one job (idempotently), list jobs, read one, cancel it, retry it.
+
+Wherever a path names a job, its full id or a unique prefix of 8 or more characters works
+(``service.ids``): an ambiguous prefix is a 409 ``ambiguous_id`` listing the candidates.
+"""
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from api.auth import require_token
 from api.body import JsonBodyRoute
 from api.errors import responses
-from api.schemas import JobCreate, JobOut
-from worker.service import jobs
+from api.schemas import JobCreate, JobOut, JobPage
+from worker.service import jobs, listing
+from worker.service import operator as admin
+from worker.service.ids import resolve_batch_id, resolve_job_id
 
 router = APIRouter(
     prefix="/v1/jobs",
@@ -56,6 +61,7 @@ def create_job(
         callback_url=body.callback_url,
         ref=body.ref,
         deadline_s=body.deadline_s,
+        metadata=body.metadata,
     )
     response.status_code = 202 if outcome.created else 200
     response.headers["Location"] = f"/v1/jobs/{outcome.job_id}"
@@ -63,24 +69,81 @@ def create_job(
 
 
 @router.get(
+    "",
+    response_model=JobPage,
+    summary="List jobs, newest first, filtered, page by page",
+    responses=responses(401, 404, 409, 422),
+)
+def list_jobs(
+    request: Request,
+    status: Annotated[list[str] | None, Query(description="Repeatable, or a, b, c.")] = None,
+    batch_id: Annotated[str | None, Query(description="A batch id (or its prefix).")] = None,
+    ref: Annotated[str | None, Query(max_length=200)] = None,
+    error_code: Annotated[str | None, Query(max_length=64)] = None,
+    created_after: Annotated[str | None, Query(description="ISO 8601, inclusive.")] = None,
+    created_before: Annotated[str | None, Query(description="ISO 8601, exclusive.")] = None,
+    limit: Annotated[int, Query(ge=1, le=listing.MAX_LIMIT)] = listing.DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+) -> dict[str, Any]:
+    """Jobs newest first. Filters combine (all must hold); `metadata.KEY=VALUE` (repeatable,
+    one per key) keeps jobs whose metadata has KEY equal to VALUE (the text, or the number,
+    `true`, `false` or `null` it spells). Answers `{"items": [job, ...], "next_cursor"}`;
+    pass `next_cursor` as `cursor` for the next page (null: the last page)."""
+    where = listing.job_filter(
+        statuses=[part.strip() for value in status or [] for part in value.split(",") if part],
+        batch_id=resolve_batch_id(batch_id) if batch_id else None,
+        ref=ref,
+        error_code=error_code,
+        created_after=listing.parse_time(created_after, "created_after"),
+        created_before=listing.parse_time(created_before, "created_before"),
+        metadata=metadata_filters(request),
+    )
+    return listing.list_jobs(where, limit=limit, after=cursor, links=request.app.state.links())
+
+
+def metadata_filters(request: Request) -> dict[str, str]:
+    """The `metadata.KEY=VALUE` query parameters, as KEY -> VALUE (the last one per key)."""
+    return {
+        name.removeprefix("metadata."): value
+        for name, value in request.query_params.multi_items()
+        if name.startswith("metadata.")
+    }
+
+
+@router.get(
     "/{job_id}",
     response_model=JobOut,
     summary="A job: status, error, images",
-    responses=responses(401, 404, 422),
+    responses=responses(401, 404, 409, 422),
 )
-def get_job(job_id: uuid.UUID, request: Request) -> dict[str, Any]:
+def get_job(job_id: str, request: Request) -> dict[str, Any]:
     """Status, error, attempts, timings, and the stored images with presigned download URLs."""
-    return jobs.details(job_id, links=request.app.state.links())
+    return jobs.details(resolve_job_id(job_id), links=request.app.state.links())
 
 
 @router.post(
     "/{job_id}/cancel",
     response_model=JobOut,
     summary="Cancel a job",
-    responses=responses(401, 404, 422),
+    responses=responses(401, 404, 409, 422),
 )
-def cancel_job(job_id: uuid.UUID, request: Request) -> dict[str, Any]:
+def cancel_job(job_id: str, request: Request) -> dict[str, Any]:
     """Cancel an active job (every later step sees it and stops). A job that already ended is
     left as it is; the answer shows its status either way."""
-    jobs.cancel(job_id)
-    return jobs.details(job_id, links=request.app.state.links())
+    found = resolve_job_id(job_id)
+    jobs.cancel(found)
+    return jobs.details(found, links=request.app.state.links())
+
+
+@router.post(
+    "/{job_id}/retry",
+    response_model=JobOut,
+    summary="Retry a failed job",
+    responses=responses(401, 404, 409, 422),
+)
+def retry_job(job_id: str, request: Request) -> dict[str, Any]:
+    """A `failed` job goes back to the queue with fresh counters (`imagegen retry`): a new paid
+    prediction. Any other status is a 409 `not_retryable`. Answers the job."""
+    found = resolve_job_id(job_id)
+    admin.retry_job(found)
+    return jobs.details(found, links=request.app.state.links())

@@ -185,9 +185,9 @@ API_CASES = [
         "Idempotency-Key",
         "at most 200",
     ),
-    ("job id", "GET", "/v1/jobs/not-a-uuid", {}, "job_id", "valid UUID"),
-    ("cancel id", "POST", "/v1/jobs/12/cancel", {}, "job_id", "valid UUID"),
-    ("batch id", "GET", "/v1/batches/x/manifest", {}, "batch_id", "valid UUID"),
+    ("job id", "GET", "/v1/jobs/not-a-uuid", {}, "job_id", "must be a job id"),
+    ("cancel id", "POST", "/v1/jobs/12/cancel", {}, "job_id", "must be a job id"),
+    ("batch id", "GET", "/v1/batches/x/manifest", {}, "batch_id", "must be a batch id"),
     (
         "batch empty",
         "POST",

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from worker.core.errors import BadInput, ConfigurationError, ImagegenError
+from worker.core.errors import AmbiguousId, BadInput, ConfigurationError, ImagegenError
 from worker.core.settings import get_settings
 from worker.service.health import outage_line
 
@@ -36,7 +36,7 @@ def handles_errors(func: F) -> F:
             for field, rule in exc.problems:
                 err.print(f"[red]error:[/] {field}: {rule}", highlight=False)
             raise typer.Exit(2) from None
-        except ConfigurationError as exc:
+        except (ConfigurationError, AmbiguousId) as exc:  # a short id naming several: input
             err.print(f"[red]error:[/] {exc.message}", highlight=False)
             raise typer.Exit(2) from None
         except ImagegenError as exc:

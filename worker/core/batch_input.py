@@ -21,6 +21,7 @@ from pydantic import Field, ValidationError
 
 from worker.core.errors import BadInput, BadLines
 from worker.core.gcpause import cyclic_gc_paused
+from worker.core.metadata import metadata_problem
 from worker.core.request import MAX_BODY_BYTES, GenerationRequest, parse_request
 from worker.core.untrusted import load_json, text_problem
 
@@ -31,10 +32,12 @@ _JSON_BYTES_PER_CHAR = 12
 
 @dataclass(frozen=True)
 class BatchItem:
-    """One job of a batch: the validated request and the client's reference for it."""
+    """One job of a batch: the validated request, the client's reference for it and its own
+    metadata (merged over the batch's when written)."""
 
     request: GenerationRequest
     ref: str | None = None
+    metadata: dict[str, Any] | None = None
 
 
 class _Line(GenerationRequest):
@@ -42,6 +45,7 @@ class _Line(GenerationRequest):
     dumps; the item keeps the ref, see :class:`BatchItem`)."""
 
     ref: Any = Field(default=None, exclude=True, repr=False)
+    metadata: Any = Field(default=None, exclude=True, repr=False)
 
 
 class _NotJson:
@@ -135,7 +139,10 @@ def _quick(line: bytes | str) -> BatchItem | None:
         return None
     if not _surely_small(parsed):
         return None  # the full path measures the body exactly
-    return BatchItem(parsed, ref)
+    metadata = parsed.metadata
+    if metadata is not None and metadata_problem(metadata) is not None:
+        return None
+    return BatchItem(parsed, ref, metadata)
 
 
 def _surely_small(request: GenerationRequest) -> bool:
@@ -153,12 +160,15 @@ def _item(data: Any) -> tuple[BatchItem | None, list[tuple[str, str]]]:
         return None, [("line", "must be a JSON object")]
     fields = dict(data)
     ref = fields.pop("ref", None)
+    metadata = fields.pop("metadata", None)
     problems = _ref_problems(ref)
+    if metadata is not None and (problem := metadata_problem(metadata)):
+        problems.append(("metadata", problem))
     try:
         request = parse_request(fields)
     except BadInput as exc:
         return None, problems + exc.problems
-    return (BatchItem(request, ref), []) if not problems else (None, problems)
+    return (BatchItem(request, ref, metadata), []) if not problems else (None, problems)
 
 
 def _ref_problems(ref: Any) -> list[tuple[str, str]]:

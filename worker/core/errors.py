@@ -237,3 +237,17 @@ class BatchNotFound(ImagegenError):
     """No batch with this id exists."""
 
     code = "not_found"
+
+
+class AmbiguousId(ImagegenError):
+    """This short id matches more than one job or batch."""
+
+    code = "ambiguous_id"
+
+    def __init__(self, field: str, prefix: str, candidates: list[str]) -> None:
+        #: The field that held the id, and the full ids it matches (the first few).
+        self.field, self.candidates = field, candidates
+        super().__init__(
+            f"{field}: {prefix!r} matches {len(candidates)} or more ids: "
+            f"{', '.join(candidates)}; give more characters"
+        )

@@ -25,7 +25,8 @@ from models import Batch
 from models.base import utcnow
 from worker.core import ports
 from worker.core.batch_input import BatchItem, check_items, parse_list
-from worker.core.errors import BadInput, BatchNotFound, IdempotencyConflict
+from worker.core.errors import BadInput, BadLines, BatchNotFound, IdempotencyConflict
+from worker.core.metadata import MAX_METADATA_BYTES, merged, metadata_problem, serialized_size
 from worker.core.progress import RATE_WINDOW_S
 from worker.core.request import Priority
 from worker.core.settings import get_settings
@@ -34,6 +35,7 @@ from worker.core.url_policy import check_callback_url
 from worker.db.aftercommit import call_after_commit
 from worker.db.engine import session_scope
 from worker.service import views
+from worker.service.ids import resolve_batch_id
 from worker.service.jobs import MAX_DEADLINE_S
 from worker.store import batches as batch_store
 from worker.store.batches import NewJob
@@ -60,6 +62,7 @@ class _Options:
     callback_url: str | None
     deadline_s: float
     idempotency_key: str | None
+    metadata: dict[str, Any] | None = None
 
 
 def enqueue_batch(
@@ -69,6 +72,7 @@ def enqueue_batch(
     callback_url: str | None = None,
     deadline_s: float | None = None,
     idempotency_key: str | None = None,
+    metadata: dict[str, Any] | None = None,
     session: Session | None = None,
     dispatch: bool = True,
 ) -> BatchReceipt:
@@ -77,11 +81,17 @@ def enqueue_batch(
     ``callback_url`` receives one signed ``batch.completed`` event when every job has ended.
     ``deadline_s`` applies to every job. With ``idempotency_key``, the same key and items
     return the first batch; different items raise :class:`IdempotencyConflict`.
+    ``metadata`` is the batch's; each item's own (``{"metadata": {...}}``) is merged over it.
     """
     batch_items = _validated(items)
     options = _options(
-        name=name, callback_url=callback_url, deadline_s=deadline_s, idempotency_key=idempotency_key
+        name=name,
+        callback_url=callback_url,
+        deadline_s=deadline_s,
+        idempotency_key=idempotency_key,
+        metadata=metadata,
     )
+    _check_merged(batch_items, options.metadata)
     scope = nullcontext(session) if session is not None else session_scope()
     with scope as active:
         receipt = _insert_once(active, batch_items, options)
@@ -107,6 +117,7 @@ def _options(
     callback_url: str | None,
     deadline_s: float | None,
     idempotency_key: str | None,
+    metadata: dict[str, Any] | None = None,
 ) -> _Options:
     settings = get_settings()
     problems: list[tuple[str, str]] = []
@@ -116,22 +127,43 @@ def _options(
         problems.append(("deadline_s", f"must be greater than 0 and at most {MAX_DEADLINE_S}"))
     if idempotency_key is not None and (problem := text_problem(idempotency_key, 200)):
         problems.append(("idempotency_key", problem))
+    if metadata is not None and (problem := metadata_problem(metadata)):
+        problems.append(("metadata", problem))
     try:
         check_callback_url(callback_url, settings)
     except BadInput as exc:
         problems += exc.problems
     if problems:
         raise BadInput(problems)
-    return _Options(name, callback_url, deadline_s or settings.job_deadline_s, idempotency_key)
+    return _Options(
+        name, callback_url, deadline_s or settings.job_deadline_s, idempotency_key, metadata
+    )
+
+
+def _check_merged(items: Sequence[BatchItem], base: dict[str, Any] | None) -> None:
+    """Each item's metadata merged over the batch's must keep to the size limit."""
+    if base is None:
+        return
+    problems = [
+        (number, "metadata", f"merged with the batch's must be at most {MAX_METADATA_BYTES} bytes")
+        for number, item in enumerate(items, 1)
+        if item.metadata and serialized_size(merged(base, item.metadata)) > MAX_METADATA_BYTES
+    ]
+    if problems:
+        raise BadLines(problems)
 
 
 def _digest(items: Sequence[BatchItem], options: _Options) -> str:
     """A fingerprint of what was asked, to tell a replay from a different batch."""
-    digest = hashlib.sha256(
-        json.dumps([options.name, options.callback_url, options.deadline_s]).encode()
-    )
+    head: list[Any] = [options.name, options.callback_url, options.deadline_s]
+    if options.metadata is not None:  # only then: digests of batches before metadata hold
+        head.append(options.metadata)
+    digest = hashlib.sha256(json.dumps(head, sort_keys=True).encode())
     for item in items:
-        digest.update(json.dumps([item.ref, item.request.provider_body()], sort_keys=True).encode())
+        line: list[Any] = [item.ref, item.request.provider_body()]
+        if item.metadata is not None:
+            line.append(item.metadata)
+        digest.update(json.dumps(line, sort_keys=True).encode())
     return digest.hexdigest()
 
 
@@ -149,6 +181,7 @@ def _insert_once(session: Session, items: list[BatchItem], options: _Options) ->
         request_sha256=digest,
         total=len(items),
         callback_url=options.callback_url,
+        meta=options.metadata,
         created_at=now,
     )
     try:
@@ -159,7 +192,7 @@ def _insert_once(session: Session, items: list[BatchItem], options: _Options) ->
         if existing is None:
             raise
         return _replayed(session, existing, digest)
-    job_ids = _insert_jobs(session, batch.id, items, now, options.deadline_s)
+    job_ids = _insert_jobs(session, batch.id, items, now, options)
     log.info("batch_enqueued", extra={"batch_id": str(batch.id), "jobs": len(job_ids)})
     return BatchReceipt(batch.id, job_ids, True)
 
@@ -172,7 +205,7 @@ def _replayed(session: Session, existing: Batch, digest: str | None) -> BatchRec
 
 
 def _insert_jobs(
-    session: Session, batch_id: uuid.UUID, items: list[BatchItem], now: datetime, deadline_s: float
+    session: Session, batch_id: uuid.UUID, items: list[BatchItem], now: datetime, options: _Options
 ) -> list[uuid.UUID]:
     job_ids = [uuid.uuid4() for _ in items]
     # a generator: on Postgres each chunk is built while the server stores the previous one
@@ -186,6 +219,7 @@ def _insert_jobs(
             item.request.resolution.value,
             item.request.seed,
             item.ref,
+            merged(options.metadata, item.metadata),
         )
         for index, (job_id, item) in enumerate(zip(job_ids, items, strict=True))
     )
@@ -194,7 +228,7 @@ def _insert_jobs(
         batch_id=batch_id,
         priority=Priority.BATCH.value,
         now=now,
-        deadline=now + timedelta(seconds=deadline_s),
+        deadline=now + timedelta(seconds=options.deadline_s),
         jobs=jobs,
     )
     return job_ids
@@ -255,7 +289,5 @@ def _manifest_pages(batch_id: uuid.UUID) -> Iterator[dict[str, Any]]:
 
 
 def parse_batch_id(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise BadInput([("batch_id", "must be a batch id (a UUID)")]) from None
+    """A batch id as typed: the full UUID or a unique prefix (``service.ids``)."""
+    return resolve_batch_id(value)

@@ -21,6 +21,7 @@ from models.base import utcnow
 from worker.core import ports
 from worker.core.batch_input import MAX_REF_CHARS
 from worker.core.errors import BadInput, IdempotencyConflict, JobNotFound
+from worker.core.metadata import metadata_problem
 from worker.core.request import GenerationRequest, Priority, parse_request
 from worker.core.settings import get_settings
 from worker.core.untrusted import text_problem
@@ -29,6 +30,7 @@ from worker.db.aftercommit import call_after_commit
 from worker.db.engine import session_scope
 from worker.service import views
 from worker.service.health import describe
+from worker.service.ids import resolve_job_id
 from worker.store import jobs as job_store
 from worker.store import transitions
 from worker.telemetry import tracing
@@ -55,6 +57,7 @@ def enqueue(
     deadline_s: float | None = None,
     callback_url: str | None = None,
     ref: str | None = None,
+    metadata: dict[str, Any] | None = None,
     session: Session | None = None,
     dispatch: bool = True,
 ) -> uuid.UUID:
@@ -64,7 +67,8 @@ def enqueue(
     job's id (a different request with the same key raises :class:`IdempotencyConflict`).
     With ``session``, the row is written in the caller's transaction and dispatched after it
     commits (nothing is sent if it rolls back). ``callback_url`` receives a signed webhook
-    when the job ends (see ``worker.engine.webhook_sender``).
+    when the job ends (see ``worker.engine.webhook_sender``). ``metadata``: a free-form JSON
+    object of the caller's, echoed and filterable (``worker.core.metadata``).
     """
     return enqueue_job(
         request,
@@ -73,6 +77,7 @@ def enqueue(
         deadline_s=deadline_s,
         callback_url=callback_url,
         ref=ref,
+        metadata=metadata,
         session=session,
         dispatch=dispatch,
     ).job_id
@@ -86,13 +91,16 @@ def enqueue_job(
     deadline_s: float | None = None,
     callback_url: str | None = None,
     ref: str | None = None,
+    metadata: dict[str, Any] | None = None,
     session: Session | None = None,
     dispatch: bool = True,
 ) -> Enqueued:
     """:func:`enqueue`, also telling whether the job was created by this call."""
     if not isinstance(request, GenerationRequest):
         request = parse_request(request)
-    extra = _extra_fields(callback_url=callback_url, ref=ref, deadline_s=deadline_s)
+    extra = _extra_fields(
+        callback_url=callback_url, ref=ref, deadline_s=deadline_s, metadata=metadata
+    )
     priority = _priority(priority)
     if idempotency_key is not None and (problem := text_problem(idempotency_key, 200)):
         raise BadInput([("idempotency_key", problem)])
@@ -115,7 +123,11 @@ def enqueue_job(
 
 
 def _extra_fields(
-    *, callback_url: str | None, ref: str | None, deadline_s: float | None
+    *,
+    callback_url: str | None,
+    ref: str | None,
+    deadline_s: float | None,
+    metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Validate what a producer adds to the request (where to report, its own reference)."""
     problems = []
@@ -123,13 +135,15 @@ def _extra_fields(
         problems.append(("ref", problem))
     if deadline_s is not None and not 0 < deadline_s <= MAX_DEADLINE_S:
         problems.append(("deadline_s", f"must be greater than 0 and at most {MAX_DEADLINE_S}"))
+    if metadata is not None and (problem := metadata_problem(metadata)):
+        problems.append(("metadata", problem))
     try:
         callback_url = check_callback_url(callback_url, get_settings())
     except BadInput as exc:
         problems += exc.problems
     if problems:
         raise BadInput(problems)
-    return {"callback_url": callback_url, "ref": ref}
+    return {"callback_url": callback_url, "ref": ref, "meta": metadata}
 
 
 def _priority(value: Priority | str) -> Priority:
@@ -189,6 +203,7 @@ def _replayed(existing: Job, request: GenerationRequest, extra: dict[str, Any]) 
         existing.request_fields() == request.provider_body()
         and existing.callback_url == extra["callback_url"]
         and existing.ref == extra["ref"]
+        and existing.meta == extra["meta"]
     )
     if not same:
         # the key may be another caller's: never name the job it holds
@@ -248,7 +263,5 @@ def status(job_id: uuid.UUID, *, with_events: bool = True) -> dict[str, Any]:
 
 
 def parse_job_id(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise BadInput([("job_id", "must be a job id (a UUID)")]) from None
+    """A job id as typed: the full UUID or a unique prefix (``service.ids``)."""
+    return resolve_job_id(value)

@@ -48,6 +48,7 @@ def job_resource(job: Job, images: Iterable[JobImage], links: Linker | None) -> 
         "priority": job.priority,
         "request": job.request_fields(),
         "callback_url": job.callback_url,
+        "metadata": job.meta,
         "error": error,
         "attempts": job.attempts,
         "polls": job.poll_count,
@@ -123,18 +124,24 @@ def batch_resource(batch: Batch, counts: Counts, now: datetime) -> dict[str, Any
         "eta_s": round(eta, 1) if eta is not None else None,
         "elapsed_s": round(elapsed, 1),
         "callback_url": batch.callback_url,
+        "metadata": batch.meta,
         "created_at": iso(batch.created_at),
         "completed_at": iso(batch.completed_at),
     }
 
 
 def manifest_line(job: Job, images: Iterable[JobImage]) -> dict[str, Any]:
-    """One manifest line: the job's position in the batch (from 0), ref, job id, status, error,
-    and each stored object with its checksum and size."""
+    """One manifest line: the job's position in the batch (from 0), ref, job id, the prompt
+    and parameters asked for, its metadata, status, error, and each stored object with its
+    checksum and size."""
+    request = job.request_fields()
     return {
         "index": job.batch_index,
         "ref": job.ref,
         "job_id": str(job.id),
+        "prompt": request.pop("prompt"),
+        "parameters": request,
+        "metadata": job.meta,
         "status": job.status,
         "error_code": job.error_code,
         "error_message": job.error_message if job.status in UNSUCCESSFUL else None,
@@ -167,6 +174,7 @@ def job_view(job: Job) -> dict[str, Any]:
         "ref": job.ref,
         "callback_url": job.callback_url,
         "request": job.request_fields(),
+        "metadata": job.meta,
         "error_code": job.error_code,
         "error_message": job.error_message,
         "prediction_id": job.prediction_id,

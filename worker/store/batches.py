@@ -35,6 +35,7 @@ JOB_COLUMNS = (
     "batch_id",
     "batch_index",
     "ref",
+    "metadata",
     "attempts",
     "poll_count",
     "poll_errors",
@@ -62,6 +63,7 @@ class NewJob(NamedTuple):
     resolution: str
     seed: int | None
     ref: str | None
+    metadata: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -138,9 +140,10 @@ def _copy_line(job: NewJob, head: str, middle: str, tail: str) -> str:
     images = "\\N" if job.images is None else _text(json.dumps(job.images))
     seed = "\\N" if job.seed is None else str(int(job.seed))
     ref = "\\N" if job.ref is None else _text(job.ref)
+    meta = "\\N" if job.metadata is None else _text(json.dumps(job.metadata))
     return (
         f"{job.id}{head}{_text(job.prompt)}\t{images}\t{job.aspect_ratio}\t"
-        f"{job.resolution}\t{seed}{middle}{int(job.position)}\t{ref}{tail}"
+        f"{job.resolution}\t{seed}{middle}{int(job.position)}\t{ref}\t{meta}{tail}"
     )
 
 
@@ -177,6 +180,7 @@ def _insert_many(session: Session, jobs: Iterable[NewJob], fixed: dict[str, Any]
                     "resolution": job.resolution,
                     "seed": job.seed,
                     "ref": job.ref,
+                    "metadata": job.metadata,
                 }
                 for job in chunk
             ],
@@ -205,7 +209,9 @@ def complete_if_done(session: Session, *, batch_id: uuid.UUID, now: datetime) ->
 
 
 def get_batch(session: Session, batch_id: uuid.UUID) -> Batch | None:
-    return session.get(Batch, batch_id, populate_existing=True)
+    """The batch, or None when there is none or retention is deleting it (``pruned_at``)."""
+    batch = session.get(Batch, batch_id, populate_existing=True)
+    return None if batch is None or batch.pruned_at is not None else batch
 
 
 def get_batch_by_idempotency_key(session: Session, key: str) -> Batch | None:
@@ -215,6 +221,12 @@ def get_batch_by_idempotency_key(session: Session, key: str) -> Batch | None:
 def job_ids(session: Session, *, batch_id: uuid.UUID, limit: int | None = None) -> list[uuid.UUID]:
     """The batch's job ids in submission order."""
     query = select(Job.id).where(Job.batch_id == batch_id).order_by(Job.batch_index).limit(limit)
+    return list(session.scalars(query))
+
+
+def active_job_ids(session: Session, *, batch_id: uuid.UUID) -> list[uuid.UUID]:
+    """The batch's jobs that have not ended (``ix_jobs_batch_status``)."""
+    query = select(Job.id).where(Job.batch_id == batch_id, Job.status.in_(ACTIVE))
     return list(session.scalars(query))
 
 

@@ -123,7 +123,12 @@ def batches_page(
     session: Session, *, before: tuple[datetime, uuid.UUID] | None, limit: int
 ) -> list[Batch]:
     """Batches newest first, ``limit`` of them, older than the cursor ``before``."""
-    query = select(Batch).order_by(Batch.created_at.desc(), Batch.id.desc()).limit(limit)
+    query = (
+        select(Batch)
+        .where(Batch.pruned_at.is_(None))
+        .order_by(Batch.created_at.desc(), Batch.id.desc())
+        .limit(limit)
+    )
     if before is not None:
         query = query.where(tuple_(Batch.created_at, Batch.id) < tuple_(*before))
     return list(session.scalars(query))

@@ -62,6 +62,12 @@ def job_finished(session: Session, *, job_id: uuid.UUID, status: str) -> None:
         pending.batches.add(batch_id)
 
 
+def check_batch_after_commit(session: Session, *, batch_id: uuid.UUID) -> None:
+    """Queue the batch's completion check for after this transaction commits (jobs of it
+    ended in bulk, e.g. a batch cancel, without a webhook of their own)."""
+    _pending(session).batches.add(batch_id)
+
+
 def _pending(session: Session) -> _Pending:
     """This transaction's pending work, relayed once its outermost transaction commits."""
     root = session.get_transaction()

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, select, update
+from sqlalchemy import ColumnElement, and_, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from models import Batch, Job, JobImage
+from models import Batch, Job, JobEvent, JobImage
 from models.base import utcnow
 from worker.core import ports
 from worker.core.states import ACTIVE, JobStatus, Moved, transition
@@ -181,6 +181,45 @@ def cancel(session: Session, *, job_id: uuid.UUID, reason: str) -> JobStatus | N
         detail={"reason": reason},
     )
     return moved.source if moved else None
+
+
+def cancel_queued_of_batch(session: Session, *, batch_id: uuid.UUID, reason: str) -> int:
+    """Every ``queued`` job of the batch -> cancelled, in one guarded statement (a job a
+    worker claims meanwhile is no longer queued: it is left to :func:`cancel`). Each gets its
+    ``cancelled`` event; jobs with a callback URL their webhook; the batch its completion
+    check after the commit. Returns how many were cancelled."""
+    transition(JobStatus.QUEUED, JobStatus.CANCELLED)
+    now = utcnow()
+    rows = session.execute(
+        update(Job)
+        .where(Job.batch_id == batch_id, Job.status == JobStatus.QUEUED.value)
+        .values(status=JobStatus.CANCELLED.value, updated_at=now, **ended("cancelled", reason))
+        .returning(Job.id, Job.callback_url)
+        .execution_options(synchronize_session=False)
+    ).all()
+    if not rows:
+        return 0
+    detail = {"reason": reason}
+    session.execute(
+        insert(JobEvent),
+        [
+            {
+                "job_id": row.id,
+                "at": now,
+                "event": "cancelled",
+                "from_status": JobStatus.QUEUED.value,
+                "to_status": JobStatus.CANCELLED.value,
+                "detail": detail,
+            }
+            for row in rows
+        ],
+    )
+    for row in rows:
+        if row.callback_url is not None:
+            outbox.job_finished(session, job_id=row.id, status=JobStatus.CANCELLED.value)
+    outbox.check_batch_after_commit(session, batch_id=batch_id)
+    metrics.transition(session, JobStatus.QUEUED, JobStatus.CANCELLED, count=len(rows))
+    return len(rows)
 
 
 # --- operator retry -----------------------------------------------------------------------------

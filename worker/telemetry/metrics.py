@@ -81,16 +81,19 @@ BREAKER_STATES = ("closed", "open", "half_open")
 # --- hooks the rest of the code calls --------------------------------------------------------
 
 
-def transition(session: Session, source: str, target: str, *, polls: int | None = None) -> None:
-    """Count ``source -> target`` once ``session``'s outermost transaction commits.
+def transition(
+    session: Session, source: str, target: str, *, polls: int | None = None, count: int = 1
+) -> None:
+    """Count ``source -> target`` (``count`` jobs at once) once ``session``'s outermost
+    transaction commits.
 
     ``polls`` (the job's poll count) is observed when a job leaves ``running``.
     """
-    call_after_commit(session, _count, str(source), str(target), polls)
+    call_after_commit(session, _count, str(source), str(target), polls, count)
 
 
-def _count(source: str, target: str, polls: int | None) -> None:
-    TRANSITIONS.labels(source, target).inc()
+def _count(source: str, target: str, polls: int | None, count: int = 1) -> None:
+    TRANSITIONS.labels(source, target).inc(count)
     if polls is not None:
         POLLS_PER_JOB.observe(polls)
 
