@@ -204,6 +204,61 @@ def test_a_batch_replayed_with_its_key_is_the_same_batch(client: Client) -> None
     assert row_counts()["batches"] == 1
 
 
+# --- listing, control, short ids, metadata ------------------------------------------------------
+
+
+def test_jobs_list_iterates_over_every_page_with_filters(client: Client) -> None:
+    # Given five jobs of a batch, two of them tagged, and one job of its own
+    batch = client.batches.create(
+        [
+            {
+                "prompt": f"mug {n}",
+                "ref": f"sku-{n}",
+                **({"metadata": {"team": "ads"}} if n < 2 else {}),
+            }
+            for n in range(5)
+        ]
+    )
+    alone = client.jobs.create("a teapot", ref="sku-9", metadata={"team": "ads", "order": 7})
+    # When they are listed two at a time
+    listed = list(client.jobs.list(limit=2))
+    # Then every job comes once, newest first
+    assert len(listed) == 6 and len({j.id for j in listed}) == 6
+    assert listed[0].id == alone.id
+    assert {j.ref for j in client.jobs.list(batch_id=batch.id, limit=2)} == {
+        f"sku-{n}" for n in range(5)
+    }
+    assert [j.id for j in client.jobs.list(ref="sku-9")] == [alone.id]
+    assert alone.metadata == {"team": "ads", "order": 7}
+    assert len(list(client.jobs.list(metadata={"team": "ads"}))) == 3
+    assert [j.id for j in client.jobs.list(metadata={"team": "ads", "order": 7})] == [alone.id]
+    client.jobs.cancel(alone.id)
+    assert [j.id for j in client.jobs.list(status=["cancelled", "failed"])] == [alone.id]
+    assert len(list(client.jobs.list(status="queued", limit=1))) == 5
+
+
+def test_batches_list_cancel_and_short_ids(client: Client) -> None:
+    first = client.batches.create([{"prompt": "a"}], name="first", metadata={"night": "mon"})
+    second = client.batches.create([{"prompt": "b"}, {"prompt": "c"}], name="second")
+    assert [b.id for b in client.batches.list(limit=1)] == [second.id, first.id]
+    assert [b.id for b in client.batches.list(metadata={"night": "mon"})] == [first.id]
+    assert client.batches.get(first.id[:8]).metadata == {"night": "mon"}  # a short id
+    cancelled = client.batches.cancel(second.id)
+    assert (cancelled.jobs, cancelled.batch.counts["cancelled"]) == (2, 2)
+    assert client.batches.cancel(second.id).jobs == 0  # idempotent
+    job = client.jobs.create("short")
+    assert client.jobs.get(job.id[:8]).id == job.id
+
+
+def test_retrying_a_job_that_did_not_fail_is_a_conflict(client: Client) -> None:
+    job = client.jobs.create("a queued fox")
+    with pytest.raises(Conflict) as raised:
+        client.jobs.retry(job.id)
+    assert raised.value.code == "not_retryable"
+    batch = client.batches.create([{"prompt": "x"}])
+    assert client.batches.retry(batch.id).jobs == 0
+
+
 # --- fleet --------------------------------------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ from imagegen_client.errors import (
 from imagegen_client.resources import (
     TERMINAL,
     Batch,
+    BatchAction,
     Image,
     Job,
     JobError,
@@ -40,6 +41,7 @@ __all__ = [
     "AsyncClient",
     "AuthenticationError",
     "Batch",
+    "BatchAction",
     "ChecksumMismatch",
     "Client",
     "Conflict",

@@ -27,7 +27,15 @@ from imagegen_client._calls import Call
 from imagegen_client._retry import RetryPolicy, parse_retry_after, poll_delays
 from imagegen_client.client import DEFAULT_TIMEOUT, EXPIRED_LINK
 from imagegen_client.errors import APIError, TransportError, WaitTimeout, from_answer
-from imagegen_client.resources import Batch, Image, Job, ManifestLine, Page, page_from_api
+from imagegen_client.resources import (
+    Batch,
+    BatchAction,
+    Image,
+    Job,
+    ManifestLine,
+    Page,
+    page_from_api,
+)
 
 
 class AsyncClient:
@@ -329,12 +337,15 @@ class AsyncBatches:
     async def get(self, batch_id: str) -> Batch:
         return Batch.from_api(await self._client._call(_calls.batch(batch_id)))
 
-    async def cancel(self, batch_id: str) -> Batch:
-        return Batch.from_api(await self._client._call(_calls.batch(batch_id, "cancel")))
+    async def cancel(self, batch_id: str) -> BatchAction:
+        return BatchAction.from_api(await self._client._call(_calls.batch(batch_id, "cancel")))
 
-    async def retry(self, batch_id: str, *, status: str = "failed", code: str | None = None) -> Any:
+    async def retry(
+        self, batch_id: str, *, status: str = "failed", code: str | None = None
+    ) -> BatchAction:
         params = _calls.query({"status": status, "code": code})
-        return await self._client._call(_calls.batch(batch_id, "retry", params))
+        call = _calls.batch(batch_id, "retry", params)
+        return BatchAction.from_api(await self._client._call(call))
 
     def list(self, *, limit: int | None = None, **filters: Any) -> AsyncIterator[Batch]:
         given = {**filters, "limit": limit}

@@ -24,7 +24,15 @@ from imagegen_client import _calls, _files
 from imagegen_client._calls import Call
 from imagegen_client._retry import RetryPolicy, parse_retry_after, poll_delays
 from imagegen_client.errors import APIError, TransportError, WaitTimeout, from_answer
-from imagegen_client.resources import Batch, Image, Job, ManifestLine, Page, page_from_api
+from imagegen_client.resources import (
+    Batch,
+    BatchAction,
+    Image,
+    Job,
+    ManifestLine,
+    Page,
+    page_from_api,
+)
 
 #: Seconds for one request (connect: 5): a slow network fails over to a retry, not a hang.
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
@@ -351,14 +359,18 @@ class Batches:
     def get(self, batch_id: str) -> Batch:
         return Batch.from_api(self._client._call(_calls.batch(batch_id)))
 
-    def cancel(self, batch_id: str) -> Batch:
-        """Cancel every job of the batch that has not ended (idempotent). Answers the batch."""
-        return Batch.from_api(self._client._call(_calls.batch(batch_id, "cancel")))
+    def cancel(self, batch_id: str) -> BatchAction:
+        """Cancel every job of the batch that has not ended: queued ones at once, those at the
+        provider at their next step. Idempotent (again: ``jobs`` 0)."""
+        return BatchAction.from_api(self._client._call(_calls.batch(batch_id, "cancel")))
 
-    def retry(self, batch_id: str, *, status: str = "failed", code: str | None = None) -> Any:
-        """Send the batch's failed jobs (of error ``code``, if given) back to the queue."""
+    def retry(
+        self, batch_id: str, *, status: str = "failed", code: str | None = None
+    ) -> BatchAction:
+        """Send the batch's failed jobs (of error ``code``, if given) back to the queue: each
+        a new paid generation, so never retried by the client once it may have arrived."""
         params = _calls.query({"status": status, "code": code})
-        return self._client._call(_calls.batch(batch_id, "retry", params))
+        return BatchAction.from_api(self._client._call(_calls.batch(batch_id, "retry", params)))
 
     def list(self, *, limit: int | None = None, **filters: Any) -> Iterator[Batch]:
         """Every batch, newest first, a page at a time."""

@@ -168,6 +168,20 @@ class Batch:
 
 
 @dataclass(frozen=True)
+class BatchAction:
+    """What cancelling or retrying a batch did: ``jobs`` cancelled (or sent back to the
+    queue) by this call, and the batch after it."""
+
+    jobs: int
+    batch: Batch
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> BatchAction:
+        return _known(cls, data, batch=Batch.from_api(data["batch"]))
+
+
+@dataclass(frozen=True)
 class ManifestImage:
     index: int
     sha256: str
