@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from imagegen_client import AsyncClient, Batch, ChecksumMismatch, Client, Job
 
+from tests.conftest import ROOT
 from tests.producers import PRODUCER_ENV, TOKEN, api_process, configure
 
 pytestmark = pytest.mark.e2e
@@ -97,3 +99,24 @@ def test_the_async_client_end_to_end(client: Client, api_url: str, tmp_path: Pat
     done, path = asyncio.run(scenario())
     assert done.succeeded
     assert hashlib.sha256(path.read_bytes()).hexdigest() == done.images[0].sha256
+
+
+def readme_block(marker: str) -> str:
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+    return next(block for block in blocks if marker in block)
+
+
+def test_the_readme_client_example_runs_as_written(
+    client: Client, api_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the environment the README's example reads, in an empty folder
+    monkeypatch.setenv("IMAGEGEN_URL", api_url)
+    monkeypatch.setenv("IMAGEGEN_TOKEN", TOKEN)
+    monkeypatch.chdir(tmp_path)
+    # When the example of "From another service" runs as it is written
+    example = readme_block("from imagegen_client import Client\n")
+    exec(compile(example, "README.md", "exec"), {})
+    # Then the fox was generated, downloaded and checked
+    assert (tmp_path / "fox-0.png").read_bytes().startswith(b"\x89PNG")
+    [job] = client.jobs.list(metadata={"order": "1234"})
+    assert job.succeeded and job.images[0].width == 2560

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import threading
 import time
@@ -29,6 +30,7 @@ from imagegen_client import (
 )
 from sqlalchemy import text
 
+from tests.conftest import ROOT
 from tests.harness import free_port
 from tests.producers import PRODUCER_ENV, TOKEN, api_process, configure, row_counts
 from worker.db.engine import get_engine
@@ -341,3 +343,13 @@ def _pipe(source: socket.socket, target: socket.socket, lose: bool) -> None:
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
         sock.close()
+
+
+def test_the_readme_in_process_example_runs_as_written(client: Client) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+    example = next(block for block in blocks if "from worker.producer import" in block)
+    exec(compile(example, "README.md", "exec"), {})  # once failed with NameError: Session
+    assert sorted(j.request["prompt"] for j in client.jobs.list()) == [
+        "a red fox in snow",
+        "a teapot",
+    ]
