@@ -27,6 +27,7 @@ from worker.core.errors import (
     JobNotFound,
 )
 from worker.service.operator import NotRetryable
+from worker.service.webhooks import DeliveryBusy, DeliveryNotFound
 
 log = logging.getLogger("imagegen.api")
 
@@ -102,6 +103,11 @@ def _not_retryable(_: Request, exc: Exception) -> JSONResponse:
     return error_response(409, "not_retryable", str(exc))
 
 
+def _busy(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DeliveryBusy)
+    return error_response(409, exc.code, str(exc))
+
+
 def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     return error_response(exc.status, exc.code, exc.message, exc.errors, exc.headers)
@@ -163,6 +169,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(IdempotencyConflict, _conflict)
     app.add_exception_handler(AmbiguousId, _ambiguous)
     app.add_exception_handler(NotRetryable, _not_retryable)
+    app.add_exception_handler(DeliveryNotFound, _not_found)
+    app.add_exception_handler(DeliveryBusy, _busy)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)

@@ -1,7 +1,9 @@
-"""The dashboard's actions (POST): sign in and out, cancel or retry a job, pause or resume.
+"""The dashboard's actions (POST): sign in and out, cancel or retry a job, cancel a batch,
+pause or resume.
 
 Each action calls the function the CLI calls (``imagegen cancel`` -> ``service.jobs.cancel``,
-``imagegen retry`` -> ``service.operator.retry_job``, pause and resume -> ``service.operator``),
+``imagegen retry`` -> ``service.operator.retry_job``, ``imagegen batch cancel`` ->
+``service.batch_control.cancel_batch``, pause and resume -> ``service.operator``),
 after a confirmation: the page's script asks first (``confirm()``) and marks the form; without the
 script the server answers a confirmation page instead of acting. Forms need the session's CSRF
 token; every action answers a redirect (303) back to the page, with a fixed notice.
@@ -30,10 +32,11 @@ from api.dashboard.auth import (
     safe_next,
     token_is_valid,
 )
-from api.dashboard.pages import BadRequestPage, parse_id
+from api.dashboard.pages import BadRequestPage, NotFoundPage, parse_id
 from api.dashboard.render import page, secured
+from worker.core.errors import BatchNotFound
 from worker.core.untrusted import text_problem
-from worker.service import jobs
+from worker.service import batch_control, jobs
 from worker.service import operator as admin
 from worker.service.access import end_session, failed_attempt
 
@@ -199,6 +202,42 @@ def retry(
         return _back(f"/dashboard/jobs/{found}", "not_retryable")
     log.info("dashboard_retry", extra={"job_id": str(found)})
     return _back(f"/dashboard/jobs/{found}", "retried")
+
+
+# --- batches ------------------------------------------------------------------------------------
+
+
+@router.post("/batches/{batch_id}/cancel")
+def cancel_batch(
+    request: Request,
+    batch_id: str,
+    viewer: Viewer = Depends(require_viewer),
+    form: dict[str, str] = Depends(posted_form),
+) -> Response:
+    """``imagegen batch cancel``: queued jobs are cancelled at once, those at the provider at
+    their next step; ended jobs stay as they are."""
+    found = parse_id(batch_id)
+    asked = _confirmed(
+        request,
+        viewer,
+        form,
+        {
+            "title": "Cancel this batch?",
+            "button": "Cancel the batch",
+            "back": f"/dashboard/batches/{found}",
+            "question": f"Every job of batch {found} that has not ended is cancelled: queued "
+            "ones at once, those at the provider at their next step.",
+        },
+    )
+    if asked is not None:
+        return asked
+    try:
+        done = batch_control.cancel_batch(found)
+    except BatchNotFound:
+        raise NotFoundPage(f"no batch with id {found}") from None
+    log.info("dashboard_batch_cancel", extra={"batch_id": str(found), "jobs": done.jobs})
+    notice = "batch_cancelled" if done.jobs else "batch_not_cancelled"
+    return _back(f"/dashboard/batches/{found}", notice)
 
 
 # --- the fleet ----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from worker.core.errors import BatchNotFound, JobNotFound
 from worker.core.progress import RATE_WINDOW_S
 from worker.core.states import ACTIVE, STATUSES, TERMINAL
 from worker.db.engine import session_scope
-from worker.service import views
+from worker.service import views, webhooks
 from worker.store import batches as batch_store
 from worker.store import dashboard as q
 from worker.store import jobs as job_store
@@ -225,11 +225,13 @@ class GalleryPage:
 
 
 def batch_page(batch_id: uuid.UUID, at: GalleryPage) -> dict[str, Any]:
-    """A batch: counts, progress and ETA (as ``GET /v1/batches/{id}``), codes, a gallery page."""
+    """A batch: counts, progress and ETA (as ``GET /v1/batches/{id}``), codes, a gallery page,
+    its webhook deliveries."""
     with session_scope() as session:
         summary = _summary(session, batch_id)
         gallery = _gallery(session, batch_id, at)
-    return {**summary, **gallery}
+    deliveries = webhooks.for_pages(batch_id=batch_id)
+    return {**summary, **gallery, "deliveries": deliveries}
 
 
 def batch_summary(batch_id: uuid.UUID) -> dict[str, Any]:
@@ -318,6 +320,7 @@ def job_page(job_id: uuid.UUID) -> dict[str, Any]:
     view["events"] = [views.event_view(event) for event in events]
     view["can_cancel"] = job.status in ACTIVE
     view["can_retry"] = job.status == "failed"
+    view["deliveries"] = webhooks.for_pages(job_id=job_id)
     return view
 
 

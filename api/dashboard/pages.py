@@ -19,9 +19,10 @@ from api.dashboard import data
 from api.dashboard.auth import Viewer, require_viewer, safe_next, viewer_of
 from api.dashboard.render import page, secured
 from api.routes import batches as batch_routes
-from worker.core.errors import BatchNotFound, JobNotFound
+from worker.core.errors import AmbiguousId, BadInput, BatchNotFound, JobNotFound
 from worker.core.states import TERMINAL
 from worker.core.untrusted import PG_INT_MAX, text_problem
+from worker.service.ids import resolve_any, resolve_batch_id, resolve_job_id
 from worker.store import dashboard as q
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
@@ -34,6 +35,8 @@ NOTICES = {
     "not_retryable": "Only failed jobs can be retried; this one is no longer failed.",
     "paused": "Submissions are paused fleet-wide. Polls and transfers go on.",
     "resumed": "Submissions are running again.",
+    "batch_cancelled": "Every job of the batch that had not ended was cancelled.",
+    "batch_not_cancelled": "Every job of the batch had already ended; nothing was cancelled.",
 }
 
 
@@ -61,10 +64,15 @@ def parse_id(value: str) -> uuid.UUID:
 
 @contextmanager
 def _found() -> Iterator[None]:
+    """Unknown ids are 404 pages; a short id naming several is a 422 page listing them."""
     try:
         yield
-    except (JobNotFound, BatchNotFound) as exc:
+    except (JobNotFound, BatchNotFound, BadInput) as exc:
         raise NotFoundPage(str(exc)) from None
+    except AmbiguousId as exc:
+        raise BadRequestPage(
+            exc.field, f"matches several ids: {', '.join(exc.candidates)}"
+        ) from None
 
 
 def _show(request: Request, name: str, viewer: Viewer, nav: str, **context: Any) -> Response:
@@ -104,11 +112,13 @@ def overview_fragment(request: Request, viewer: Viewer = Depends(require_viewer)
 
 @router.get("/lookup")
 def lookup(id: str = "", viewer: Viewer = Depends(require_viewer)) -> Response:
-    """The id box of every page: a job's page, else a batch's."""
-    found = parse_id(id.strip())
-    kind = data.kind_of(found)
-    if kind is None:
-        raise NotFoundPage(f"no job or batch with id {found}")
+    """The id box of every page: a job's page, else a batch's; a full id or the first 8 or more
+    characters of one (the short ids the pages show)."""
+    with _found():
+        resolved = resolve_any(id.strip())
+    if resolved is None:
+        raise NotFoundPage(f"no job or batch with an id starting with {id.strip()!r}")
+    kind, found = resolved
     return RedirectResponse(f"/dashboard/{kind}/{found}", status_code=303)
 
 
@@ -145,7 +155,7 @@ def batch(
 ) -> Response:
     at = _gallery_page(status, code, after, before)
     with _found():
-        view = data.batch_page(parse_id(batch_id), at)
+        view = data.batch_page(resolve_batch_id(batch_id), at)
     return _show(
         request,
         "batch.html",
@@ -182,7 +192,7 @@ def manifest(batch_id: str, viewer: Viewer = Depends(require_viewer)) -> Respons
 @router.get("/jobs/{job_id}")
 def job(request: Request, job_id: str, viewer: Viewer = Depends(require_viewer)) -> Response:
     with _found():
-        view = data.job_page(parse_id(job_id))
+        view = data.job_page(resolve_job_id(job_id))
     return _show(
         request, "job.html", viewer, "batches" if view["batch_id"] else "overview", job=view
     )

@@ -251,7 +251,7 @@ def test_jobs_list_filters_by_status_batch_and_age(configured, service_env) -> N
     [
         (["jobs", "list", "--status", "done"], "status: unknown done"),
         (["jobs", "list", "--since", "yesterday"], "since: must be a duration"),
-        (["jobs", "list", "--batch", "7"], "batch: must be an id"),
+        (["jobs", "list", "--batch", "7"], "batch: must be a batch id"),
         (["retry"], "give either a job id or --failed"),
         (["retry", str(uuid.uuid4()), "--failed"], "give either a job id or --failed"),
         (["retry", str(uuid.uuid4()), "--code", "x"], "only go with --failed"),

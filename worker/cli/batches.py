@@ -1,4 +1,4 @@
-"""``imagegen batch submit|status|manifest`` and ``imagegen export --batch``.
+"""``imagegen batch submit|status|list|cancel|manifest`` and ``imagegen export --batch``.
 
 ``batch submit`` validates every line before writing anything: a bad file lists each bad line
 (number, field, rule) and exits 2 with nothing enqueued. Waiting shows a progress bar with the
@@ -28,11 +28,11 @@ from rich.progress import (
 )
 
 from worker.blobs.storage import store_from_settings
-from worker.cli.output import err, handles_errors, out, print_json
+from worker.cli.output import err, handles_errors, metadata_option, out, print_json
 from worker.core.batch_input import parse_jsonl
 from worker.core.errors import BadInput
 from worker.core.settings import get_settings
-from worker.service import batches
+from worker.service import batch_control, batches, listing
 from worker.service.export import export_batch
 
 batch_app = typer.Typer(
@@ -61,6 +61,9 @@ def submit(
     name: str | None = typer.Option(None, help="A label (default: the file name)."),
     deadline_s: float | None = typer.Option(None, help="Deadline of every job, in seconds."),
     idempotency_key: str | None = typer.Option(None, help="Same key and file -> same batch."),
+    metadata: str | None = typer.Option(
+        None, "--metadata", help="The batch's JSON object (each line's own is merged over it)."
+    ),
 ) -> None:
     """Validate every line, then enqueue them all in one transaction (or none)."""
     with _opened(file) as lines:
@@ -71,6 +74,7 @@ def submit(
         callback_url=callback_url,
         deadline_s=deadline_s,
         idempotency_key=idempotency_key,
+        metadata=metadata_option(metadata),
     )
     console = err if as_json else out
     if not as_json:
@@ -129,6 +133,48 @@ def status(
         print_json(view)
     else:
         _print_view(view)
+
+
+@batch_app.command("list")
+@handles_errors
+def list_batches(
+    limit: int = typer.Option(25, "--limit", min=1, max=200, help="At most this many."),
+    cursor: str | None = typer.Option(None, "--cursor", help="next_cursor of a previous page."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
+) -> None:
+    """Batches newest first: id, name, progress by state, created."""
+    page = listing.list_batches(limit=limit, after=cursor)
+    if as_json:
+        print_json(page)
+        return
+    out.print(f"{'ID':<36}  {'DONE':>13}  {'STATE':<9}  COUNTS / NAME", highlight=False)
+    for view in page["items"]:
+        state = "completed" if view["completed"] else "running"
+        done = f"{view['done']}/{view['total']}"
+        out.print(
+            f"{view['id']:<36}  {done:>13}  {state:<9}  {_counts(view)}  {view['name'] or ''}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    if page["next_cursor"]:
+        out.print(f"more: --cursor {page['next_cursor']}", highlight=False)
+
+
+@batch_app.command("cancel")
+@handles_errors
+def cancel(
+    batch_id: str = typer.Argument(..., help="The batch id (or its first 8+ characters)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
+) -> None:
+    """Cancel every job of the batch that has not ended (queued ones at once, those at the
+    provider at their next step). Running it again cancels nothing more."""
+    done = batch_control.cancel_batch(batches.parse_batch_id(batch_id))
+    if as_json:
+        print_json({"cancelled": done.jobs, "batch": done.batch})
+        return
+    out.print(f"batch {done.batch['id']}: {done.jobs} job(s) cancelled", highlight=False)
+    _print_view(done.batch)
 
 
 @batch_app.command("manifest")

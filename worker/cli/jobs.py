@@ -13,7 +13,7 @@ from rich.table import Table
 
 from models.base import utcnow
 from worker.cli.operator import print_summary
-from worker.cli.output import ago, handles_errors, out, parse_id, print_json
+from worker.cli.output import ago, handles_errors, metadata_option, out, parse_id, print_json
 from worker.core.errors import BadInput
 from worker.core.timespec import parse_since
 from worker.service import jobs
@@ -35,6 +35,9 @@ def enqueue(
     ),
     priority: str = typer.Option("interactive", help="interactive or batch"),
     idempotency_key: str | None = typer.Option(None, help="Same key -> same job."),
+    metadata: str | None = typer.Option(
+        None, "--metadata", help='Your own JSON object, e.g. \'{"order": "1234"}\'.'
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
     """Enqueue one generation job and print its id."""
@@ -47,7 +50,12 @@ def enqueue(
         request["seed"] = seed
     if image:
         request["images"] = image
-    job_id = jobs.enqueue(request, priority=priority, idempotency_key=idempotency_key)
+    job_id = jobs.enqueue(
+        request,
+        priority=priority,
+        idempotency_key=idempotency_key,
+        metadata=metadata_option(metadata),
+    )
     if as_json:
         print_json({"id": str(job_id), "status": "queued"})
     else:
@@ -103,11 +111,12 @@ def cancel(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
     """Cancel a job: every later step sees it and stops; outputs are not copied."""
-    result = jobs.cancel(jobs.parse_job_id(job_id))
+    found = jobs.parse_job_id(job_id)
+    result = jobs.cancel(found)
     if as_json:
-        print_json({"id": job_id, "status": result})
+        print_json({"id": str(found), "status": result})
     else:
-        out.print(f"{job_id} {result}")
+        out.print(f"{found} {result}")
 
 
 @jobs_app.command("list")
@@ -179,8 +188,9 @@ def retry(
     """
     _check_retry_args(job_id, failed, batch, code)
     if job_id is not None:
-        admin.retry_job(jobs.parse_job_id(job_id))
-        ids = [job_id]
+        found = jobs.parse_job_id(job_id)
+        admin.retry_job(found)
+        ids = [str(found)]
     else:
         ids = [str(i) for i in admin.retry_failed(batch_id=parse_id(batch, "batch"), code=code)]
     if as_json:

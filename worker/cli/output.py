@@ -17,7 +17,9 @@ from rich.console import Console
 
 from worker.core.errors import AmbiguousId, BadInput, ConfigurationError, ImagegenError
 from worker.core.settings import get_settings
+from worker.core.untrusted import load_json
 from worker.service.health import outage_line
+from worker.service.ids import resolve_batch_id
 
 out = Console()
 err = Console(stderr=True)
@@ -67,10 +69,18 @@ def ago(seconds: float | None) -> str:
     return (" ".join(shown) or "0s") + " ago"
 
 
-def parse_id(value: str | None, field: str) -> uuid.UUID | None:
+def metadata_option(value: str | None) -> dict[str, Any] | None:
+    """``--metadata``: a JSON object as text (checked by the service, field ``metadata``)."""
     if value is None:
         return None
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise BadInput([(field, "must be an id (a UUID)")]) from None
+    data = load_json(value, field="metadata")
+    if not isinstance(data, dict):
+        raise BadInput([("metadata", "must be a JSON object")])
+    return data
+
+
+def parse_id(value: str | None, field: str) -> uuid.UUID | None:
+    """A batch id option (``--batch``): the full id or a unique prefix, or None."""
+    if value is None:
+        return None
+    return resolve_batch_id(value, field=field)

@@ -5,13 +5,21 @@ Each batch picks the oldest finished jobs (``succeeded``, ``failed``, ``cancelle
 rows (events, image rows and webhook deliveries go with them by ``ON DELETE CASCADE``) in a
 short transaction of its own. Objects go before rows so that an interrupted run leaves rows
 that the next run finds again, never objects nobody knows about; deleting an object twice is
-harmless. Batches completed before the cutoff whose jobs are all gone are deleted at the end.
+harmless.
+
+A batch is never pruned in part: its jobs go only with the batch, and only once every one of
+them finished before the cutoff. The batch is marked first (``pruned_at``; from then on it
+answers 404, never a partial count or manifest), then its jobs are deleted like the others,
+in bounded transactions, then its row. A run interrupted in the middle of a batch leaves it
+marked, and the next run finishes it first. Batches completed before the cutoff whose jobs are
+all gone are deleted at the end.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -92,35 +100,79 @@ def prune(plan: PrunePlan, *, on_batch: Callable[[PruneReport], None] | None = N
     """Delete finished jobs older than ``plan.older_than``; returns what was deleted."""
     report = PruneReport(cutoff=utcnow() - plan.older_than, dry_run=False)
     started = time.monotonic()
-    while _prune_batch(plan, report):
-        if on_batch is not None:
-            on_batch(report)
+
+    def over_time() -> bool:
         if plan.time_budget_s is not None and time.monotonic() - started > plan.time_budget_s:
             report.complete = False
-            break
+        return not report.complete
+
+    while not over_time() and _prune_batch(plan, report):
+        if on_batch is not None:
+            on_batch(report)
+    while not over_time() and _prune_whole_batch(plan, report, on_batch, over_time):
+        pass
     with session_scope() as session:
-        report.batch_rows = pruning.delete_empty_batches(session, cutoff=report.cutoff)
+        report.batch_rows += pruning.delete_empty_batches(session, cutoff=report.cutoff)
     log.info("pruned", extra=report.as_dict())
     return report
 
 
 def _prune_batch(plan: PrunePlan, report: PruneReport) -> bool:
-    """One batch; False when nothing was left to delete."""
+    """One transaction's worth of loose jobs (of no batch); False when none was left."""
     with session_scope() as session:
         job_ids = pruning.prunable_job_ids(session, cutoff=report.cutoff, limit=plan.batch_size)
-        objects = pruning.stored_objects(session, job_ids) if job_ids else []
-        events = pruning.count_events(session, job_ids) if job_ids else 0
+    return _delete(plan, report, job_ids, batch_id=None)
+
+
+def _prune_whole_batch(
+    plan: PrunePlan,
+    report: PruneReport,
+    on_batch: Callable[[PruneReport], None] | None,
+    over_time: Callable[[], bool],
+) -> bool:
+    """Mark the next prunable batch, delete its jobs chunk by chunk, then its row; False when
+    no batch was left (or time ran out in the middle: the next run finishes it)."""
+    with session_scope() as session:
+        found = pruning.prunable_batches(session, cutoff=report.cutoff, limit=1)
+        if not found:
+            return False
+        if not pruning.mark_batch(session, batch_id=found[0], cutoff=report.cutoff, now=utcnow()):
+            return True  # it changed meanwhile (a retry): look again
+    while True:
+        with session_scope() as session:
+            job_ids = pruning.batch_job_ids(session, batch_id=found[0], limit=plan.batch_size)
+        if not _delete(plan, report, job_ids, batch_id=found[0]):
+            break
+        if on_batch is not None:
+            on_batch(report)
+        if over_time():
+            return False
+    with session_scope() as session:
+        report.batch_rows += pruning.delete_batch(session, batch_id=found[0])
+    return True
+
+
+def _delete(
+    plan: PrunePlan, report: PruneReport, job_ids: list[uuid.UUID], *, batch_id: uuid.UUID | None
+) -> bool:
+    """Delete these jobs (objects first, when asked) in one transaction; False if none."""
     if not job_ids:
         return False
+    with session_scope() as session:
+        objects = pruning.stored_objects(session, job_ids)
+        events = pruning.count_events(session, job_ids)
     if plan.store is not None:
         _delete_objects(plan.store, objects, report)
     with session_scope() as session:
-        deleted = pruning.delete_jobs(session, job_ids=job_ids, cutoff=report.cutoff)
+        if batch_id is None:
+            deleted = pruning.delete_jobs(session, job_ids=job_ids, cutoff=report.cutoff)
+        else:
+            deleted = pruning.delete_batch_jobs(session, batch_id=batch_id, job_ids=job_ids)
     report.jobs += deleted
     report.events += events  # counted just before: exact unless another prune raced
     report.images += len(objects)
     report.batches += 1
-    return True
+    return deleted > 0 or batch_id is None  # a batch's chunk that deleted nothing: stop
 
 
 def _delete_objects(

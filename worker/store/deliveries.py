@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -174,3 +174,78 @@ def attempts(session: Session, delivery_id: uuid.UUID) -> list[WebhookAttempt]:
         .order_by(WebhookAttempt.id)
     )
     return list(session.scalars(query))
+
+
+# --- for people: listing and redelivering -------------------------------------------------------
+
+
+def deliveries_page(
+    session: Session,
+    *,
+    status: str | None,
+    job_id: uuid.UUID | None,
+    batch_id: uuid.UUID | None,
+    before: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[WebhookDelivery]:
+    """Deliveries newest first (keyset on created_at, id), filtered."""
+    query = select(WebhookDelivery)
+    if status is not None:
+        query = query.where(WebhookDelivery.status == status)
+    if job_id is not None:
+        query = query.where(WebhookDelivery.job_id == job_id)
+    if batch_id is not None:
+        query = query.where(WebhookDelivery.batch_id == batch_id)
+    if before is not None:
+        query = query.where(
+            tuple_(WebhookDelivery.created_at, WebhookDelivery.id) < tuple_(*before)
+        )
+    order = (WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
+    return list(session.scalars(query.order_by(*order).limit(limit)))
+
+
+def attempts_of(
+    session: Session, delivery_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[WebhookAttempt]]:
+    found: dict[uuid.UUID, list[WebhookAttempt]] = {delivery_id: [] for delivery_id in delivery_ids}
+    if not delivery_ids:
+        return found
+    query = (
+        select(WebhookAttempt)
+        .where(WebhookAttempt.delivery_id.in_(delivery_ids))
+        .order_by(WebhookAttempt.delivery_id, WebhookAttempt.id)
+    )
+    for attempt in session.scalars(query):
+        found[attempt.delivery_id].append(attempt)
+    return found
+
+
+def get_delivery(session: Session, delivery_id: uuid.UUID) -> WebhookDelivery | None:
+    return session.get(WebhookDelivery, delivery_id, populate_existing=True)
+
+
+def failed_ids(
+    session: Session, *, job_id: uuid.UUID | None, batch_id: uuid.UUID | None
+) -> list[uuid.UUID]:
+    """Ids of failed deliveries (of one job, one batch), oldest first."""
+    query = select(WebhookDelivery.id).where(WebhookDelivery.status == "failed")
+    if job_id is not None:
+        query = query.where(WebhookDelivery.job_id == job_id)
+    if batch_id is not None:
+        query = query.where(WebhookDelivery.batch_id == batch_id)
+    return list(session.scalars(query.order_by(WebhookDelivery.created_at)))
+
+
+def reopen(session: Session, *, delivery_ids: list[uuid.UUID], now: datetime) -> list[uuid.UUID]:
+    """Make these deliveries pending and due now (a redelivery: the same row, so the same
+    event id), unless an attempt holds them right now. Returns the ids reopened."""
+    if not delivery_ids:
+        return []
+    statement = (
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(delivery_ids), _lease_free(now))
+        .values(status="pending", next_attempt_at=now, updated_at=now, lease_expires_at=None)
+        .returning(WebhookDelivery.id)
+        .execution_options(synchronize_session=False)
+    )
+    return list(session.scalars(statement))
