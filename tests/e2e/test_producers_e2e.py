@@ -110,6 +110,17 @@ def test_signed_webhooks_for_a_job_and_a_batch(
         assert (image.width, image.height) == (1920, 1920)  # 2K at 1:1
         assert image.expires_at is not None and image.expires_at > datetime.now(UTC)
         api.download(image, tmp_path / "fox.png")  # checks the sha256
+        # the deliveries and their attempts through the client; one sent again, same event id
+        [delivery] = api.webhooks.deliveries(job_id=job.id)
+        assert (delivery.event, delivery.status, delivery.attempt_count) == (
+            "job.succeeded",
+            "delivered",
+            len(delivery.attempts),
+        )
+        assert api.webhooks.redeliver(delivery.id).id == delivery.id
+        [again] = receiver.take(1, timeout_s=60)
+        assert again.headers["X-Imagegen-Delivery"] == delivery.id
+        assert verify_webhook(WEBHOOK_SECRET, again.headers, again.body)
     assert batch_event["type"] == "batch.completed"
     completed = batch_event["data"]["batch"]
     assert (completed["id"], completed["counts"]["succeeded"]) == (batch.id, 3)

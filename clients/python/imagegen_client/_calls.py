@@ -122,3 +122,13 @@ def fleet(action: str = "", reason: str | None = None) -> Call:
         return Call("GET", "/v1/fleet", True)
     body = {"reason": reason} if reason else None
     return Call("POST", f"/v1/fleet/{action}", True, json=body)
+
+
+def list_deliveries(filters: Mapping[str, Any], cursor: str | None) -> Call:
+    return Call("GET", "/v1/webhooks/deliveries", True, params=query({**filters, "cursor": cursor}))
+
+
+def redeliver(delivery_id: str) -> Call:
+    """Safe to repeat: a second attempt carries the same event id, which receivers drop as a
+    duplicate (deliveries are at least once)."""
+    return Call("POST", f"/v1/webhooks/deliveries/{delivery_id}/redeliver", True)

@@ -30,6 +30,7 @@ from imagegen_client.errors import APIError, TransportError, WaitTimeout, from_a
 from imagegen_client.resources import (
     Batch,
     BatchAction,
+    Delivery,
     Image,
     Job,
     ManifestLine,
@@ -61,6 +62,7 @@ class AsyncClient:
         self.jobs = AsyncJobs(self)
         self.batches = AsyncBatches(self)
         self.fleet = AsyncFleet(self)
+        self.webhooks = AsyncWebhooks(self)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -380,6 +382,27 @@ class AsyncBatches:
                     yield ManifestLine.from_api(json.loads(line))
         finally:
             await response.aclose()
+
+
+class AsyncWebhooks:
+    """``client.webhooks`` of ``AsyncClient``: see ``Webhooks``."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    def deliveries(
+        self,
+        *,
+        status: str | None = None,
+        job_id: str | None = None,
+        batch_id: str | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[Delivery]:
+        filters = {"status": status, "job_id": job_id, "batch_id": batch_id, "limit": limit}
+        return self._client._pages(lambda c: _calls.list_deliveries(filters, c), Delivery.from_api)
+
+    async def redeliver(self, delivery_id: str) -> Delivery:
+        return Delivery.from_api(await self._client._call(_calls.redeliver(delivery_id)))
 
 
 class AsyncFleet:

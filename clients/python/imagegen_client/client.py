@@ -27,6 +27,7 @@ from imagegen_client.errors import APIError, TransportError, WaitTimeout, from_a
 from imagegen_client.resources import (
     Batch,
     BatchAction,
+    Delivery,
     Image,
     Job,
     ManifestLine,
@@ -65,6 +66,7 @@ class Client:
         self.jobs = Jobs(self)
         self.batches = Batches(self)
         self.fleet = Fleet(self)
+        self.webhooks = Webhooks(self)
 
     def __enter__(self) -> Client:
         return self
@@ -407,6 +409,29 @@ class Batches:
                     yield ManifestLine.from_api(json.loads(line))
         finally:
             response.close()
+
+
+class Webhooks:
+    """``client.webhooks``: the events sent to callback URLs, and sending one again."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def deliveries(
+        self,
+        *,
+        status: str | None = None,
+        job_id: str | None = None,
+        batch_id: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Delivery]:
+        """Deliveries (``pending``, ``delivered``, ``failed``) with their attempts, newest first."""
+        filters = {"status": status, "job_id": job_id, "batch_id": batch_id, "limit": limit}
+        return self._client._pages(lambda c: _calls.list_deliveries(filters, c), Delivery.from_api)
+
+    def redeliver(self, delivery_id: str) -> Delivery:
+        """Send the event again (a new attempt, the same event id)."""
+        return Delivery.from_api(self._client._call(_calls.redeliver(delivery_id)))
 
 
 class Fleet:

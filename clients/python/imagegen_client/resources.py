@@ -220,6 +220,49 @@ class ManifestLine:
 
 
 @dataclass(frozen=True)
+class DeliveryAttempt:
+    attempt: int
+    at: datetime | None = None
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: int | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> DeliveryAttempt:
+        return _known(cls, data, at=parse_time(data.get("at")))
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A webhook event and its attempts to reach the callback URL (``id``: the event id the
+    receiver sees in ``X-Imagegen-Delivery``)."""
+
+    id: str
+    event: str
+    status: str
+    url: str | None = None
+    job_id: str | None = None
+    batch_id: str | None = None
+    attempt_count: int = 0
+    last_status_code: int | None = None
+    last_error: str | None = None
+    created_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    delivered_at: datetime | None = None
+    attempts: tuple[DeliveryAttempt, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> Delivery:
+        times = {
+            k: parse_time(data.get(k)) for k in ("created_at", "next_attempt_at", "delivered_at")
+        }
+        attempts = tuple(DeliveryAttempt.from_api(a) for a in data.get("attempts") or ())
+        return _known(cls, data, attempts=attempts, **times)
+
+
+@dataclass(frozen=True)
 class Page:
     """One page of a listing and the cursor of the next (None on the last page)."""
 
