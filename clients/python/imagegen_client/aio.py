@@ -326,6 +326,8 @@ class AsyncBatches:
         metadata: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
     ) -> Batch:
+        """See ``Batches.create``; a JSONL ``path`` is read into memory first (``Client``
+        streams it from the file)."""
         options = {
             "name": name,
             "callback_url": callback_url,
