@@ -326,13 +326,3 @@ def job_page(job_id: uuid.UUID) -> dict[str, Any]:
 
 def known_status(value: str) -> bool:
     return value in STATUSES
-
-
-def kind_of(found: uuid.UUID) -> str | None:
-    """``jobs`` or ``batches``: what an id names, or None."""
-    with session_scope() as session:
-        if job_store.get_job(session, found) is not None:
-            return "jobs"
-        if batch_store.get_batch(session, found) is not None:
-            return "batches"
-    return None
