@@ -345,11 +345,11 @@ def _pipe(source: socket.socket, target: socket.socket, lose: bool) -> None:
         sock.close()
 
 
-def test_the_readme_in_process_example_runs_as_written(client: Client) -> None:
+def test_the_readme_in_process_examples_run_as_written(client: Client) -> None:
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
-    example = next(block for block in blocks if "from worker.producer import" in block)
-    exec(compile(example, "README.md", "exec"), {})  # once failed with NameError: Session
-    assert sorted(j.request["prompt"] for j in client.jobs.list()) == [
-        "a red fox in snow",
-        "a teapot",
-    ]
+    examples = [block for block in blocks if "from worker.producer import" in block]
+    assert len(examples) == 2  # a job, a batch
+    for example in examples:  # the first once failed with NameError: Session
+        exec(compile(example, "README.md", "exec"), {})
+    prompts = sorted(j.request["prompt"] for j in client.jobs.list())
+    assert prompts == ["a mug", "a red fox in snow", "a teapot", "a teapot"]
