@@ -3,7 +3,7 @@
 Routes under ``/v1`` need a bearer token; ``/healthz``, ``/readyz`` and ``/metrics`` (from
 ``api.routes.ops``) do not. The web dashboard (``api.dashboard``) is under
 ``/dashboard``, behind a sign-in with the same tokens. OpenAPI at ``/openapi.json``,
-interactive docs at ``/docs``.
+interactive docs at ``/docs`` (``api.docs``: no CDN needed).
 Route handlers are plain ``def`` (or hand blocking work to the thread pool): the database and
 the object store are called synchronously and must never block the event loop.
 """
@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-from api import errors
+from api import docs, errors
 from api.access_log import AccessLog
 from api.body_limit import BodyLimit
 from api.dashboard import site
@@ -47,7 +47,13 @@ UNTRACED = "/healthz,/readyz,/metrics"
 
 def create_app() -> FastAPI:
     install_ports()  # enqueues, cancels and retries nudge the workers through Celery
-    app = FastAPI(title="imagegen-queue", version="1", description=DESCRIPTION)
+    app = FastAPI(
+        title="imagegen-queue",
+        version="1",
+        description=DESCRIPTION,
+        docs_url=None,  # api.docs serves it from local assets
+        redoc_url=None,  # ReDoc would need a CDN
+    )
     errors.install(app)
     app.add_middleware(BodyLimit, limit_for=_body_limit)
     app.add_middleware(AccessLog)  # outermost: sees every answer, errors and limits included
@@ -59,6 +65,7 @@ def create_app() -> FastAPI:
     app.include_router(webhook_routes.router)
     app.include_router(ops.router)
     site.install(app)
+    docs.install(app)
     app.state.links = _Links()
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -101,6 +101,11 @@ class Timings(BaseModel):
 class ImageOut(BaseModel):
     index: int
     url: str | None = Field(description="Presigned download link (expires).")
+    expires_at: datetime | None = Field(
+        default=None,
+        description="When `url` stops working (IMAGEGEN_PRESIGN_EXPIRY_S after it was made; "
+        "read the job again for a fresh link). None: the link does not expire.",
+    )
     bucket: str
     key: str
     content_type: str

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ import uvicorn
 from sqlalchemy import text
 
 from tests.conftest import ROOT
-from tests.harness import free_port
+from tests.harness import free_port, start_imagegen, stop_process, wait_http
 
 TOKEN = "test-token-0b1c2d3e-4f5a6b7c8d9e0f1a2b"
 OTHER_TOKEN = "other-token-1234-5678-9abc-def0-1234"
@@ -69,6 +70,20 @@ def running_api() -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(15)
+
+
+@contextmanager
+def api_process(env: dict[str, str], log: Path) -> Iterator[str]:
+    """A real `imagegen api` process on a free port with ``env`` (its settings are read at
+    start): what another service talks to."""
+    port = free_port()
+    proc = start_imagegen(env, log, "api", "--host", "127.0.0.1", "--port", str(port))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/healthz")
+        yield url
+    finally:
+        stop_process(proc)
 
 
 def row_counts() -> dict[str, int]:

@@ -98,8 +98,23 @@ class Bar:
     failed_height: float
 
 
-def throughput_chart(minutes: list[q.Minute], now: datetime, height: int = 100) -> dict[str, Any]:
-    """Sixty one-minute bars ending now, scaled to the busiest minute."""
+#: The throughput chart's layout in SVG units: the y-axis' labels, then 60 one-minute slots.
+CHART_AXIS, CHART_SLOT, CHART_HEIGHT = 44, 16, 120
+
+
+def axis_ticks(peak: int) -> list[int]:
+    """Round values for the y-axis, from 0 to at least ``peak``: 1, 2 or 5 times a power of ten
+    apart, at most 5 of them."""
+    power = 1
+    while True:
+        for step in (power, 2 * power, 5 * power):
+            if -(-peak // step) <= 4:
+                return list(range(0, -(-peak // step) * step + 1, step))
+        power *= 10
+
+
+def throughput_chart(minutes: list[q.Minute], now: datetime) -> dict[str, Any]:
+    """Sixty one-minute bars ending now, under a y-axis of round values (jobs a minute)."""
     by_key = {minute.at: minute for minute in minutes}
     start = now.replace(second=0, microsecond=0) - timedelta(minutes=59)
     slots = [start + timedelta(minutes=i) for i in range(60)]
@@ -107,14 +122,16 @@ def throughput_chart(minutes: list[q.Minute], now: datetime, height: int = 100) 
     ok = [m.succeeded if m else 0 for m in counts]
     bad = [(m.failed + m.cancelled) if m else 0 for m in counts]
     peak = max([a + b for a, b in zip(ok, bad, strict=True)] + [1])
+    ticks = axis_ticks(peak)
+    scale = CHART_HEIGHT / ticks[-1]
     bars = [
         Bar(
-            i * 10,
+            CHART_AXIS + i * CHART_SLOT,
             f"{slot:%H:%M} UTC",
             ok[i],
             bad[i],
-            ok[i] * height / peak,
-            bad[i] * height / peak,
+            ok[i] * scale,
+            bad[i] * scale,
         )
         for i, slot in enumerate(slots)
     ]
@@ -122,7 +139,12 @@ def throughput_chart(minutes: list[q.Minute], now: datetime, height: int = 100) 
     return {
         "bars": bars,
         "peak": peak,
-        "height": height,
+        "height": CHART_HEIGHT,
+        "width": CHART_AXIS + 60 * CHART_SLOT,
+        "axis": CHART_AXIS,
+        "slot": CHART_SLOT,
+        "ticks": [(value, CHART_HEIGHT - value * scale) for value in ticks],
+        "x_labels": [(bars[i].x, f"{slots[i]:%H:%M}") for i in (0, 15, 30, 45)],
         "succeeded": sum(ok),
         "failed": sum(bad),
         "per_minute": total / 60,

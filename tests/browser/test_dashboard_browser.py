@@ -229,3 +229,64 @@ def test_pause_and_resume_submissions_from_the_overview(driver: Any, stack: str)
     assert read_fleet_state().paused is False
     running = driver.find_element(By.CSS_SELECTOR, "[data-fleet-paused]")
     assert running.get_attribute("data-fleet-paused") == "no"
+
+
+_NO_SIDEWAYS_SCROLL = (
+    "return document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+)
+_LINES_OF = """
+const range = document.createRange();
+range.selectNodeContents(document.querySelector(arguments[0]));
+return new Set([...range.getClientRects()].map(r => Math.round(r.top))).size;
+"""
+_FITS_ITS_CARD = """
+const table = document.querySelector(arguments[0]);
+return table.getBoundingClientRect().right <= table.closest('.panel').getBoundingClientRect().right;
+"""
+
+
+def test_pages_fit_a_narrow_window_and_tables_fit_their_cards(driver: Any, stack: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    from tests.browser.conftest import WINDOW
+
+    # Given a finished batch with a failure, its prompts long enough to wrap
+    receipt = _finished_batch(
+        [
+            tagged_prompt("a harbour at dusk, fishing boats, gulls and a long wet quay, " * 3),
+            tagged_prompt("refused", "[sim:content_policy]"),
+        ],
+        "narrow",
+    )
+    _sign_in(driver, stack)
+    pages = [
+        "/dashboard/",
+        "/dashboard/batches",
+        f"/dashboard/batches/{receipt.batch_id}",
+        f"/dashboard/jobs/{receipt.job_ids[0]}",
+    ]
+    try:
+        # When each page is shown at a laptop's width and at a phone's
+        for width in (WINDOW[0], 390):
+            driver.set_window_size(width, 900)
+            for path in pages:
+                driver.get(f"{stack}{path}")
+                # Then none scrolls sideways
+                assert driver.execute_script(_NO_SIDEWAYS_SCROLL), (width, path)
+            # And the latest failures stay inside their card, each age on one line
+            driver.get(f"{stack}/dashboard/")
+            assert driver.execute_script(_FITS_ITS_CARD, "#live table.list"), width
+            assert driver.execute_script(_LINES_OF, "#live td.age") == 1, width
+    finally:
+        driver.set_window_size(*WINDOW)
+    # The gallery shows each prompt beside its ref, and the progress bars have a legend
+    driver.get(f"{stack}/dashboard/batches/{receipt.batch_id}")
+    prompts = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".gallery .card-prompt")]
+    assert any("harbour at dusk" in p for p in prompts) and len(prompts) == 2
+    assert "succeeded" in _text(driver, ".legend") and "failed" in _text(driver, ".legend")
+    driver.get(f"{stack}/dashboard/batches")
+    assert "queued" in _text(driver, ".legend")
+    # And the y-axis of the throughput chart has its scale
+    driver.get(f"{stack}/dashboard/")
+    labels = driver.find_elements(By.CSS_SELECTOR, "svg.chart .y-axis text")
+    assert [e.text for e in labels][:2] == ["0", "1"]

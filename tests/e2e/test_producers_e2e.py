@@ -1,9 +1,9 @@
 """End to end for producers: a real `imagegen worker` process, the simulator (zero latency),
 real Postgres, Redis and S3.
 
-- Webhooks: a job and a batch submitted over the HTTP API; a local HTTP server receives their
-  signed events (one of them after a failed first attempt) and checks them with the README's
-  recipe; the batch's completion event arrives exactly once.
+- Webhooks: a job and a batch submitted over the HTTP API with the client library; a local
+  HTTP server receives their signed events (one of them after a failed first attempt) and
+  checks them with the README's recipe; the batch's completion event arrives exactly once.
 - A 200-line JSONL batch through `imagegen batch submit --wait`, its manifest and an export.
   (The 10,000-line run is the same with `IMAGEGEN_E2E_BATCH_LINES=10000`; see README.)
 """
@@ -16,16 +16,17 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
+from imagegen_client import Client, Job, verify_webhook
 
 from tests.conftest import BIN
 from tests.harness import provider_env, start_simulator, start_worker, stop_process
 from tests.producers import (
-    AUTH,
     PRODUCER_ENV,
+    TOKEN,
     WEBHOOK_SECRET,
     WebhookReceiver,
     configure,
@@ -76,47 +77,53 @@ def imagegen(
     )
 
 
-def test_signed_webhooks_for_a_job_and_a_batch(env: dict[str, str], worker: object) -> None:
+def test_signed_webhooks_for_a_job_and_a_batch(
+    env: dict[str, str], worker: object, tmp_path: Path
+) -> None:
     # Given a receiver whose first answer is a 500, and the API
     with (
         WebhookReceiver(replies=[500]) as receiver,
         running_api() as base_url,
-        httpx.Client(base_url=base_url, headers=AUTH, timeout=30) as api,
+        Client(base_url, TOKEN) as api,
     ):
         # When a job and a 3-job batch with callback URLs are submitted
-        job = api.post(
-            "/v1/jobs",
-            json={
-                "prompt": "a webhook fox",
-                "resolution": "2K",
-                "callback_url": f"{receiver.url}/job",
-            },
-        ).json()
-        batch = api.post(
-            "/v1/batches",
-            json={
-                "jobs": [{"prompt": f"batch fox {n}", "ref": f"fox-{n}"} for n in range(3)],
-                "callback_url": f"{receiver.url}/batch",
-                "name": "foxes",
-            },
-        ).json()
+        job = api.jobs.create("a webhook fox", resolution="2K", callback_url=f"{receiver.url}/job")
+        batch = api.batches.create(
+            [{"prompt": f"batch fox {n}", "ref": f"fox-{n}"} for n in range(3)],
+            callback_url=f"{receiver.url}/batch",
+            name="foxes",
+        )
         # Then three signed requests arrive: one failed attempt, then both events
         requests = receiver.take(3, timeout_s=120)
         time.sleep(2)
         assert receiver.received.empty(), "an event was delivered more than once"
-    verify = readme_verifier()
-    assert all(verify(WEBHOOK_SECRET, r.headers, r.body) for r in requests)
-    by_path = {r.path: r.event() for r in requests}
-    job_event, batch_event = by_path["/job"], by_path["/batch"]
-    assert job_event["type"] == "job.succeeded"
-    assert job_event["data"]["job"]["id"] == job["id"]
-    image = job_event["data"]["job"]["images"][0]
-    assert (image["width"], image["height"]) == (1920, 1920)  # 2K at 1:1
-    download = httpx.get(image["url"])
-    assert hashlib.sha256(download.content).hexdigest() == image["sha256"]
+        # checked with the README's recipe and the client's (the same function)
+        verify = readme_verifier()
+        assert all(verify(WEBHOOK_SECRET, r.headers, r.body) for r in requests)
+        assert all(verify_webhook(WEBHOOK_SECRET, r.headers, r.body) for r in requests)
+        by_path = {r.path: r.event() for r in requests}
+        job_event, batch_event = by_path["/job"], by_path["/batch"]
+        assert job_event["type"] == "job.succeeded"
+        assert job_event["data"]["job"]["id"] == job.id
+        # the event's job reads like the client's: its image, with a link and its expiry
+        [image] = Job.from_api(job_event["data"]["job"]).images
+        assert (image.width, image.height) == (1920, 1920)  # 2K at 1:1
+        assert image.expires_at is not None and image.expires_at > datetime.now(UTC)
+        api.download(image, tmp_path / "fox.png")  # checks the sha256
+        # the deliveries and their attempts through the client; one sent again, same event id
+        [delivery] = api.webhooks.deliveries(job_id=job.id)
+        assert (delivery.event, delivery.status, delivery.attempt_count) == (
+            "job.succeeded",
+            "delivered",
+            len(delivery.attempts),
+        )
+        assert api.webhooks.redeliver(delivery.id).id == delivery.id
+        [again] = receiver.take(1, timeout_s=60)
+        assert again.headers["X-Imagegen-Delivery"] == delivery.id
+        assert verify_webhook(WEBHOOK_SECRET, again.headers, again.body)
     assert batch_event["type"] == "batch.completed"
     completed = batch_event["data"]["batch"]
-    assert (completed["id"], completed["counts"]["succeeded"]) == (batch["id"], 3)
+    assert (completed["id"], completed["counts"]["succeeded"]) == (batch.id, 3)
     assert completed["completed"] is True
     assert len({r.headers["X-Imagegen-Delivery"] for r in requests}) == 2  # retry: same id
 

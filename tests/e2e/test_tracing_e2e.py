@@ -12,14 +12,14 @@ import time
 import uuid
 from collections.abc import Iterator
 
-import httpx
 import pytest
 from celery.contrib.testing.worker import start_worker
+from imagegen_client import Client
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.producers import AUTH, WebhookReceiver, configure, running_api
+from tests.producers import TOKEN, WebhookReceiver, configure, running_api
 from tests.waiting import wait_for
 from worker.broker import tracing as broker_tracing
 from worker.broker.app import app as celery_app
@@ -68,14 +68,11 @@ def test_a_job_enqueued_over_http_is_one_trace_from_request_to_webhook(worker) -
     with (
         WebhookReceiver() as receiver,
         running_api() as base_url,
-        httpx.Client(base_url=base_url, headers=AUTH, timeout=30) as api,
+        Client(base_url, TOKEN) as api,
     ):
         # When a job with a callback goes through
-        reply = api.post(
-            "/v1/jobs", json={"prompt": f"traced {uuid.uuid4().hex}", "callback_url": receiver.url}
-        )
-        assert reply.status_code == 202, reply.text
-        job_id = uuid.UUID(reply.json()["id"])
+        job = api.jobs.create(f"traced {uuid.uuid4().hex}", callback_url=receiver.url)
+        job_id = uuid.UUID(job.id)
         assert wait_for([job_id])[job_id]["status"] == "succeeded"
         receiver.take(1, timeout_s=30)
         spans = _spans_until(job_id, "imagegen.webhook")

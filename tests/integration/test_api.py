@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -73,6 +74,11 @@ def test_both_configured_tokens_work_and_ops_endpoints_need_none(api: httpx.Clie
     assert httpx.get(f"{api.base_url}/openapi.json").status_code == 200
     docs = httpx.get(f"{api.base_url}/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    # offline: every script and style of the page is served by the app itself
+    assets = re.findall(r'(?:src|href)="([^"]+)"', docs.text)
+    assert assets and all(a.startswith("/docs/static/") for a in assets), assets
+    for asset in assets:
+        assert httpx.get(f"{api.base_url}{asset}").status_code == 200, asset
 
 
 # --- jobs ---------------------------------------------------------------------------------------

@@ -37,6 +37,8 @@ class ObjectStore(Protocol):
 
     bucket: str
     prefix: str
+    #: How long a link of ``url_for`` works, in seconds; None: it does not expire.
+    link_lifetime_s: int | None
 
     def put(
         self, key: str, stream: BinaryIO, *, content_type: str, size: int | None = None
@@ -72,6 +74,7 @@ class S3Store:
         self.bucket = bucket
         self.prefix = prefix
         self._expiry = presign_expiry_s
+        self.link_lifetime_s: int | None = presign_expiry_s
         config = BotoConfig(
             retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60
         )
@@ -152,7 +155,9 @@ class S3Store:
         """A presigned download URL."""
         return str(
             self._client.generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self._expiry
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": key},
+                ExpiresIn=self._expiry,
             )
         )
 
@@ -187,6 +192,7 @@ class LocalStore:
         self.root = root
         self.bucket = str(root)
         self.prefix = prefix
+        self.link_lifetime_s: int | None = None  # file:// links do not expire
 
     def path(self, key: str) -> Path:
         path = (self.root / key).resolve()

@@ -10,7 +10,7 @@ formats of their own, so both stay, built from the same rows and helpers.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from models import Batch, Job, JobEvent, JobImage
@@ -21,7 +21,10 @@ from worker.store.batches import Counts
 
 
 class Linker(Protocol):
-    """What presigns a download link for a stored object (``ObjectStore.url_for``)."""
+    """What presigns a download link for a stored object (``ObjectStore.url_for``), and for how
+    long such a link works (``IMAGEGEN_PRESIGN_EXPIRY_S``; None: for ever)."""
+
+    link_lifetime_s: int | None
 
     def url_for(self, key: str) -> str: ...
 
@@ -73,8 +76,9 @@ def timings(job: Job) -> dict[str, Any]:
 def image_resource(
     image: JobImage, links: Linker | None, *, with_url: bool = True
 ) -> dict[str, Any]:
-    """An image row for the API (with its URL) and the CLI (``with_url=False``)."""
-    url = {"url": links.url_for(image.key) if links else None} if with_url else {}
+    """An image row for the API (with its URL and when the URL stops working: ``expires_at``,
+    counted from before the link was signed) and the CLI (``with_url=False``)."""
+    url = _link(image.key, links) if with_url else {}
     return {
         "index": image.idx,
         **url,
@@ -86,6 +90,17 @@ def image_resource(
         "width": image.width,
         "height": image.height,
         "nsfw": image.nsfw,
+    }
+
+
+def _link(key: str, links: Linker | None) -> dict[str, Any]:
+    if links is None:
+        return {"url": None, "expires_at": None}
+    lifetime = links.link_lifetime_s
+    expires = datetime.now(UTC) + timedelta(seconds=lifetime) if lifetime is not None else None
+    return {
+        "url": links.url_for(key),
+        "expires_at": iso(expires.replace(microsecond=0)) if expires else None,
     }
 
 
