@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 import os
 import random
 import subprocess
@@ -81,8 +82,8 @@ class Options:
     poll_5xx_s: float = 30.0
     flush_redis: bool = True
     restart_postgres: bool = False
-    deadline_s: float = 240.0
-    timeout_s: float = 900.0
+    deadline_s: float = 420.0
+    timeout_s: float = 1200.0
     profile: str = PROFILE
 
 
@@ -530,6 +531,9 @@ def _check_objects(report: Report, images: list, s3_url: str) -> None:  # type: 
 
 
 def main() -> int:
+    # this process is a producer: during the broker outage each enqueue warns that its nudge
+    # was not sent (the dispatcher sends it later); hundreds of those lines say nothing here
+    logging.getLogger("imagegen").setLevel(logging.ERROR)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=500)
     parser.add_argument("--workers", type=int, default=2)
@@ -543,8 +547,14 @@ def main() -> int:
         action="store_true",
         help="skip the Postgres restart (it needs pg_ctlcluster and root)",
     )
-    parser.add_argument("--timeout-s", type=float, default=900.0)
-    parser.add_argument("--deadline-s", type=float, default=240.0)
+    parser.add_argument("--timeout-s", type=float, default=1200.0)
+    parser.add_argument(
+        "--deadline-s",
+        type=float,
+        default=420.0,
+        help="each job's deadline: it ends the stuck predictions, so the run lasts that long "
+        "after the last one; longer than the outages and the backlog they leave",
+    )
     parser.add_argument("--keep", type=Path, help="keep the logs in this folder")
     args = parser.parse_args()
     options = Options(

@@ -284,17 +284,51 @@ def test_expired_output_fails_without_an_image_row(world) -> None:
         assert job_store.list_images(session, job_id) == []
 
 
-def test_past_deadline_fails_at_the_next_step(world) -> None:
-    from datetime import UTC, datetime, timedelta
-
+def test_past_deadline_a_pending_prediction_ends_the_job(world) -> None:
     pipeline, provider, factory = world
     job_id = new_job(factory)
     provider.submits = [prediction(PredictionState.PENDING)]
+    provider.results = [prediction(PredictionState.PENDING)]
     pipeline.submit(job_id)
     pipeline.clock = lambda: datetime.now(UTC) + timedelta(hours=2)
     assert pipeline.poll(job_id) is None
     assert job_row(factory, job_id).error_code == "deadline_exceeded"
-    assert provider.calls == ["submit"]
+    assert provider.calls == ["submit", "result"]
+
+
+def test_past_deadline_a_finished_prediction_is_still_stored(world) -> None:
+    # Given a job whose deadline passed while its (paid) prediction finished unseen
+    pipeline, provider, factory = world
+    job_id = new_job(factory)
+    provider.submits = [prediction(PredictionState.PENDING)]
+    provider.results = [prediction(PredictionState.COMPLETED, ["https://cdn.test/good/0.png"])]
+    pipeline.submit(job_id)
+    pipeline.clock = lambda: datetime.now(UTC) + timedelta(hours=2)
+    # When it is polled once more, then copied: it succeeds
+    assert pipeline.poll(job_id) == Next("transfer")
+    assert pipeline.transfer(job_id) is None
+    assert job_row(factory, job_id).status == "succeeded"
+
+
+def test_past_deadline_an_unanswered_poll_waits_only_through_an_outage(world) -> None:
+    pipeline, provider, factory = world
+    outage, broken = new_job(factory), new_job(factory)
+    provider.submits = [prediction(PredictionState.PENDING), prediction(PredictionState.PENDING)]
+    pipeline.submit(outage)
+    pipeline.submit(broken)
+    pipeline.clock = lambda: datetime.now(UTC) + timedelta(hours=2)
+    provider.results = [e.ProviderServerError("503", status_code=503), e.ProviderProtocolError()]
+    # a provider that is down may be hiding a finished prediction: asked again later
+    assert pipeline.poll(outage).step == "poll"
+    # an answer that cannot be understood past the deadline ends the job
+    assert pipeline.poll(broken) is None
+    assert job_row(factory, broken).error_code == "deadline_exceeded"
+    # and past the output URL's lifetime the outage ends it too
+    ttl = pipeline.settings.output_url_ttl_s
+    pipeline.clock = lambda: datetime.now(UTC) + timedelta(hours=2, seconds=ttl)
+    provider.results = [e.ProviderServerError("503", status_code=503)]
+    assert pipeline.poll(outage) is None
+    assert job_row(factory, outage).error_code == "deadline_exceeded"
 
 
 def test_generated_outputs_are_stored_past_the_deadline(world) -> None:

@@ -207,9 +207,8 @@ class Pipeline:
             wait = fleet.take_poll_token(session, self.limits) if running else 0.0
         if job is None or not running or not job.prediction_id:
             return None
-        if self._past_deadline(job):
-            self._expire(job_id, JobStatus.RUNNING)
-            return None
+        # past its deadline a job is still asked once more: a prediction that is done is paid
+        # for, and is stored; one still pending ends the job (``_still_running``)
         if wait > 0:  # the fleet polls at its rate: ask again when a token is there
             return Next("poll", wait * self.rng.uniform(1.0, 1.2))
         try:
@@ -217,6 +216,9 @@ class Pipeline:
         except ProviderError as error:
             return self._poll_failed(job, error)
         if prediction.state is PredictionState.PENDING:
+            if self._past_deadline(job):
+                self._expire(job_id, JobStatus.RUNNING)
+                return None
             return self._still_running(job, prediction.raw_status)
         if prediction.state is PredictionState.FAILED or not prediction.outputs:
             # failure_error turns a completed prediction without outputs into NoOutput
@@ -253,6 +255,13 @@ class Pipeline:
 
     def _poll_failed(self, job: Job, error: ProviderError) -> Next | None:
         decision = self.policy.decide("poll", error, job.poll_errors + 1, self.rng)
+        if isinstance(decision, Retry) and self._past_deadline(job):
+            # whether it is done is not known: a provider that is down is waited out for as long
+            # as a finished prediction's output would live; any other error ends it now
+            ttl = timedelta(seconds=self.settings.output_url_ttl_s)
+            if not (decision.refund and self.clock() < job.deadline_at + ttl):
+                self._expire(job.id, JobStatus.RUNNING)
+                return None
         log.warning(
             "poll_failed",
             extra={

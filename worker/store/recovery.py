@@ -15,12 +15,13 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from models import Job
-from worker.core.states import ACTIVE, JobStatus
+from worker.core.states import JobStatus
 from worker.store.transitions import ended, lease_released, move
 
-#: The statuses a deadline ends: before the provider's outputs exist (once they do, they are
-#: paid for and copied until their URLs expire, deadline or not).
-BEFORE_OUTPUTS = tuple(status for status in ACTIVE if status is not JobStatus.TRANSFERRING)
+#: The statuses the reconciler ends at the deadline: those without a prediction. A ``running``
+#: job is asked once more by its poll (a finished prediction is paid for and stored), and a
+#: ``transferring`` one is copied for as long as its output URLs live, deadline or not.
+BEFORE_OUTPUTS = (JobStatus.QUEUED, JobStatus.SUBMITTING)
 
 
 def _lease_free(now: datetime) -> ColumnElement[bool]:
@@ -78,8 +79,7 @@ def expire_submit_lease(
 
 
 def overdue_jobs(session: Session, *, now: datetime, limit: int) -> list[uuid.UUID]:
-    """Active jobs past their deadline that no worker currently holds; not those whose outputs
-    are generated (``transferring``): a paid output is copied for as long as its URL lives."""
+    """Jobs without a prediction past their deadline that no worker currently holds."""
     query = (
         select(Job.id)
         .where(Job.status.in_(BEFORE_OUTPUTS), Job.deadline_at < now, _lease_free(now))
