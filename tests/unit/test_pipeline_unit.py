@@ -18,7 +18,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import FleetControl
-from worker.blobs.storage import LocalStore
+from worker.blobs.storage import LocalStore, object_key
 from worker.core import errors as e
 from worker.core.settings import Settings
 from worker.db.engine import make_engine
@@ -282,6 +282,41 @@ def test_expired_output_fails_without_an_image_row(world) -> None:
     assert (job.status, job.error_code) == ("failed", "output_unavailable")
     with factory() as session:
         assert job_store.list_images(session, job_id) == []
+
+
+def test_a_lost_discard_is_sent_again_until_the_outputs_are_gone(world, recorded) -> None:
+    from worker.engine.reconciler import Reconciler
+
+    # Given a job that stored its first output, then failed on its second
+    pipeline, provider, factory = world
+    job_id = new_job(factory)
+    provider.submits = [prediction(PredictionState.PENDING)]
+    outputs = ["https://cdn.test/good/0.png", "https://cdn.test/gone/1.png"]
+    provider.results = [prediction(PredictionState.COMPLETED, outputs)]
+    pipeline.submit(job_id)
+    pipeline.poll(job_id)
+    assert pipeline.transfer(job_id) is None
+    job = job_row(factory, job_id)
+    assert (job.status, job.error_code) == ("failed", "output_unavailable")
+    stored = pipeline.store.path(object_key(pipeline.store.prefix, job_id, job.created_at, 0))
+    assert stored.exists()
+    # When its discard message is lost (a broker outage), a reconciler pass later sends it again
+    assert ("discard", job_id) in [(step, sent) for step, sent, _ in recorded.steps]
+    sent: list[tuple[str, uuid.UUID]] = []
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    reconciler = Reconciler(
+        settings=pipeline.settings,
+        sessions=pipeline.sessions,
+        send=lambda step, sent_id: sent.append((step, sent_id)),
+        clock=lambda: later,
+    )
+    assert reconciler.run_once().discards == 1 and sent == [("discard", job_id)]
+    # Then running it deletes the object and the rows, and no pass sends it any more
+    pipeline.discard(job_id)
+    assert not stored.exists()
+    with factory() as session:
+        assert job_store.list_images(session, job_id) == []
+    assert reconciler.run_once().discards == 0
 
 
 def test_past_deadline_a_pending_prediction_ends_the_job(world) -> None:

@@ -379,17 +379,23 @@ class Pipeline:
             self.store.delete([key])
 
     def discard(self, job_id: uuid.UUID) -> None:
-        """Delete the stored outputs and image rows of a job that ended without success."""
+        """Delete the stored outputs and image rows of a job that ended without success: the
+        objects first (every index the job could have stored, whether or not its row was
+        written), then the rows with an event saying so; a discard that fails or never runs
+        is sent again by the reconciler until that event is there."""
         with self.sessions() as session:
             job = job_store.get_job(session, job_id)
-            if job is None or not job_store.discard_images(session, job_id=job_id):
-                return
+        if job is None or job.status not in UNSUCCESSFUL:
+            return
         self.store.delete(
             [
                 object_key(self.store.prefix, job.id, job.created_at, index)
                 for index in range(len(job.outputs or []))
             ]
         )
+        with self.sessions() as session:
+            if not job_store.discard_images(session, job_id=job_id):
+                return
         log.info("outputs_discarded", extra={"job_id": str(job_id), "status": job.status})
 
     def _transfer_failed(self, claim: Claim, job: Job, error: TransferError) -> Next | None:

@@ -28,6 +28,9 @@ Send = Callable[[Step, uuid.UUID], None]
 #: Which step drives a job on in each active status. Queued jobs are the dispatcher's: it sends
 #: them again when their message was lost (``IMAGEGEN_DISPATCH_LOST_AFTER_S``).
 STEP_FOR: dict[JobStatus, Step] = {JobStatus.RUNNING: "poll", JobStatus.TRANSFERRING: "transfer"}
+#: How far back the discards of unsuccessful jobs' outputs are checked (a discard lost in a
+#: broker outage is sent again; older jobs are retention's).
+DISCARD_WITHIN = timedelta(days=1)
 
 
 @dataclass
@@ -37,6 +40,8 @@ class Pass:
     redriven: dict[str, int] = field(default_factory=dict)
     leases_expired: int = 0
     deadlines: int = 0
+    #: Discards of unsuccessful jobs' outputs sent again (lost or failed).
+    discards: int = 0
     skipped: bool = False
     #: A storage pause was lifted by this pass's probe.
     storage_recovered: bool = False
@@ -68,18 +73,33 @@ class Reconciler:
             result.deadlines = self._deadlines(session, now)
             result.leases_expired = len(self._expired_submits(session, now))
             to_send = {status: self._stale(session, status, now) for status in STEP_FOR}
+            to_discard = recovery.undiscarded_jobs(
+                session,
+                ended_before=self._before(now),
+                ended_after=now - DISCARD_WITHIN,
+                limit=self.settings.reconcile_batch,
+            )
         for status, job_ids in to_send.items():  # send only after the pass committed
             for job_id in job_ids:
                 self.send(STEP_FOR[status], job_id)
             result.redriven[status.value] = len(job_ids)
+        for job_id in to_discard:
+            self.send("discard", job_id)
+        result.discards = len(to_discard)
         result.storage_recovered = self._probe_storage()
-        if result.deadlines or result.leases_expired or any(result.redriven.values()):
+        if (
+            result.deadlines
+            or result.leases_expired
+            or result.discards
+            or any(result.redriven.values())
+        ):
             log.info(
                 "reconciled",
                 extra={
                     "redriven": result.redriven,
                     "leases_expired": result.leases_expired,
                     "deadlines": result.deadlines,
+                    "discards": result.discards,
                 },
             )
         return result

@@ -147,10 +147,17 @@ def record_image(session: Session, *, values: dict[str, Any]) -> None:
     session.execute(statement.on_conflict_do_update(index_elements=["job_id", "idx"], set_=changed))
 
 
+#: The event that says a job's stored outputs were deleted (the reconciler sends the discard of
+#: an unsuccessful job with outputs again until it is there).
+DISCARDED = "outputs_discarded"
+
+
 def discard_images(session: Session, *, job_id: uuid.UUID) -> bool:
-    """Delete the image rows of a job that ended without success; False if it has not."""
+    """Delete the image rows of a job that ended without success and record that its objects
+    are gone (call it once they are); False if it has not ended so."""
     ended = session.scalar(select(Job.status).where(Job.id == job_id))
     if ended not in UNSUCCESSFUL:
         return False
-    session.execute(delete(JobImage).where(JobImage.job_id == job_id))
+    deleted = session.execute(delete(JobImage).where(JobImage.job_id == job_id)).rowcount  # type: ignore[attr-defined]
+    add_event(session, job_id=job_id, event=DISCARDED, detail={"image_rows": deleted})
     return True

@@ -14,8 +14,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
-from models import Job
-from worker.core.states import JobStatus
+from models import Job, JobEvent
+from worker.core.states import UNSUCCESSFUL, JobStatus
+from worker.store.jobs import DISCARDED
 from worker.store.transitions import ended, lease_released, move
 
 #: The statuses the reconciler ends at the deadline: those without a prediction. A ``running``
@@ -76,6 +77,26 @@ def expire_submit_lease(
         )
         is not None
     )
+
+
+def undiscarded_jobs(
+    session: Session, *, ended_before: datetime, ended_after: datetime, limit: int
+) -> list[uuid.UUID]:
+    """Jobs that ended without success after their outputs were known (some may have been
+    stored) and whose discard has not happened: its message was lost, or it failed."""
+    discarded = select(JobEvent.id).where(JobEvent.job_id == Job.id, JobEvent.event == DISCARDED)
+    query = (
+        select(Job.id)
+        .where(
+            Job.status.in_(UNSUCCESSFUL),
+            Job.outputs.is_not(None),
+            Job.finished_at < ended_before,
+            Job.finished_at > ended_after,
+            ~discarded.exists(),
+        )
+        .limit(limit)
+    )
+    return list(session.scalars(query))
 
 
 def overdue_jobs(session: Session, *, now: datetime, limit: int) -> list[uuid.UUID]:
