@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Index, Integer, String, Text, Uuid
+from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
@@ -35,3 +35,7 @@ class Batch(Base):
     callback_url: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Who submitted it, and the most it may spend (micro-units; NULL: no limit of its own).
+    tenant: Mapped[str] = mapped_column(String(63), default="default", server_default="default")
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    max_spend: Mapped[int | None] = mapped_column(BigInteger)

@@ -83,6 +83,15 @@ class Job(Base):
             postgresql_where=text("batch_id IS NOT NULL"),
             sqlite_where=text("batch_id IS NOT NULL"),
         ),
+        # the dispatcher's share of each tenant's loose jobs
+        Index(
+            "ix_jobs_queued_tenant",
+            "tenant",
+            "priority",
+            "next_action_at",
+            postgresql_where=text("status = 'queued' AND batch_id IS NULL"),
+            sqlite_where=text("status = 'queued' AND batch_id IS NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -105,6 +114,12 @@ class Job(Base):
     #: W3C trace context of the span that enqueued the job (only when that process traces):
     #: every step's span starts from it, so a job is one trace (``worker.telemetry.tracing``).
     traceparent: Mapped[str | None] = mapped_column(String(55))
+    #: The tenant and key that enqueued it (``models.tenant``).
+    tenant: Mapped[str] = mapped_column(String(63), default="default", server_default="default")
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    #: The budget this submission holds while it is out (``store.spend``): set by the claim,
+    #: cleared when the submit ends.
+    reservation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     # progress at the provider
     prediction_id: Mapped[str | None] = mapped_column(String(128))
