@@ -100,7 +100,7 @@ def parse_prices(value: str | Mapping[str, float]) -> dict[str, int]:
     the defaults for any resolution it leaves out."""
     raw = json.loads(value) if isinstance(value, str) else dict(value)
     if not isinstance(raw, dict):
-        raise ValueError("must be a JSON object of prices by resolution, e.g. {\"4K\": 0.05}")
+        raise ValueError('must be a JSON object of prices by resolution, e.g. {"4K": 0.05}')
     known = {name.upper(): name for name in DEFAULT_PRICES}
     prices = {name: to_micros(price) for name, price in DEFAULT_PRICES.items()}
     for name, price in raw.items():
