@@ -61,6 +61,12 @@ class BatchCreate(BaseModel):
         description="Receives one signed batch.completed event when every job has ended.",
     )
     deadline_s: float | None = Field(default=None, strict=True, gt=0, le=MAX_DEADLINE_S)
+    max_spend: float | None = Field(
+        default=None,
+        ge=0,
+        description="Most the batch's submissions may cost (IMAGEGEN_PRICES); past it, its "
+        "jobs wait (`waiting: budget`).",
+    )
 
 
 class ErrorInfo(BaseModel):
@@ -110,6 +116,13 @@ class JobOut(BaseModel):
     ambiguous_submits: int
     timings: Timings
     images: list[ImageOut]
+    tenant: str = Field(description="The tenant whose key enqueued it.")
+    key_id: str | None = None
+    waiting: str | None = Field(
+        default=None,
+        description="Why a queued job is not submitted yet: `budget` (its tenant's or batch's "
+        "budget cannot take its price) or `tenant_in_flight`.",
+    )
 
 
 class BatchOut(BaseModel):
@@ -124,5 +137,10 @@ class BatchOut(BaseModel):
     eta_s: float | None = Field(description="Estimated seconds until every job has ended.")
     elapsed_s: float
     callback_url: str | None
+    tenant: str = "default"
+    max_spend: float | None = None
+    spend: dict[str, Any] | None = Field(
+        default=None, description="`charged` and `possible`: amount and count."
+    )
     created_at: datetime
     completed_at: datetime | None

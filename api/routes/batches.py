@@ -12,15 +12,16 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
-from api.auth import require_token
+from api.auth import require_token, scoped
 from api.body import load_json
 from api.errors import ApiError, Problem, responses
 from api.schemas import BatchCreate, BatchOut
 from worker.core.batch_input import BatchItem, parse_jsonl, parse_list
-from worker.core.errors import BadInput
+from worker.core.errors import BadInput, BatchNotFound
 from worker.core.request import problems_from
 from worker.core.settings import get_settings
-from worker.service import batches
+from worker.core.tenancy import Principal, Scope
+from worker.service import batches, keys
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"], dependencies=[Depends(require_token)])
 
@@ -76,7 +77,9 @@ async def create_batch(
     name: Annotated[str | None, Query(max_length=200)] = None,
     callback_url: Annotated[str | None, Query(max_length=2048)] = None,
     deadline_s: Annotated[float | None, Query(gt=0)] = None,
+    max_spend: Annotated[float | None, Query(ge=0)] = None,
     idempotency_key: IdempotencyKey = None,
+    principal: Principal = Depends(scoped(Scope.PRODUCE)),
 ) -> dict[str, Any]:
     """Every line is validated first: if any is bad, the answer (422) lists each bad line with
     its number, field and rule, and nothing is enqueued.
@@ -86,7 +89,13 @@ async def create_batch(
     parameters). Each job is a generation request plus an optional `ref`, unique in the batch.
     """
     body = await request.body()
-    options = {"name": name, "callback_url": callback_url, "deadline_s": deadline_s}
+    options = {
+        "name": name,
+        "callback_url": callback_url,
+        "deadline_s": deadline_s,
+        "max_spend": max_spend,
+        "principal": principal,
+    }
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     receipt = await run_in_threadpool(_submit, body, media, options, idempotency_key)
     if receipt.created:
@@ -146,9 +155,14 @@ def _envelope(
     summary="A batch: counts, progress, ETA",
     responses=responses(401, 404, 422),
 )
-def get_batch(batch_id: uuid.UUID) -> dict[str, Any]:
-    """Counts by status, progress (0 to 1), recent throughput and an estimate of the time left."""
-    return batches.batch_status(batch_id)
+def get_batch(
+    batch_id: uuid.UUID, principal: Principal = Depends(scoped(Scope.READ))
+) -> dict[str, Any]:
+    """Counts by status, progress (0 to 1), recent throughput and an estimate of the time left,
+    `max_spend` and `spend` (`charged`, `possible`)."""
+    view = batches.batch_status(batch_id)
+    keys.check_sees(principal, view["tenant"], BatchNotFound(f"no batch with id {batch_id}"))
+    return view
 
 
 @router.get(
@@ -165,8 +179,12 @@ def get_batch(batch_id: uuid.UUID) -> dict[str, Any]:
         **responses(401, 404, 422),
     },
 )
-def get_manifest(batch_id: uuid.UUID) -> StreamingResponse:
+def get_manifest(
+    batch_id: uuid.UUID, principal: Principal = Depends(scoped(Scope.READ))
+) -> StreamingResponse:
     """Streamed page by page, so a 100,000-job manifest never sits in memory."""
+    tenant = batches.batch_status(batch_id)["tenant"]
+    keys.check_sees(principal, tenant, BatchNotFound(f"no batch with id {batch_id}"))
     lines = batches.manifest(batch_id)  # raises (404) before the first byte is sent
     return StreamingResponse(_jsonl(lines), media_type="application/x-ndjson")
 

@@ -7,11 +7,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 
-from api.auth import require_token
+from api.auth import missing_scope, require_token, scoped
 from api.body import JsonBodyRoute
 from api.errors import responses
 from api.schemas import JobCreate, JobOut
-from worker.service import jobs
+from worker.core.errors import JobNotFound
+from worker.core.tenancy import Principal, Scope
+from worker.service import jobs, keys
 
 router = APIRouter(
     prefix="/v1/jobs",
@@ -43,7 +45,11 @@ IdempotencyKey = Annotated[
     },
 )
 def create_job(
-    body: JobCreate, request: Request, response: Response, idempotency_key: IdempotencyKey = None
+    body: JobCreate,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+    principal: Principal = Depends(scoped(Scope.PRODUCE)),
 ) -> dict[str, Any]:
     """Validate and record the job, then nudge the workers (after the commit).
 
@@ -56,6 +62,7 @@ def create_job(
         callback_url=body.callback_url,
         ref=body.ref,
         deadline_s=body.deadline_s,
+        principal=principal,
     )
     response.status_code = 202 if outcome.created else 200
     response.headers["Location"] = f"/v1/jobs/{outcome.job_id}"
@@ -68,9 +75,14 @@ def create_job(
     summary="A job: status, error, images",
     responses=responses(401, 404, 422),
 )
-def get_job(job_id: uuid.UUID, request: Request) -> dict[str, Any]:
-    """Status, error, attempts, timings, and the stored images with presigned download URLs."""
-    return jobs.details(job_id, links=request.app.state.links())
+def get_job(
+    job_id: uuid.UUID, request: Request, principal: Principal = Depends(scoped(Scope.READ))
+) -> dict[str, Any]:
+    """Status, error, attempts, timings, and the stored images with presigned download URLs;
+    `waiting` says why a queued job is not submitted yet (`budget`)."""
+    view = jobs.details(job_id, links=request.app.state.links())
+    keys.check_sees(principal, view["tenant"], JobNotFound(f"no job with id {job_id}"))
+    return view
 
 
 @router.post(
@@ -79,8 +91,15 @@ def get_job(job_id: uuid.UUID, request: Request) -> dict[str, Any]:
     summary="Cancel a job",
     responses=responses(401, 404, 422),
 )
-def cancel_job(job_id: uuid.UUID, request: Request) -> dict[str, Any]:
+def cancel_job(
+    job_id: uuid.UUID, request: Request, principal: Principal = Depends(require_token)
+) -> dict[str, Any]:
     """Cancel an active job (every later step sees it and stops). A job that already ended is
-    left as it is; the answer shows its status either way."""
-    jobs.cancel(job_id)
+    left as it is; the answer shows its status either way. Needs `produce` (the key's own
+    tenant's jobs) or `operate` (any job)."""
+    if not (principal.can(Scope.PRODUCE) or principal.can(Scope.OPERATE)):
+        raise missing_scope(Scope.PRODUCE)
+    tenant = keys.owner_of_job(job_id)
+    keys.check_sees(principal, tenant, JobNotFound(f"no job with id {job_id}"))
+    jobs.cancel(job_id, reason=f"cancelled by {principal.label}")
     return jobs.details(job_id, links=request.app.state.links())

@@ -61,6 +61,9 @@ def submit(
     name: str | None = typer.Option(None, help="A label (default: the file name)."),
     deadline_s: float | None = typer.Option(None, help="Deadline of every job, in seconds."),
     idempotency_key: str | None = typer.Option(None, help="Same key and file -> same batch."),
+    max_spend: float | None = typer.Option(
+        None, help="Most its submissions may cost (IMAGEGEN_PRICES); past it, jobs wait."
+    ),
 ) -> None:
     """Validate every line, then enqueue them all in one transaction (or none)."""
     with _opened(file) as lines:
@@ -71,6 +74,7 @@ def submit(
         callback_url=callback_url,
         deadline_s=deadline_s,
         idempotency_key=idempotency_key,
+        max_spend=max_spend,
     )
     console = err if as_json else out
     if not as_json:

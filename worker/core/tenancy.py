@@ -11,9 +11,12 @@ import json
 import math
 import re
 from collections.abc import Hashable, Iterable, Mapping
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import TypeVar
+
+from worker.core.timespec import parse_duration
 
 #: The tenant of the tokens in ``IMAGEGEN_API_TOKENS`` and of jobs enqueued from Python.
 DEFAULT_TENANT = "default"
@@ -72,16 +75,10 @@ def check_tenant(name: str) -> str:
     return name
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
 def parse_expiry(value: str, now: datetime) -> datetime:
-    """``90d``, ``12h``, ``30m``, ``2w`` or seconds -> the moment a key expires."""
-    match = _DURATION.match(value.lower())
-    if not match or float(match.group(1)) <= 0:
-        raise ValueError(f"must be a positive duration such as 90d, 12h or 30m; got {value!r}")
-    return now + timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2)])
+    """``90d``, ``12h``, ``30m``, ``2w`` -> the moment a key made ``now`` expires (BadInput
+    naming ``expires`` otherwise)."""
+    return now + parse_duration(value, field="expires")
 
 
 # --- money --------------------------------------------------------------------------------------
@@ -174,3 +171,33 @@ def group_weights(tenant_of: Mapping[K, str], tenant_weight: Mapping[str, float]
         group: tenant_weight.get(tenant, 1.0) / per_tenant[tenant]
         for group, tenant in tenant_of.items()
     }
+
+
+# --- who is calling -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The tenant and key behind a call, and what it may do."""
+
+    tenant: str
+    #: ``k_…`` for a database key, ``env:<8 hex>`` for an ``IMAGEGEN_API_TOKENS`` token,
+    #: ``cli`` for the command line (whoever can run it holds the database's credentials).
+    key_id: str
+    scopes: frozenset[Scope]
+
+    def can(self, scope: Scope) -> bool:
+        return grants(self.scopes, scope)
+
+    def sees(self, tenant: str) -> bool:
+        """Whether this caller may see (and act on) ``tenant``'s jobs and batches."""
+        return tenant == self.tenant or self.can(Scope.OPERATE)
+
+    @property
+    def label(self) -> str:
+        """How the caller is recorded where one name is kept (``paused_by``)."""
+        return f"{self.tenant}/{self.key_id}"
+
+
+#: The command line and the Python producer API: the default tenant, every scope.
+LOCAL = Principal(DEFAULT_TENANT, "cli", frozenset(Scope))

@@ -115,3 +115,7 @@ def batch_tenants(session: Session, batch_ids: list[uuid.UUID]) -> dict[uuid.UUI
     query = select(Batch.id, Batch.tenant).where(Batch.id.in_(batch_ids))
     found = {row.id: row.tenant for row in session.execute(query)}
     return {batch_id: found[batch_id] for batch_id in batch_ids if batch_id in found}
+
+
+def job_tenant(session: Session, job_id: uuid.UUID) -> str | None:
+    return session.scalar(select(Job.tenant).where(Job.id == job_id))
