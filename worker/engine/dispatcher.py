@@ -197,7 +197,7 @@ class Dispatcher:
     def _tenants_share(self, session: Session, now: datetime) -> Share:
         """Who may have work sent this cycle, and with what weight: tenants at their in-flight
         cap and tenants or batches out of budget are left out (their jobs wait in the table)."""
-        weights = tenants.weights(session) or {DEFAULT_TENANT: 1.0}
+        weights = {DEFAULT_TENANT: 1.0} | tenants.weights(session)  # the default may be unset
         batches = tenants.batch_tenants(session, dispatch.open_batches(session, limit=10_000))
         cheapest = min(self.settings.price_table.values())
         broke, broke_batches = spend.out_of_budget(
