@@ -67,20 +67,26 @@ class Share:
         left = dict(self.room_of)
         hungry = groups
         while room > 0 and hungry:
+            # what the hungry groups hold plus the room, split by weight: a group that took
+            # less than its part because it ran out leaves the rest to the others, by weight
             weight = tenancy.group_weights({g: g[0] for g in hungry}, self.weights)
-            portions = tenancy.shares(room, weight)
-            still_hungry = []
+            targets = tenancy.shares(room + sum(len(taken[g]) for g in hungry), weight)
+            still_hungry, progressed = [], False
             for group in hungry:
-                want = min(portions[group], room, left.get(group[0], room))
+                want = min(targets[group] - len(taken[group]), room, left.get(group[0], room))
                 if want <= 0:
+                    still_hungry.append(group)  # at its part this round
                     continue
                 got = fetch(group, want, len(taken[group]))
                 taken[group] += got
                 room -= len(got)
+                progressed |= bool(got)
                 if group[0] in left:
                     left[group[0]] -= len(got)
                 if len(got) == want:
                     still_hungry.append(group)
+            if not progressed and len(still_hungry) == len(hungry):
+                break
             hungry = still_hungry
         return taken
 

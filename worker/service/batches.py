@@ -38,6 +38,7 @@ from worker.service import spend, views
 from worker.service.jobs import MAX_DEADLINE_S
 from worker.service.spend import parse_amount
 from worker.store import batches as batch_store
+from worker.store import tenants
 from worker.store.batches import NewJob
 
 log = logging.getLogger("imagegen.batches")
@@ -100,6 +101,8 @@ def enqueue_batch(
     owner = _Owner(principal.tenant, principal.key_id, parse_amount(max_spend, "max_spend"))
     scope = nullcontext(session) if session is not None else session_scope()
     with scope as active:
+        if owner.tenant != LOCAL.tenant:  # the dispatcher shares work between known tenants
+            tenants.ensure_tenant(active, owner.tenant)
         receipt = _insert_once(active, batch_items, options, owner)
         if receipt.created and dispatch:
             call_after_commit(active, nudge, receipt.job_ids)

@@ -31,7 +31,7 @@ from worker.db.engine import session_scope
 from worker.service import spend, views
 from worker.service.health import describe
 from worker.store import jobs as job_store
-from worker.store import transitions
+from worker.store import tenants, transitions
 from worker.telemetry import tracing
 
 log = logging.getLogger("imagegen.jobs")
@@ -103,6 +103,8 @@ def enqueue_job(
     scope = nullcontext(session) if session is not None else session_scope()
     with tracing.enqueue_span(priority=priority.value) as traceparent, scope as active:
         direct = dispatch and priority is Priority.INTERACTIVE
+        if principal.tenant != LOCAL.tenant:  # the dispatcher shares work between known tenants
+            tenants.ensure_tenant(active, principal.tenant)
         outcome = _insert_once(
             active,
             request,
