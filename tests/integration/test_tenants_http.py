@@ -143,3 +143,29 @@ def test_spend_is_scoped_to_the_tenant(client: httpx.Client) -> None:
     assert other.status_code == 403
     everyone = client.get("/v1/spend", params={"since": "2026-01-01T00:00:00Z"}, headers=AUTH)
     assert everyone.status_code == 200 and everyone.json()["filters"]["tenant"] is None
+
+
+def test_the_dashboard_needs_the_operate_scope_and_shows_spend(client: httpx.Client) -> None:
+    reader = a_key("tenant-a", "read,produce")
+    operator = a_key("ops", "operate")
+    refused = client.get("/dashboard/", headers=bearer(reader))
+    assert refused.status_code == 403 and "lacks the &#39;operate&#39; scope" in refused.text
+    assert client.post("/dashboard/fleet/pause", headers=bearer(reader)).status_code == 403
+    shown = client.get("/dashboard/", headers=bearer(operator))
+    assert shown.status_code == 200 and "Spend today" in shown.text
+    batch = client.post("/v1/batches?max_spend=0.5", json=[REQUEST], headers=bearer(reader)).json()
+    page = client.get(f"/dashboard/batches/{batch['id']}", headers=bearer(operator))
+    assert page.status_code == 200 and "of at most 0.50" in page.text and "tenant-a" in page.text
+
+
+def test_a_dashboard_session_of_a_revoked_key_ends(client: httpx.Client) -> None:
+    created = keys.create(tenant="ops", scopes="operate")
+    signed = client.post("/dashboard/login", data={"token": created["key"], "next": "/dashboard/"})
+    assert signed.status_code == 303
+    cookie = signed.cookies.get("imagegen_session")
+    assert cookie
+    client.cookies.set("imagegen_session", cookie, path="/dashboard")
+    assert client.get("/dashboard/").status_code == 200
+    keys.revoke(created["id"])
+    again = client.get("/dashboard/", follow_redirects=False)
+    assert again.status_code in (303, 307) and "/dashboard/login" in again.headers["location"]
