@@ -16,6 +16,8 @@ from sqlalchemy import select
 
 from models import Job, SpendCounter
 from models.base import utcnow
+from tests.integration.test_admin import sql
+from tests.producers import configure
 from worker.core.limits import Admission, Limits, Refused
 from worker.core.settings import Settings, get_settings
 from worker.core.states import JobStatus
@@ -26,6 +28,7 @@ from worker.service import batches, jobs, spend
 from worker.store import spend as spend_store
 from worker.store import steps, transitions
 from worker.store.transitions import Claim
+from worker.telemetry.metrics import BUDGET_WARNINGS
 
 pytestmark = pytest.mark.integration
 
@@ -271,3 +274,47 @@ def test_the_dispatcher_leaves_out_of_budget_tenants_and_batches_in_the_table(co
 def _out_of_budget(batch_ids: list[uuid.UUID]) -> tuple[set[str], set[uuid.UUID]]:
     with session_scope() as session:
         return spend_store.out_of_budget(session, price=20_000, now=utcnow(), batch_ids=batch_ids)
+
+
+def test_passing_80_percent_warns_once(configured, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a batch with a callback and room for 2.5 jobs
+    configure(monkeypatch)
+    receipt = batches.enqueue_batch(
+        [REQUEST] * 4,
+        dispatch=False,
+        max_spend=0.05,
+        callback_url="http://127.0.0.1:9/hooks",
+    )
+    before = BUDGET_WARNINGS.labels("default", "batch")._value.get()
+
+    # When its jobs are claimed one after the other (the second brings it to 80 %)
+    outcomes = claim_all(receipt.job_ids, threads=1)
+
+    # Then two went, and one budget.warning webhook, metric and job event were recorded
+    assert outcomes["claimed"] == 2
+    rows = sql("SELECT event, batch_id FROM webhook_deliveries")
+    assert rows == [("budget.warning", receipt.batch_id)]
+    assert BUDGET_WARNINGS.labels("default", "batch")._value.get() == before + 1
+    events = sql("SELECT count(*) FROM job_events WHERE event = 'budget_warning'")
+    assert events == [(1,)]
+
+
+def test_a_new_day_resets_the_daily_budget(configured) -> None:
+    spend.set_budget(tenant="tenant-a", daily=0.02)
+    job_id = queued("tenant-a", 1)[0]
+    now = utcnow()
+    with session_scope() as session:
+        assert spend_store.reserve(
+            session, job_id=job_id, tenant="tenant-a", batch_id=None, price=20_000, now=now
+        )
+        assert not spend_store.reserve(
+            session, job_id=job_id, tenant="tenant-a", batch_id=None, price=1, now=now
+        )
+        blocked, _ = spend_store.out_of_budget(session, price=20_000, now=now, batch_ids=[])
+        assert blocked == {"tenant-a"}
+        tomorrow = now + timedelta(days=1)
+        blocked, _ = spend_store.out_of_budget(session, price=20_000, now=tomorrow, batch_ids=[])
+        assert blocked == set()
+        assert spend_store.reserve(
+            session, job_id=job_id, tenant="tenant-a", batch_id=None, price=20_000, now=tomorrow
+        )

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from models import Batch, Charge, Job, SpendCounter, Tenant
 from worker.core import tenancy
+from worker.store import outbox
 from worker.store.jobs import add_event
 from worker.telemetry import metrics
 
@@ -144,7 +145,8 @@ def _warn(
     price: int,
     warned: bool,
 ) -> None:
-    """Past 80 % of a budget, once per counter: a metric, a log line and a job event."""
+    """Past 80 % of a budget, once per counter: a metric, a log line, a job event and a
+    ``budget.warning`` webhook (``store.outbox``)."""
     if warned or not tenancy.crossed_warning(used - price, used, item.limit):
         return
     session.execute(update(SpendCounter).where(_counter(item)).values(warned=True))
@@ -156,6 +158,7 @@ def _warn(
         "budget": tenancy.from_micros(item.limit or 0),
     }
     add_event(session, job_id=job_id, event="budget_warning", detail=detail)
+    outbox.budget_warning(session, job_id=job_id, scope=item.scope, period=item.period)
     log.warning("budget_warning", extra={"tenant": tenant, **detail})
 
 
