@@ -115,7 +115,6 @@ def reserve(
     """Reserve ``price`` on every counter of the job: the reservation to store on the job, or
     None when a budget would be crossed (nothing is left reserved)."""
     limits = limits_of(session, tenant=tenant, batch_id=batch_id, now=now)
-    _ensure(session, limits)
     done: list[Limit] = []
     for item in limits:
         statement = (
@@ -127,6 +126,9 @@ def reserve(
         if item.limit is not None:
             statement = statement.where(_USED + price <= item.limit)
         row = session.execute(statement).first()
+        if row is None:  # the period's first charge (its row is created), or over budget
+            _ensure(session, [item])
+            row = session.execute(statement).first()
         if row is None:
             _unreserve(session, done, price)
             return None
