@@ -37,6 +37,7 @@ class Tenant(Base):
     __table_args__ = (
         CheckConstraint("weight > 0", name="weight"),
         CheckConstraint("max_in_flight IS NULL OR max_in_flight >= 0", name="max_in_flight"),
+        CheckConstraint("submit_rate IS NULL OR submit_rate > 0", name="submit_rate"),
     )
 
     name: Mapped[str] = mapped_column(String(63), primary_key=True)
@@ -47,6 +48,12 @@ class Tenant(Base):
     weight: Mapped[float] = mapped_column(Float, default=1.0)
     #: Most predictions of this tenant at the provider at once; NULL: the fleet's limit only.
     max_in_flight: Mapped[int | None] = mapped_column(Integer)
+    #: Most submissions per second (burst: one second's worth); NULL: the fleet's rate only.
+    #: ``rate_tokens`` (NULL: full) and ``rate_tokens_at`` are its bucket, taken under the
+    #: fleet's lock like the fleet's own.
+    submit_rate: Mapped[float | None] = mapped_column(Float)
+    rate_tokens: Mapped[float | None] = mapped_column(Float)
+    rate_tokens_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

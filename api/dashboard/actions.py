@@ -164,7 +164,7 @@ def cancel(
     )
     if asked is not None:
         return asked
-    status = jobs.cancel(found)
+    status = jobs.cancel(found, reason=f"cancelled by dashboard:{viewer.principal.label}")
     log.info("dashboard_cancel", extra={"job_id": str(found), "status": status})
     return _back(
         f"/dashboard/jobs/{found}", "cancelled" if status == "cancelled" else "not_cancelled"

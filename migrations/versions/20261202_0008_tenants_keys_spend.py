@@ -1,6 +1,6 @@
 """Tenants, scoped API keys, spend and budgets.
 
-``tenants`` (budgets, weight, in-flight cap), ``api_keys`` (only a hash of each secret),
+``tenants`` (budgets, weight, in-flight cap, submit rate), ``api_keys`` (only a hash of each secret),
 ``spend_counters`` (charged, possible and reserved money per tenant day/month and per batch,
 in micro-units) and the ``charges`` ledger; jobs and batches record their tenant and key, jobs
 the budget their submission holds, batches their ``max_spend``. Existing rows belong to the
@@ -32,11 +32,17 @@ def upgrade() -> None:
         sa.Column('monthly_budget', sa.BigInteger(), nullable=True),
         sa.Column('weight', sa.Float(), nullable=False),
         sa.Column('max_in_flight', sa.Integer(), nullable=True),
+        sa.Column('submit_rate', sa.Float(), nullable=True),
+        sa.Column('rate_tokens', sa.Float(), nullable=True),
+        sa.Column('rate_tokens_at', sa.DateTime(timezone=True), nullable=True),
         sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint('weight > 0', name=op.f('ck_tenants_weight')),
         sa.CheckConstraint(
             'max_in_flight IS NULL OR max_in_flight >= 0', name=op.f('ck_tenants_max_in_flight')
+        ),
+        sa.CheckConstraint(
+            'submit_rate IS NULL OR submit_rate > 0', name=op.f('ck_tenants_submit_rate')
         ),
         sa.PrimaryKeyConstraint('name', name=op.f('pk_tenants')),
     )

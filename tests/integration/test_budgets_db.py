@@ -318,3 +318,18 @@ def test_a_new_day_resets_the_daily_budget(configured) -> None:
         assert spend_store.reserve(
             session, job_id=job_id, tenant="tenant-a", batch_id=None, price=20_000, now=tomorrow
         )
+
+
+def test_a_tenant_over_its_submit_rate_waits(configured) -> None:
+    # Given a tenant allowed 2 submissions a second (a burst of 2), 10 of its jobs queued
+    spend.set_budget(tenant="tenant-a", submit_rate=2)
+    job_ids = queued("tenant-a", 10)
+    # When 4 workers race to claim them at once: 2 go, the rest wait for the rate
+    outcomes = claim_all(job_ids, threads=4)
+    assert outcomes["claimed"] == 2 and outcomes[Refused.TENANT_RATE.value] > 0
+    # and the dispatcher gives the tenant no more than its rate allows per cycle
+    dispatch, sent = dispatcher(
+        max_in_flight=100, interactive_reserve=0, submit_rate=0, dispatch_interval_s=1.0
+    )
+    dispatch.run_once()
+    assert 1 <= len(sent) <= 3

@@ -10,6 +10,7 @@ from worker.core.errors import BadInput
 from worker.core.tenancy import (
     DEFAULT_PRICES,
     Principal,
+    RateState,
     Scope,
     check_tenant,
     crossed_warning,
@@ -163,3 +164,16 @@ def test_a_tenant_weight_is_split_between_its_groups() -> None:
         ("b", None): 1.0,
     }
     assert group_weights({"x": "unknown"}, {}) == {"x": 1.0}
+
+
+def test_a_tenants_submit_rate_bucket() -> None:
+    fresh = RateState(rate=2.0, tokens=None, tokens_at=None)
+    assert fresh.take(NOW) == (1.0, 0.0)  # full: a burst of one second's worth
+    empty = RateState(rate=2.0, tokens=0.0, tokens_at=NOW)
+    left, wait = empty.take(NOW)
+    assert left is None and wait == pytest.approx(0.5)
+    assert empty.take(NOW + timedelta(seconds=0.5))[0] == pytest.approx(0.0)
+    assert empty.available(NOW + timedelta(hours=1)) == 2.0  # capped at the burst
+    assert empty.room(NOW, horizon_s=1.0) == 2
+    slow = RateState(rate=0.2, tokens=None, tokens_at=None)
+    assert slow.burst == 1.0 and slow.take(NOW) == (0.0, 0.0)

@@ -86,8 +86,9 @@ def set_budget(
     monthly: float | None = typer.Option(None, help="Most it may spend per UTC month."),
     weight: float | None = typer.Option(None, help="Its share of the fleet (default 1)."),
     max_in_flight: int | None = typer.Option(None, help="Most predictions it may have out."),
+    submit_rate: float | None = typer.Option(None, help="Most submissions per second."),
     clear: list[str] = typer.Option(
-        [], help="Remove a limit: daily, monthly or max_in_flight (repeatable)."
+        [], help="Remove a limit: daily, monthly, max_in_flight or submit_rate (repeatable)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
@@ -98,6 +99,7 @@ def set_budget(
         monthly=monthly,
         weight=weight,
         max_in_flight=max_in_flight,
+        submit_rate=submit_rate,
         clear=clear,
     )
     if as_json:

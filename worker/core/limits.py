@@ -39,6 +39,8 @@ class Refused(StrEnum):
     BUDGET = "budget"
     #: The job's tenant has its ``max_in_flight`` predictions out.
     TENANT_IN_FLIGHT = "tenant_in_flight"
+    #: The job's tenant used its ``submit_rate`` for now.
+    TENANT_RATE = "tenant_rate"
 
 
 @dataclass(frozen=True)

@@ -146,6 +146,40 @@ def crossed_warning(before: int, after: int, limit: int | None) -> bool:
     return before < line <= after
 
 
+# --- a tenant's submit rate ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RateState:
+    """A tenant's own submission bucket: ``rate`` per second, a burst of one second's worth
+    (at least one); ``tokens`` None means full (never used)."""
+
+    rate: float
+    tokens: float | None
+    tokens_at: datetime | None
+
+    @property
+    def burst(self) -> float:
+        return max(1.0, self.rate)
+
+    def available(self, now: datetime) -> float:
+        if self.tokens is None or self.tokens_at is None:
+            return self.burst
+        elapsed = max((now - self.tokens_at).total_seconds(), 0.0)
+        return min(self.burst, self.tokens + elapsed * self.rate)
+
+    def take(self, now: datetime) -> tuple[float | None, float]:
+        """Tokens left after one submission and 0, or None and the seconds to wait."""
+        tokens = self.available(now)
+        if tokens >= 1:
+            return tokens - 1, 0.0
+        return None, (1 - tokens) / self.rate
+
+    def room(self, now: datetime, horizon_s: float) -> int:
+        """Submissions it may make within ``horizon_s`` from ``now``."""
+        return int(self.available(now) + self.rate * horizon_s)
+
+
 # --- fair shares --------------------------------------------------------------------------------
 
 K = TypeVar("K", bound=Hashable)
@@ -182,7 +216,8 @@ class Principal:
 
     tenant: str
     #: ``k_…`` for a database key, ``env:<8 hex>`` for an ``IMAGEGEN_API_TOKENS`` token,
-    #: ``cli`` for the command line (whoever can run it holds the database's credentials).
+    #: ``local`` for the command line and the Python producer API (whoever can run them holds
+    #: the database's credentials).
     key_id: str
     scopes: frozenset[Scope]
 
@@ -200,4 +235,4 @@ class Principal:
 
 
 #: The command line and the Python producer API: the default tenant, every scope.
-LOCAL = Principal(DEFAULT_TENANT, "cli", frozenset(Scope))
+LOCAL = Principal(DEFAULT_TENANT, "local", frozenset(Scope))

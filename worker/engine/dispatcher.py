@@ -56,7 +56,7 @@ class Share:
     loose: list[Group]
     batches: list[Group]
     weights: dict[str, float]
-    #: Tenants with an in-flight cap: how many more they may have out.
+    #: Tenants with an in-flight cap or a submit rate: how many they may send this cycle.
     room_of: dict[str, int]
     rng: random.Random
 
@@ -201,15 +201,16 @@ class Dispatcher:
         return interactive, batch
 
     def _tenants_share(self, session: Session, now: datetime) -> Share:
-        """Who may have work sent this cycle, and with what weight: tenants at their in-flight
-        cap and tenants or batches out of budget are left out (their jobs wait in the table)."""
+        """Who may have work sent this cycle, and with what weight: tenants or batches out of
+        budget are left out (their jobs wait in the table); tenants at their in-flight cap or
+        rate get no room (``Share.room_of``)."""
         weights = {DEFAULT_TENANT: 1.0} | tenants.weights(session)  # the default may be unset
         batches = tenants.batch_tenants(session, dispatch.open_batches(session, limit=10_000))
         cheapest = min(self.settings.price_table.values())
         broke, broke_batches = spend.out_of_budget(
             session, price=cheapest, now=now, batch_ids=list(batches)
         )
-        waiting = broke | tenants.at_in_flight_cap(session)
+        waiting = broke
         loose: list[Group] = [(name, None) for name in weights if name not in waiting]
         groups: list[Group] = [
             (tenant, batch_id)
@@ -218,7 +219,8 @@ class Dispatcher:
         ]
         if len(groups) > MAX_GROUPS:
             groups = self.rng.sample(groups, MAX_GROUPS)
-        return Share(loose, groups, weights, tenants.in_flight_room(session), self.rng)
+        rooms = tenants.rooms(session, now=now, horizon_s=self.settings.dispatch_interval_s)
+        return Share(loose, groups, weights, rooms, self.rng)
 
     def _send(
         self,

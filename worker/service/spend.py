@@ -110,12 +110,16 @@ def set_budget(
     monthly: float | None = None,
     weight: float | None = None,
     max_in_flight: int | None = None,
+    submit_rate: float | None = None,
     clear: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """Change a tenant's budgets, weight or in-flight cap (created if new); ``clear`` names
-    limits to remove (``daily``, ``monthly``, ``max_in_flight``). Jobs waiting on a budget
-    go on at the next dispatch cycle when it is raised."""
+    """Change a tenant's budgets, weight, in-flight cap or submit rate (created if new);
+    ``clear`` names limits to remove (``daily``, ``monthly``, ``max_in_flight``,
+    ``submit_rate``). Jobs waiting on a budget go on at the next dispatch cycle when it is
+    raised."""
     _check_budget(tenant, daily, monthly, weight, max_in_flight, clear)
+    if submit_rate is not None and not submit_rate > 0:
+        raise BadInput([("submit_rate", "must be greater than 0")])
     values: dict[str, Any] = {}
     if daily is not None:
         values["daily_budget"] = tenancy.to_micros(daily)
@@ -125,8 +129,10 @@ def set_budget(
         values["weight"] = weight
     if max_in_flight is not None:
         values["max_in_flight"] = max_in_flight
+    if submit_rate is not None:
+        values |= {"submit_rate": submit_rate, "rate_tokens": None, "rate_tokens_at": None}
     for name in clear:
-        values["max_in_flight" if name == "max_in_flight" else f"{name}_budget"] = None
+        values[name if name in ("max_in_flight", "submit_rate") else f"{name}_budget"] = None
     with session_scope() as session:
         tenants.ensure_tenant(session, tenant)
         if values:
@@ -155,7 +161,7 @@ def _check_budget(
         problems.append(("weight", "must be greater than 0"))
     if max_in_flight is not None and max_in_flight < 0:
         problems.append(("max_in_flight", "must be >= 0"))
-    unknown = set(clear) - {"daily", "monthly", "max_in_flight"}
+    unknown = set(clear) - {"daily", "monthly", "max_in_flight", "submit_rate"}
     if unknown:
         problems.append(("clear", f"unknown limit(s) {sorted(unknown)}"))
     if problems:
@@ -183,6 +189,7 @@ def list_budgets() -> list[dict[str, Any]]:
                     "monthly": _amount(tenant.monthly_budget),
                     "weight": tenant.weight,
                     "max_in_flight": tenant.max_in_flight,
+                    "submit_rate": tenant.submit_rate,
                     "today": _usage(used.get(day)),
                     "this_month": _usage(used.get(month)),
                 }

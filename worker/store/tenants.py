@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from models import ApiKey, Batch, Job, Tenant
 from models.base import utcnow
 from worker.core.states import IN_FLIGHT
+from worker.core.tenancy import RateState
 
 
 def _insert(session: Session) -> Callable[..., Any]:
@@ -84,9 +85,32 @@ def in_flight(session: Session, tenant: str) -> int:
     return int(session.scalar(query) or 0)
 
 
-def at_in_flight_cap(session: Session) -> set[str]:
-    """Tenants with as many predictions out as their ``max_in_flight`` allows."""
-    return {name for name, room in in_flight_room(session).items() if room <= 0}
+def rooms(session: Session, *, now: datetime, horizon_s: float) -> dict[str, int]:
+    """Tenants with a cap or a submit rate: how many submissions each may make within
+    ``horizon_s`` (the dispatcher's cycle), by its in-flight cap and its rate."""
+    found = in_flight_room(session)
+    rated = session.execute(
+        select(Tenant.name, Tenant.submit_rate, Tenant.rate_tokens, Tenant.rate_tokens_at).where(
+            Tenant.submit_rate.is_not(None)
+        )
+    )
+    for name, rate, tokens, tokens_at in rated:
+        room = RateState(float(rate or 0), tokens, tokens_at).room(now, horizon_s)
+        found[name] = min(found.get(name, room), room)
+    return found
+
+
+def rate_state(tenant: Tenant) -> RateState | None:
+    if tenant.submit_rate is None:
+        return None
+    return RateState(tenant.submit_rate, tenant.rate_tokens, tenant.rate_tokens_at)
+
+
+def take_rate_token(session: Session, *, tenant: str, tokens: float, at: datetime) -> None:
+    """Record a submission's token of the tenant's own bucket (under the fleet's lock)."""
+    session.execute(
+        update(Tenant).where(Tenant.name == tenant).values(rate_tokens=tokens, rate_tokens_at=at)
+    )
 
 
 def in_flight_room(session: Session) -> dict[str, int]:
