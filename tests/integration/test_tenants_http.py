@@ -169,3 +169,16 @@ def test_a_dashboard_session_of_a_revoked_key_ends(client: httpx.Client) -> None
     keys.revoke(created["id"])
     again = client.get("/dashboard/", follow_redirects=False)
     assert again.status_code in (303, 307) and "/dashboard/login" in again.headers["location"]
+
+
+def test_wrong_tenant_keys_are_throttled_like_wrong_tokens(
+    client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(monkeypatch, IMAGEGEN_AUTH_MAX_FAILURES="2")
+    real = a_key("tenant-a", "read")
+    wrong = real[:-6] + "ZZZZZZ"
+    answers = [client.get("/v1/fleet", headers=bearer(wrong)).status_code for _ in range(3)]
+    assert answers == [401, 401, 429]
+    # a valid key is never slowed, even from that address
+    assert client.get("/v1/fleet", headers=bearer(real)).status_code == 200
+    assert "/v1/spend" in client.get("/openapi.json").json()["paths"]
