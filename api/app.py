@@ -25,6 +25,7 @@ from api.routes import batches as batch_routes
 from api.routes import fleet as fleet_routes
 from api.routes import jobs as job_routes
 from api.routes import ops
+from api.routes import spend as spend_routes
 from api.routes import webhooks as webhook_routes
 from api.schemas import BatchCreate, BatchLine
 from worker.blobs.storage import ObjectStore, store_from_settings
@@ -63,6 +64,7 @@ def create_app() -> FastAPI:
     app.include_router(batch_routes.router)
     app.include_router(fleet_routes.router)
     app.include_router(webhook_routes.router)
+    app.include_router(spend_routes.router)
     app.include_router(ops.router)
     site.install(app)
     docs.install(app)

@@ -1,5 +1,7 @@
-"""Bearer-token authentication: tokens from ``IMAGEGEN_API_TOKENS`` (comma-separated, each at
-least 32 characters: shorter ones stop every process at start).
+"""Bearer-token authentication: the tenants' keys (``service.keys``) and the tokens of
+``IMAGEGEN_API_TOKENS`` (comma-separated, each at least 32 characters: shorter ones stop every
+process at start), which are admin keys of the ``default`` tenant. ``scoped(scope)`` answers
+403 naming the scope a key lacks.
 
 Every configured token is compared in constant time (``hmac.compare_digest``), and all of them
 are compared whatever matches first, so timing tells nothing about which prefix was right. With
@@ -12,13 +14,14 @@ from __future__ import annotations
 
 import hmac
 import math
+from collections.abc import Callable
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError
-from worker.core.settings import get_settings
-from worker.service import access
+from worker.core.tenancy import Principal, Scope
+from worker.service import access, keys
 
 bearer = HTTPBearer(auto_error=False, description="A token from IMAGEGEN_API_TOKENS")
 
@@ -57,12 +60,14 @@ def count_failure(request: Request) -> None:
 
 def require_token(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
-) -> None:
-    """FastAPI dependency: 401 unless the request carries a valid bearer token (429 instead
-    once its address has sent too many wrong ones)."""
-    given = credentials.credentials.encode() if credentials else b""
-    if given and token_matches(given, get_settings().api_token_list):
-        return
+) -> Principal:
+    """FastAPI dependency: the caller (tenant, key, scopes), or 401 unless the request carries
+    a valid bearer token (429 instead once its address has sent too many wrong ones)."""
+    given = credentials.credentials if credentials else ""
+    principal = keys.authenticate(given) if given else None
+    if principal is not None:
+        request.state.principal = principal
+        return principal
     if given:  # a call without any credential guesses nothing: it is not counted
         count_failure(request)
     raise ApiError(
@@ -71,3 +76,18 @@ def require_token(
         "a valid bearer token is required",
         headers={"WWW-Authenticate": "Bearer"},
     )
+
+
+def scoped(scope: Scope) -> Callable[[Principal], Principal]:
+    """A dependency: the caller, or 403 naming ``scope`` when its key does not have it."""
+
+    def dependency(principal: Principal = Depends(require_token)) -> Principal:
+        if not principal.can(scope):
+            raise missing_scope(scope)
+        return principal
+
+    return dependency
+
+
+def missing_scope(scope: Scope) -> ApiError:
+    return ApiError(403, "forbidden", f"this key lacks the {scope.value!r} scope")

@@ -182,6 +182,7 @@ def install(app: FastAPI) -> None:
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     described = {
         401: "Missing or invalid bearer token",
+        403: "The key lacks the scope this needs (named in the message)",
         404: "Unknown id",
         409: "Idempotency key reused with a different request, or a short id matching "
         "several (code ambiguous_id, the candidates listed)",

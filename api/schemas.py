@@ -79,6 +79,12 @@ class BatchCreate(_WithMetadata):
         description="Receives one signed batch.completed event when every job has ended.",
     )
     deadline_s: float | None = Field(default=None, strict=True, gt=0, le=MAX_DEADLINE_S)
+    max_spend: float | None = Field(
+        default=None,
+        ge=0,
+        description="Most the batch's submissions may cost (IMAGEGEN_PRICES); past it, its "
+        "jobs wait (`waiting: budget`).",
+    )
 
 
 class ErrorInfo(BaseModel):
@@ -134,6 +140,13 @@ class JobOut(BaseModel):
     ambiguous_submits: int
     timings: Timings
     images: list[ImageOut]
+    tenant: str = Field(description="The tenant whose key enqueued it.")
+    key_id: str | None = None
+    waiting: str | None = Field(
+        default=None,
+        description="Why a queued job is not submitted yet: `budget` (its tenant's or batch's "
+        "budget cannot take its price) or `tenant_in_flight`.",
+    )
 
 
 class JobPage(BaseModel):
@@ -154,6 +167,11 @@ class BatchOut(BaseModel):
     elapsed_s: float
     callback_url: str | None
     metadata: dict[str, Any] | None
+    tenant: str = "default"
+    max_spend: float | None = None
+    spend: dict[str, Any] | None = Field(
+        default=None, description="`charged` and `possible`: amount and count."
+    )
     created_at: datetime
     completed_at: datetime | None
 

@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Index, Integer, String, Text, Uuid
+from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import JSONB_OR_JSON, Base, UTCDateTime, utcnow
@@ -47,3 +47,7 @@ class Batch(Base):
     #: Set when retention starts deleting the batch: from then on it is gone to every reader
     #: (404, never a partial count) while its jobs are deleted in bounded transactions.
     pruned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Who submitted it, and the most it may spend (micro-units; NULL: no limit of its own).
+    tenant: Mapped[str] = mapped_column(String(63), default="default", server_default="default")
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    max_spend: Mapped[int | None] = mapped_column(BigInteger)

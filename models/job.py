@@ -91,6 +91,15 @@ class Job(Base):
             postgresql_where=text("batch_id IS NOT NULL"),
             sqlite_where=text("batch_id IS NOT NULL"),
         ),
+        # the dispatcher's share of each tenant's loose jobs
+        Index(
+            "ix_jobs_queued_tenant",
+            "tenant",
+            "priority",
+            "next_action_at",
+            postgresql_where=text("status = 'queued' AND batch_id IS NULL"),
+            sqlite_where=text("status = 'queued' AND batch_id IS NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -116,6 +125,12 @@ class Job(Base):
     #: The producer's own free-form JSON object (``core.metadata``): echoed, filterable. The
     #: attribute is ``meta`` (``metadata`` is the declarative base's), the column ``metadata``.
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB_OR_JSON)
+    #: The tenant and key that enqueued it (``models.tenant``).
+    tenant: Mapped[str] = mapped_column(String(63), default="default", server_default="default")
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    #: The budget this submission holds while it is out (``store.spend``): set by the claim,
+    #: cleared when the submit ends.
+    reservation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     # progress at the provider
     prediction_id: Mapped[str | None] = mapped_column(String(128))

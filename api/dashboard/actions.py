@@ -28,9 +28,9 @@ from api.dashboard.auth import (
     Viewer,
     check_form,
     new_session,
+    principal_of,
     require_viewer,
     safe_next,
-    token_is_valid,
 )
 from api.dashboard.pages import BadRequestPage, NotFoundPage, parse_id
 from api.dashboard.render import page, secured
@@ -89,12 +89,13 @@ def login(request: Request, form: dict[str, str] = Depends(posted_form)) -> Resp
         raise Forbidden()
     target = safe_next(form.get("next"))
     token = form.get("token", "")
-    if not token_is_valid(token):
+    principal = principal_of(token)
+    if principal is None:
         return _refused_sign_in(request, target, counted=bool(token.strip()))
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         COOKIE,
-        new_session(),
+        new_session(principal),
         max_age=MAX_AGE_S,
         path=COOKIE_PATH,
         httponly=True,
@@ -166,7 +167,7 @@ def cancel(
     )
     if asked is not None:
         return asked
-    status = jobs.cancel(found)
+    status = jobs.cancel(found, reason=f"cancelled by dashboard:{viewer.principal.label}")
     log.info("dashboard_cancel", extra={"job_id": str(found), "status": status})
     return _back(
         f"/dashboard/jobs/{found}", "cancelled" if status == "cancelled" else "not_cancelled"
@@ -269,7 +270,7 @@ def pause(
     )
     if asked is not None:
         return asked
-    admin.pause(reason, by="dashboard")
+    admin.pause(reason, by=f"dashboard:{viewer.principal.label}")
     return _back("/dashboard/", "paused")
 
 
@@ -293,5 +294,5 @@ def resume(
     )
     if asked is not None:
         return asked
-    admin.resume(by="dashboard")
+    admin.resume(by=f"dashboard:{viewer.principal.label}")
     return _back("/dashboard/", "resumed")

@@ -11,6 +11,10 @@ refused by every API process, after restarts too, until it would have expired an
 token, and a POST whose ``Origin`` is another site is refused as well. Scripts may send
 ``Authorization: Bearer <token>`` instead of a cookie; such requests need no CSRF token (a
 browser never adds that header by itself).
+
+Tenants' keys (``service.keys``) sign in too; the session cookie then names the key, which is
+checked again on every request (a revoked key's sessions end at once). The dashboard shows and
+acts on every tenant's work, so it needs the ``operate`` scope (403 naming it otherwise).
 """
 
 from __future__ import annotations
@@ -18,22 +22,27 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from urllib.parse import quote, urlsplit
 
 from fastapi import Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from api.auth import count_failure, token_matches
+from api.auth import count_failure
 from worker.core.settings import get_settings
-from worker.service import access
+from worker.core.tenancy import DEFAULT_TENANT, Principal, Scope
+from worker.service import access, keys
 
 COOKIE = "imagegen_session"
 COOKIE_PATH = "/dashboard"
 #: A session lasts a working day; sign in again after that.
 MAX_AGE_S = 12 * 3600
 _KEY_LABEL = b"imagegen dashboard session v1"
+
+
+#: A session signed in with an ``IMAGEGEN_API_TOKENS`` token: the default tenant's admin.
+ENV_SESSION = Principal(DEFAULT_TENANT, "env", frozenset(Scope))
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,8 @@ class Viewer:
     via: str
     session_id: str | None = None
     expires_at: datetime | None = None
+    #: Who signed in.
+    principal: Principal = ENV_SESSION
 
 
 class LoginRequired(Exception):
@@ -53,6 +64,14 @@ class LoginRequired(Exception):
 
 class Forbidden(Exception):
     """A form without this session's CSRF token, or posted from another site."""
+
+
+class MissingScope(Exception):
+    """The signed-in key lacks a scope the dashboard needs."""
+
+    def __init__(self, scope: Scope) -> None:
+        super().__init__(f"this key lacks the {scope.value!r} scope")
+        self.scope = scope
 
 
 def _serializer() -> URLSafeTimedSerializer | None:
@@ -65,20 +84,26 @@ def _serializer() -> URLSafeTimedSerializer | None:
     )
 
 
+def principal_of(token: str) -> Principal | None:
+    """The same check as the ``/v1`` bearer tokens (env tokens in constant time, then keys)."""
+    given = token.strip()
+    return keys.authenticate(given) if given else None
+
+
 def token_is_valid(token: str) -> bool:
-    """The same constant-time check as the ``/v1`` bearer tokens."""
-    given = token.strip().encode()
-    return bool(given) and token_matches(given, get_settings().api_token_list)
+    return principal_of(token) is not None
 
 
-def new_session() -> str:
-    """A fresh session cookie value (raises LoginRequired when no token is configured)."""
+def new_session(principal: Principal | None = None) -> str:
+    """A fresh session cookie value (raises LoginRequired when no token is configured); a
+    tenant key's session names the key."""
     serializer = _serializer()
     if serializer is None:
         raise LoginRequired()
-    return str(
-        serializer.dumps({"sid": secrets.token_urlsafe(24), "csrf": secrets.token_urlsafe(32)})
-    )
+    data = {"sid": secrets.token_urlsafe(24), "csrf": secrets.token_urlsafe(32)}
+    if principal is not None and principal.key_id.startswith("k_"):
+        data["kid"] = principal.key_id
+    return str(serializer.dumps(data))
 
 
 def viewer_of(request: Request) -> Viewer | None:
@@ -86,8 +111,9 @@ def viewer_of(request: Request) -> Viewer | None:
     header = request.headers.get("authorization", "")
     scheme, _, credentials = header.partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
-        if token_is_valid(credentials):
-            return Viewer(csrf=None, via="bearer")
+        principal = principal_of(credentials)
+        if principal is not None:
+            return Viewer(csrf=None, via="bearer", principal=principal)
         count_failure(request)
     return _session_of(request.cookies.get(COOKIE))
 
@@ -108,7 +134,14 @@ def _session_of(cookie: str | None) -> Viewer | None:
     if access.session_ended(session_id):
         return None
     expires_at = signed_at + timedelta(seconds=MAX_AGE_S)
-    return Viewer(csrf=csrf, via="cookie", session_id=session_id, expires_at=expires_at)
+    viewer = Viewer(csrf=csrf, via="cookie", session_id=session_id, expires_at=expires_at)
+    key_id = data.get("kid")
+    if isinstance(key_id, str):
+        principal = keys.principal_of_key(key_id)
+        if principal is None:  # revoked or expired since
+            return None
+        viewer = replace(viewer, principal=principal)
+    return viewer
 
 
 def require_viewer(request: Request) -> Viewer:
@@ -116,6 +149,8 @@ def require_viewer(request: Request) -> Viewer:
     viewer = viewer_of(request)
     if viewer is None:
         raise LoginRequired()
+    if not viewer.principal.can(Scope.OPERATE):
+        raise MissingScope(Scope.OPERATE)
     return viewer
 
 

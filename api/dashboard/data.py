@@ -17,8 +17,9 @@ from models import Job, JobImage
 from worker.core.errors import BatchNotFound, JobNotFound
 from worker.core.progress import RATE_WINDOW_S
 from worker.core.states import ACTIVE, STATUSES, TERMINAL
+from worker.core.tenancy import from_micros
 from worker.db.engine import session_scope
-from worker.service import views, webhooks
+from worker.service import spend, views, webhooks
 from worker.store import batches as batch_store
 from worker.store import dashboard as q
 from worker.store import jobs as job_store
@@ -58,7 +59,20 @@ def overview() -> dict[str, Any]:
         "throughput": throughput_chart(minutes, now),
         "longest_waiting": _waiting(waiting, now),
         "fleet": read_fleet_state().as_dict(),
+        "spend": _spend_today(now),
     }
+
+
+def _spend_today(now: datetime) -> dict[str, Any]:
+    """Today's (UTC) spend per tenant beside its budgets (``imagegen budgets list``)."""
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    report = spend.report(since=midnight)
+    budgets = {row["tenant"]: row for row in spend.list_budgets()}
+    rows = [
+        {"tenant": name, **report["tenants"].get(name, {}), "budget": budgets.get(name)}
+        for name in sorted(set(report["tenants"]) | set(budgets))
+    ]
+    return {"charged": report["charged"], "possible": report["possible"], "tenants": rows}
 
 
 def _failure(job: Job) -> dict[str, Any]:
@@ -250,6 +264,9 @@ def _summary(session: Session, batch_id: uuid.UUID) -> dict[str, Any]:
     )
     status = views.batch_resource(batch, counts, now)
     status["segments"] = segments(status["counts"], batch.total)
+    status["tenant"] = batch.tenant
+    status["max_spend"] = None if batch.max_spend is None else from_micros(batch.max_spend)
+    status["spend"] = spend.batch_spend(session, batch.id)
     return {"batch": status, "error_codes": q.batch_error_codes(session, batch_id=batch_id)}
 
 

@@ -181,7 +181,7 @@ def manifest(batch_id: str, viewer: Viewer = Depends(require_viewer)) -> Respons
     """The batch manifest (JSONL) as a download, exactly as ``GET /v1/batches/{id}/manifest``."""
     found = parse_id(batch_id)
     with _found():
-        response: StreamingResponse = batch_routes.get_manifest(found)
+        response: StreamingResponse = batch_routes.get_manifest(found, viewer.principal)
     response.headers["Content-Disposition"] = f'attachment; filename="manifest-{found}.jsonl"'
     return secured(response)
 

@@ -24,6 +24,7 @@ def install(app: FastAPI) -> None:
     app.add_api_route("/", _home, include_in_schema=False)
     app.add_exception_handler(auth.LoginRequired, _login_required)
     app.add_exception_handler(auth.Forbidden, _forbidden)
+    app.add_exception_handler(auth.MissingScope, _missing_scope)
     app.add_exception_handler(pages.NotFoundPage, _not_found)
     app.add_exception_handler(pages.BadRequestPage, _bad_request)
 
@@ -46,6 +47,18 @@ def _login_required(request: Request, _: Exception) -> Response:
     if _wants_page(request):
         return secured(RedirectResponse(auth.login_url(request), status_code=303))
     return secured(Response("sign in first", status_code=401, media_type="text/plain"))
+
+
+def _missing_scope(request: Request, exc: Exception) -> Response:
+    return page(
+        request,
+        "error.html",
+        {
+            "title": "Refused",
+            "message": f"{exc}: the dashboard shows and acts on every tenant's work.",
+        },
+        status_code=403,
+    )
 
 
 def _forbidden(request: Request, _: Exception) -> Response:

@@ -2,7 +2,8 @@
 read its manifest, cancel it, retry its failed jobs.
 
 Wherever a path names a batch, its full id or a unique prefix of 8 or more characters works
-(``service.ids``): an ambiguous prefix is a 409 ``ambiguous_id`` listing the candidates.
+(``service.ids``): an ambiguous prefix is a 409 ``ambiguous_id`` listing the candidates. A key
+without the ``operate`` scope sees and acts on its own tenant's batches only.
 """
 
 from __future__ import annotations
@@ -17,17 +18,18 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
-from api.auth import require_token
+from api.auth import require_token, scoped
 from api.body import load_json
 from api.errors import ApiError, Problem, responses
-from api.routes.jobs import metadata_filters
+from api.routes.jobs import acting_on_jobs, metadata_filters, visible_tenant
 from api.schemas import BatchActionOut, BatchCreate, BatchOut, BatchPage
 from worker.core.batch_input import BatchItem, parse_jsonl, parse_list
-from worker.core.errors import BadInput
+from worker.core.errors import BadInput, BatchNotFound
 from worker.core.metadata import check_metadata
 from worker.core.request import problems_from
 from worker.core.settings import get_settings
-from worker.service import batch_control, batches, listing
+from worker.core.tenancy import Principal, Scope
+from worker.service import batch_control, batches, keys, listing
 from worker.service.ids import resolve_batch_id
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"], dependencies=[Depends(require_token)])
@@ -88,7 +90,9 @@ async def create_batch(
         str | None,
         Query(max_length=8192, description="JSONL only: the batch's metadata, as JSON text."),
     ] = None,
+    max_spend: Annotated[float | None, Query(ge=0)] = None,
     idempotency_key: IdempotencyKey = None,
+    principal: Principal = Depends(scoped(Scope.PRODUCE)),
 ) -> dict[str, Any]:
     """Every line is validated first: if any is bad, the answer (422) lists each bad line with
     its number, field and rule, and nothing is enqueued.
@@ -103,6 +107,8 @@ async def create_batch(
         "callback_url": callback_url,
         "deadline_s": deadline_s,
         "metadata": check_metadata(load_json(metadata, field="metadata")) if metadata else None,
+        "max_spend": max_spend,
+        "principal": principal,
     }
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     receipt = await run_in_threadpool(_submit, body, media, options, idempotency_key)
@@ -165,13 +171,28 @@ def _envelope(
 )
 def list_batches(
     request: Request,
+    principal: Annotated[Principal, Depends(scoped(Scope.READ))],
     limit: Annotated[int, Query(ge=1, le=listing.MAX_LIMIT)] = listing.DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
 ) -> dict[str, Any]:
     """Each batch as `GET /v1/batches/{id}` shows it; `metadata.KEY=VALUE` filters (repeatable,
     one per key) keep batches whose own metadata has KEY equal to VALUE. Answers `{"items",
-    "next_cursor"}`: pass `next_cursor` as `cursor` for the next page (null: the last page)."""
-    return listing.list_batches(metadata=metadata_filters(request), limit=limit, after=cursor)
+    "next_cursor"}`: pass `next_cursor` as `cursor` for the next page (null: the last page).
+    Without the `operate` scope, only the key's own tenant's batches."""
+    return listing.list_batches(
+        metadata=metadata_filters(request),
+        limit=limit,
+        after=cursor,
+        tenant=visible_tenant(principal),
+    )
+
+
+def own_batch(principal: Principal, batch_id: str | uuid.UUID) -> uuid.UUID:
+    """The batch a path names, if the caller may see it (another tenant's is a 404)."""
+    found = resolve_batch_id(batch_id, tenant=visible_tenant(principal))
+    tenant = batches.batch_status(found)["tenant"]
+    keys.check_sees(principal, tenant, BatchNotFound(f"no batch with id {found}"))
+    return found
 
 
 @router.get(
@@ -180,9 +201,10 @@ def list_batches(
     summary="A batch: counts, progress, ETA",
     responses=responses(401, 404, 409, 422),
 )
-def get_batch(batch_id: str) -> dict[str, Any]:
-    """Counts by status, progress (0 to 1), recent throughput and an estimate of the time left."""
-    return batches.batch_status(resolve_batch_id(batch_id))
+def get_batch(batch_id: str, principal: Principal = Depends(scoped(Scope.READ))) -> dict[str, Any]:
+    """Counts by status, progress (0 to 1), recent throughput and an estimate of the time left,
+    `max_spend` and `spend` (`charged`, `possible`)."""
+    return batches.batch_status(own_batch(principal, batch_id))
 
 
 @router.post(
@@ -191,12 +213,14 @@ def get_batch(batch_id: str) -> dict[str, Any]:
     summary="Cancel every job of a batch that has not ended",
     responses=responses(401, 404, 409, 422),
 )
-def cancel_batch(batch_id: str) -> dict[str, Any]:
+def cancel_batch(batch_id: str, principal: Principal = Depends(require_token)) -> dict[str, Any]:
     """Queued jobs are cancelled at once (one statement); jobs at the provider are cancelled as
     `POST /v1/jobs/{id}/cancel` cancels one (their next step stops). Ended jobs are left as
     they are, so calling it again cancels nothing more (`jobs`: 0). Answers how many jobs this
-    call cancelled and the batch."""
-    done = batch_control.cancel_batch(resolve_batch_id(batch_id))
+    call cancelled and the batch. Needs `produce` (the key's own tenant's batches) or
+    `operate` (any)."""
+    acting_on_jobs(principal)
+    done = batch_control.cancel_batch(own_batch(principal, batch_id))
     return {"jobs": done.jobs, "batch": done.batch}
 
 
@@ -210,11 +234,14 @@ def retry_batch(
     batch_id: str,
     status: Annotated[str, Query(description="Only `failed` jobs can be retried.")] = "failed",
     code: Annotated[str | None, Query(max_length=64, description="Only this error code.")] = None,
+    principal: Principal = Depends(require_token),
 ) -> dict[str, Any]:
     """Every failed job of the batch (with error `code`, if given) goes back to the queue with
     fresh counters (`imagegen retry --failed --batch ID`): each is a new paid prediction.
-    Answers how many were retried and the batch."""
-    done = batch_control.retry_batch(resolve_batch_id(batch_id), status=status, code=code)
+    Answers how many were retried and the batch. Needs `produce` (the key's own tenant's
+    batches) or `operate` (any)."""
+    acting_on_jobs(principal)
+    done = batch_control.retry_batch(own_batch(principal, batch_id), status=status, code=code)
     return {"jobs": done.jobs, "batch": done.batch}
 
 
@@ -232,11 +259,12 @@ def retry_batch(
         **responses(401, 404, 422),
     },
 )
-def get_manifest(batch_id: str | uuid.UUID) -> StreamingResponse:
+def get_manifest(
+    batch_id: str | uuid.UUID, principal: Principal = Depends(scoped(Scope.READ))
+) -> StreamingResponse:
     """Streamed page by page, so a 100,000-job manifest never sits in memory."""
-    lines = batches.manifest(
-        resolve_batch_id(batch_id)
-    )  # raises (404) before the first byte is sent
+    # raises (404) before the first byte is sent
+    lines = batches.manifest(own_batch(principal, batch_id))
     return StreamingResponse(_jsonl(lines), media_type="application/x-ndjson")
 
 

@@ -13,9 +13,10 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import require_token
+from api.auth import require_token, scoped
 from api.body import JsonBodyRoute
 from api.errors import responses
+from worker.core.tenancy import Principal, Scope
 from worker.core.untrusted import StoredText
 from worker.service import operator
 from worker.store import fleet
@@ -43,6 +44,7 @@ class PauseRequest(BaseModel):
     "",
     summary="Submissions paused or not, breaker, cool-down, rate, in flight",
     responses=responses(401),
+    dependencies=[Depends(scoped(Scope.READ))],
 )
 def get_fleet() -> dict[str, Any]:
     """`paused` (and `reason`, `pause_code`, `paused_at`, `paused_by`), `breaker` (`closed`,
@@ -51,13 +53,16 @@ def get_fleet() -> dict[str, Any]:
 
 
 @router.post("/pause", summary="Pause submissions fleet-wide", responses=responses(401, 422))
-def pause(body: PauseRequest | None = None) -> dict[str, Any]:
+def pause(
+    body: PauseRequest | None = None, principal: Principal = Depends(scoped(Scope.OPERATE))
+) -> dict[str, Any]:
     """Idempotent: pausing again keeps the first reason. The body (and its `reason`) may be
-    left out. Answers the fleet state."""
-    return operator.pause((body or PauseRequest()).reason, by="api").as_dict()
+    left out. Answers the fleet state; `paused_by` is the tenant and key that paused. Needs
+    the `operate` scope."""
+    return operator.pause((body or PauseRequest()).reason, by=principal.label).as_dict()
 
 
 @router.post("/resume", summary="Resume submissions", responses=responses(401))
-def resume() -> dict[str, Any]:
-    """Idempotent. Answers the fleet state."""
-    return operator.resume(by="api").as_dict()
+def resume(principal: Principal = Depends(scoped(Scope.OPERATE))) -> dict[str, Any]:
+    """Idempotent. Answers the fleet state. Needs the `operate` scope."""
+    return operator.resume(by=principal.label).as_dict()

@@ -12,12 +12,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from api.auth import require_token
+from api.auth import scoped
 from api.errors import responses
+from worker.core.tenancy import Scope
 from worker.service import listing, webhooks
 from worker.service.ids import resolve_batch_id, resolve_job_id
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], dependencies=[Depends(require_token)])
+#: Deliveries carry every tenant's callback URLs and events: an operator's view (`operate`).
+router = APIRouter(
+    prefix="/v1/webhooks", tags=["webhooks"], dependencies=[Depends(scoped(Scope.OPERATE))]
+)
 
 
 class AttemptOut(BaseModel):

@@ -216,7 +216,7 @@ def test_pause_and_resume_submissions_from_the_overview(driver: Any, stack: str)
     assert (state.paused, state.reason, state.paused_by) == (
         True,
         "provider maintenance",
-        "dashboard",
+        "dashboard:default/env",  # signed in with an IMAGEGEN_API_TOKENS token
     )
     paused = driver.find_element(By.CSS_SELECTOR, "[data-fleet-paused]")
     assert paused.get_attribute("data-fleet-paused") == "yes"

@@ -216,7 +216,7 @@ def test_api_writes_never_fail_and_refusals_write_nothing(
 ) -> None:
     body = data.draw(json_bodies(path), label="body")
     headers = {"Content-Type": media}
-    if key and key.isascii():
+    if key and key.isascii() and key == key.strip():  # httpx sends no padded header value
         headers["Idempotency-Key"] = key
     before = written()
     reply = api.post(path.format(id=found.format(job=job_id)), content=body, headers=headers)

@@ -220,7 +220,7 @@ def test_pause_and_resume_from_the_overview(signed_in: httpx.Client) -> None:
     assert (state.paused, state.reason, state.paused_by) == (
         True,
         "provider maintenance",
-        "dashboard",
+        "dashboard:default/env",  # signed in with an IMAGEGEN_API_TOKENS token
     )
     page = signed_in.get("/dashboard/")
     assert 'data-fleet-paused="yes"' in page.text and "provider maintenance" in page.text
@@ -241,7 +241,8 @@ def test_fleet_endpoints_read_pause_and_resume(browser: httpx.Client) -> None:
     paused = browser.post("/v1/fleet/pause", headers=AUTH, json={"reason": "balance check"})
     assert paused.status_code == 200
     assert paused.json()["paused"] is True and paused.json()["reason"] == "balance check"
-    assert paused.json()["paused_by"] == "api"
+    # the tenant and key that paused (an IMAGEGEN_API_TOKENS token: the default tenant)
+    assert paused.json()["paused_by"].startswith("default/env:")
     bad = browser.post("/v1/fleet/pause", headers=AUTH, json={"reason": ""})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "reason"
     resumed = browser.post("/v1/fleet/resume", headers=AUTH)

@@ -5,6 +5,7 @@ worker with exit code 0 is tests/e2e/test_broker_outage_e2e.py."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,10 +13,11 @@ from typer.testing import CliRunner
 
 from worker.cli import processes
 from worker.cli.main import app
+from worker.core.settings import reset_settings
 
 
 @pytest.fixture
-def celery_returns(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+def celery_returns(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
     """Celery's ``start`` stubbed to return the code put into the list (and record argv)."""
     returned: list[Any] = []
     started: list[list[str]] = []
@@ -30,8 +32,10 @@ def celery_returns(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     monkeypatch.setattr(processes, "keep_celery_logging_ours", lambda **kwargs: None)
     monkeypatch.setattr(processes, "configure_from_settings", lambda *args: False)
     monkeypatch.setenv("GPTPROTO_API_KEY", "sk-test-exit-codes-0123456789")
+    reset_settings()
     returned.append(None)
-    return returned
+    yield returned
+    reset_settings()
 
 
 @pytest.mark.parametrize("command", ["worker", "beat"])

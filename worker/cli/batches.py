@@ -64,6 +64,9 @@ def submit(
     metadata: str | None = typer.Option(
         None, "--metadata", help="The batch's JSON object (each line's own is merged over it)."
     ),
+    max_spend: float | None = typer.Option(
+        None, help="Most its submissions may cost (IMAGEGEN_PRICES); past it, jobs wait."
+    ),
 ) -> None:
     """Validate every line, then enqueue them all in one transaction (or none)."""
     with _opened(file) as lines:
@@ -75,6 +78,7 @@ def submit(
         deadline_s=deadline_s,
         idempotency_key=idempotency_key,
         metadata=metadata_option(metadata),
+        max_spend=max_spend,
     )
     console = err if as_json else out
     if not as_json:

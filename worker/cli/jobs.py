@@ -78,7 +78,11 @@ def status(
 
 
 def _print_status(view: dict[str, Any]) -> None:
-    out.print(f"[bold]{view['id']}[/]  {view['status']}", highlight=False)
+    waiting = f"  (waiting: {view['waiting']})" if view.get("waiting") else ""
+    out.print(
+        f"[bold]{view['id']}[/]  {view['status']}{waiting}  tenant {view.get('tenant', '-')}",
+        highlight=False,
+    )
     if view["error_code"] or view["error_message"]:
         out.print(f"error: {view['error_code']}: {view['error_message']}", highlight=False)
     out.print(

@@ -1,6 +1,6 @@
 """The ``imagegen`` command line: the root of the commands, one module per group beside it
-(``jobs``, ``operator``, ``batches``, ``webhooks``, ``processes``, ``demo``; what they share in
-``output``).
+(``jobs``, ``operator``, ``batches``, ``webhooks``, ``keys`` (keys, budgets, spend),
+``processes``, ``demo``; what they share in ``output``).
 
 Exit codes: 0 ok, 2 bad input, 1 any other failure. ``main`` wires the Celery broker into the
 process (``worker.core.ports``) before any command runs.
@@ -12,7 +12,7 @@ import typer
 
 from simulator.cli import simulator
 from worker.broker.tasks import install_ports
-from worker.cli import batches, demo, health, jobs, operator, processes, webhooks
+from worker.cli import batches, demo, health, jobs, keys, operator, processes, webhooks
 
 app = typer.Typer(
     help="Durable text-to-image job queue (GPTProto viduq2).",
@@ -34,11 +34,14 @@ app.command()(operator.resume)
 app.command()(processes.api)
 app.command()(processes.check)
 app.command("export")(batches.export)
+app.command("spend")(keys.spend_command)
 app.add_typer(processes.db_app, name="db")
 app.add_typer(jobs.jobs_app, name="jobs")
 app.add_typer(batches.batch_app, name="batch")
 app.add_typer(health.health_app, name="health")
 app.add_typer(webhooks.webhooks_app, name="webhooks")
+app.add_typer(keys.keys_app, name="keys")
+app.add_typer(keys.budgets_app, name="budgets")
 
 
 def main() -> None:

@@ -35,6 +35,12 @@ class Refused(StrEnum):
     COOLDOWN = "cooldown"
     IN_FLIGHT = "in_flight_limit"
     RATE = "rate_limit"
+    #: The job's tenant or batch budget would be crossed (``store.spend``).
+    BUDGET = "budget"
+    #: The job's tenant has its ``max_in_flight`` predictions out.
+    TENANT_IN_FLIGHT = "tenant_in_flight"
+    #: The job's tenant used its ``submit_rate`` for now.
+    TENANT_RATE = "tenant_rate"
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ broker and images written under a local folder, all below ``IMAGEGEN_DATA_DIR``.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -15,6 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.core.errors import ConfigurationError
+from worker.core.tenancy import DEFAULT_PRICES, parse_prices
 
 ENV_PREFIX = "IMAGEGEN_"
 #: Settings read from variables outside the IMAGEGEN_ prefix, by field name.
@@ -164,6 +166,9 @@ class Settings(BaseSettings):
     webhook_retry_base_s: float = Field(default=5.0, gt=0)
     webhook_retry_max_s: float = Field(default=600.0, gt=0)
     webhook_give_up_after_s: float = Field(default=24 * 3600.0, gt=0)
+    #: What one image costs by resolution, a JSON object (the operator's estimate of the
+    #: account's prices; ``worker.core.tenancy.DEFAULT_PRICES`` for any left out).
+    prices: str = Field(default_factory=lambda: json.dumps(DEFAULT_PRICES))
 
     # --- operations ----------------------------------------------------------------------------
     #: ``json`` lines for services, ``text`` for people; ``auto``: text only on a terminal.
@@ -226,6 +231,15 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("prices")
+    @classmethod
+    def _price_table(cls, value: str) -> str:
+        try:
+            parse_prices(value)
+        except json.JSONDecodeError:
+            raise ValueError("must be a JSON object of prices by resolution") from None
+        return value
+
     @field_validator("worker_queues")
     @classmethod
     def _known_queues(cls, value: str) -> str:
@@ -277,6 +291,11 @@ class Settings(BaseSettings):
         """Connections kept open per process: one per worker thread and a few for the
         dispatcher, heartbeats and metrics reads."""
         return self.db_pool_size or max(10, self.worker_concurrency + 4)
+
+    @property
+    def price_table(self) -> dict[str, int]:
+        """Micro-units by resolution."""
+        return parse_prices(self.prices)
 
     @property
     def embedded(self) -> bool:

@@ -23,21 +23,24 @@ from sqlalchemy.orm import Session
 
 from models import Batch
 from models.base import utcnow
-from worker.core import ports
+from worker.core import ports, tenancy
 from worker.core.batch_input import BatchItem, check_items, parse_list
 from worker.core.errors import BadInput, BadLines, BatchNotFound, IdempotencyConflict
 from worker.core.metadata import MAX_METADATA_BYTES, merged, metadata_problem, serialized_size
 from worker.core.progress import RATE_WINDOW_S
 from worker.core.request import Priority
 from worker.core.settings import get_settings
+from worker.core.tenancy import LOCAL, Principal
 from worker.core.untrusted import text_problem
 from worker.core.url_policy import check_callback_url
 from worker.db.aftercommit import call_after_commit
 from worker.db.engine import session_scope
-from worker.service import views
+from worker.service import spend, views
 from worker.service.ids import resolve_batch_id
 from worker.service.jobs import MAX_DEADLINE_S
+from worker.service.spend import parse_amount
 from worker.store import batches as batch_store
+from worker.store import tenants
 from worker.store.batches import NewJob
 
 log = logging.getLogger("imagegen.batches")
@@ -54,6 +57,15 @@ class BatchReceipt:
     batch_id: uuid.UUID
     job_ids: list[uuid.UUID]
     created: bool
+
+
+@dataclass(frozen=True)
+class _Owner:
+    """Who submits the batch, and its spending cap (micro-units)."""
+
+    tenant: str
+    key_id: str | None
+    max_spend: int | None
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,8 @@ def enqueue_batch(
     metadata: dict[str, Any] | None = None,
     session: Session | None = None,
     dispatch: bool = True,
+    principal: Principal = LOCAL,
+    max_spend: float | str | None = None,
 ) -> BatchReceipt:
     """Record a batch of jobs (validated requests, or raw dicts with an optional ``ref``).
 
@@ -82,6 +96,8 @@ def enqueue_batch(
     ``deadline_s`` applies to every job. With ``idempotency_key``, the same key and items
     return the first batch; different items raise :class:`IdempotencyConflict`.
     ``metadata`` is the batch's; each item's own (``{"metadata": {...}}``) is merged over it.
+    The batch and its jobs are ``principal``'s; ``max_spend`` (in the account's currency)
+    caps what its submissions may cost: past it, its jobs wait.
     """
     batch_items = _validated(items)
     options = _options(
@@ -92,9 +108,12 @@ def enqueue_batch(
         metadata=metadata,
     )
     _check_merged(batch_items, options.metadata)
+    owner = _Owner(principal.tenant, principal.key_id, parse_amount(max_spend, "max_spend"))
     scope = nullcontext(session) if session is not None else session_scope()
     with scope as active:
-        receipt = _insert_once(active, batch_items, options)
+        if owner.tenant != LOCAL.tenant:  # the dispatcher shares work between known tenants
+            tenants.ensure_tenant(active, owner.tenant)
+        receipt = _insert_once(active, batch_items, options, owner)
         if receipt.created and dispatch:
             call_after_commit(active, nudge, receipt.job_ids)
     return receipt
@@ -153,11 +172,13 @@ def _check_merged(items: Sequence[BatchItem], base: dict[str, Any] | None) -> No
         raise BadLines(problems)
 
 
-def _digest(items: Sequence[BatchItem], options: _Options) -> str:
+def _digest(items: Sequence[BatchItem], options: _Options, owner: _Owner) -> str:
     """A fingerprint of what was asked, to tell a replay from a different batch."""
     head: list[Any] = [options.name, options.callback_url, options.deadline_s]
     if options.metadata is not None:  # only then: digests of batches before metadata hold
         head.append(options.metadata)
+    if owner != _Owner(LOCAL.tenant, LOCAL.key_id, None):  # as before tenants, for the default
+        head += [owner.tenant, owner.max_spend]
     digest = hashlib.sha256(json.dumps(head, sort_keys=True).encode())
     for item in items:
         line: list[Any] = [item.ref, item.request.provider_body()]
@@ -167,8 +188,10 @@ def _digest(items: Sequence[BatchItem], options: _Options) -> str:
     return digest.hexdigest()
 
 
-def _insert_once(session: Session, items: list[BatchItem], options: _Options) -> BatchReceipt:
-    digest = _digest(items, options) if options.idempotency_key else None
+def _insert_once(
+    session: Session, items: list[BatchItem], options: _Options, owner: _Owner
+) -> BatchReceipt:
+    digest = _digest(items, options, owner) if options.idempotency_key else None
     if options.idempotency_key:
         existing = batch_store.get_batch_by_idempotency_key(session, options.idempotency_key)
         if existing is not None:
@@ -183,6 +206,9 @@ def _insert_once(session: Session, items: list[BatchItem], options: _Options) ->
         callback_url=options.callback_url,
         meta=options.metadata,
         created_at=now,
+        tenant=owner.tenant,
+        key_id=owner.key_id,
+        max_spend=owner.max_spend,
     )
     try:
         with session.begin_nested():
@@ -192,7 +218,7 @@ def _insert_once(session: Session, items: list[BatchItem], options: _Options) ->
         if existing is None:
             raise
         return _replayed(session, existing, digest)
-    job_ids = _insert_jobs(session, batch.id, items, now, options)
+    job_ids = _insert_jobs(session, batch.id, items, now, options, owner)
     log.info("batch_enqueued", extra={"batch_id": str(batch.id), "jobs": len(job_ids)})
     return BatchReceipt(batch.id, job_ids, True)
 
@@ -205,7 +231,12 @@ def _replayed(session: Session, existing: Batch, digest: str | None) -> BatchRec
 
 
 def _insert_jobs(
-    session: Session, batch_id: uuid.UUID, items: list[BatchItem], now: datetime, options: _Options
+    session: Session,
+    batch_id: uuid.UUID,
+    items: list[BatchItem],
+    now: datetime,
+    options: _Options,
+    owner: _Owner,
 ) -> list[uuid.UUID]:
     job_ids = [uuid.uuid4() for _ in items]
     # a generator: on Postgres each chunk is built while the server stores the previous one
@@ -230,6 +261,8 @@ def _insert_jobs(
         now=now,
         deadline=now + timedelta(seconds=options.deadline_s),
         jobs=jobs,
+        tenant=owner.tenant,
+        key_id=owner.key_id,
     )
     return job_ids
 
@@ -261,7 +294,11 @@ def batch_view(session: Session, batch: Batch) -> dict[str, Any]:
     counts = batch_store.counts(
         session, batch_id=batch.id, since=now - timedelta(seconds=RATE_WINDOW_S)
     )
-    return views.batch_resource(batch, counts, now)
+    return views.batch_resource(batch, counts, now) | {
+        "tenant": batch.tenant,
+        "max_spend": None if batch.max_spend is None else tenancy.from_micros(batch.max_spend),
+        "spend": spend.batch_spend(session, batch.id),
+    }
 
 
 def manifest(batch_id: uuid.UUID) -> Iterator[dict[str, Any]]:

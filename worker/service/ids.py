@@ -16,14 +16,20 @@ from worker.db.engine import session_scope
 from worker.store import ids
 
 
-def resolve_job_id(value: str | uuid.UUID, *, field: str = "job_id") -> uuid.UUID:
-    """The job ``value`` names; a full UUID is returned as it is (not looked up)."""
-    return _resolve(value, field, Job, "job")
+def resolve_job_id(
+    value: str | uuid.UUID, *, field: str = "job_id", tenant: str | None = None
+) -> uuid.UUID:
+    """The job ``value`` names; a full UUID is returned as it is (not looked up). With
+    ``tenant``, a prefix is looked up among that tenant's jobs only (a caller never learns
+    another tenant's ids from the candidates)."""
+    return _resolve(value, field, Job, "job", tenant)
 
 
-def resolve_batch_id(value: str | uuid.UUID, *, field: str = "batch_id") -> uuid.UUID:
+def resolve_batch_id(
+    value: str | uuid.UUID, *, field: str = "batch_id", tenant: str | None = None
+) -> uuid.UUID:
     """The batch ``value`` names; a full UUID is returned as it is (not looked up)."""
-    return _resolve(value, field, Batch, "batch")
+    return _resolve(value, field, Batch, "batch", tenant)
 
 
 def resolve_any(value: str) -> tuple[str, uuid.UUID] | None:
@@ -45,7 +51,11 @@ def _exists(kind: str, found: uuid.UUID) -> bool:
 
 
 def _resolve(
-    value: str | uuid.UUID, field: str, model: type[Job] | type[Batch], noun: str
+    value: str | uuid.UUID,
+    field: str,
+    model: type[Job] | type[Batch],
+    noun: str,
+    tenant: str | None = None,
 ) -> uuid.UUID:
     if isinstance(value, uuid.UUID):
         return value
@@ -57,7 +67,9 @@ def _resolve(
     if low == high:
         return low
     with session_scope() as session:
-        found = ids.ids_between(session, kind=model, low=low, high=high, limit=MAX_CANDIDATES)
+        found = ids.ids_between(
+            session, kind=model, low=low, high=high, limit=MAX_CANDIDATES, tenant=tenant
+        )
     if not found:
         error = JobNotFound if model is Job else BatchNotFound
         raise error(f"no {noun} with an id starting with {value.strip()}")

@@ -24,15 +24,16 @@ from worker.core.errors import BadInput, IdempotencyConflict, JobNotFound
 from worker.core.metadata import metadata_problem
 from worker.core.request import GenerationRequest, Priority, parse_request
 from worker.core.settings import get_settings
+from worker.core.tenancy import LOCAL, Principal
 from worker.core.untrusted import text_problem
 from worker.core.url_policy import check_callback_url
 from worker.db.aftercommit import call_after_commit
 from worker.db.engine import session_scope
-from worker.service import views
+from worker.service import spend, views
 from worker.service.health import describe
 from worker.service.ids import resolve_job_id
 from worker.store import jobs as job_store
-from worker.store import transitions
+from worker.store import tenants, transitions
 from worker.telemetry import tracing
 
 log = logging.getLogger("imagegen.jobs")
@@ -94,19 +95,24 @@ def enqueue_job(
     metadata: dict[str, Any] | None = None,
     session: Session | None = None,
     dispatch: bool = True,
+    principal: Principal = LOCAL,
 ) -> Enqueued:
-    """:func:`enqueue`, also telling whether the job was created by this call."""
+    """:func:`enqueue`, also telling whether the job was created by this call (recorded as
+    ``principal``'s: its tenant and key)."""
     if not isinstance(request, GenerationRequest):
         request = parse_request(request)
     extra = _extra_fields(
         callback_url=callback_url, ref=ref, deadline_s=deadline_s, metadata=metadata
     )
+    extra |= {"tenant": principal.tenant, "key_id": principal.key_id}
     priority = _priority(priority)
     if idempotency_key is not None and (problem := text_problem(idempotency_key, 200)):
         raise BadInput([("idempotency_key", problem)])
     scope = nullcontext(session) if session is not None else session_scope()
     with tracing.enqueue_span(priority=priority.value) as traceparent, scope as active:
         direct = dispatch and priority is Priority.INTERACTIVE
+        if principal.tenant != LOCAL.tenant:  # the dispatcher shares work between known tenants
+            tenants.ensure_tenant(active, principal.tenant)
         outcome = _insert_once(
             active,
             request,
@@ -200,7 +206,8 @@ def _request_columns(request: GenerationRequest) -> dict[str, Any]:
 def _replayed(existing: Job, request: GenerationRequest, extra: dict[str, Any]) -> Enqueued:
     """The job an idempotency key already names, if it was asked for the same thing."""
     same = (
-        existing.request_fields() == request.provider_body()
+        existing.tenant == extra["tenant"]
+        and existing.request_fields() == request.provider_body()
         and existing.callback_url == extra["callback_url"]
         and existing.ref == extra["ref"]
         and existing.meta == extra["meta"]
@@ -244,7 +251,8 @@ def details(job_id: uuid.UUID, *, links: views.Linker | None) -> dict[str, Any]:
         job = job_store.get_job(session, job_id)
         if job is None:
             raise JobNotFound(f"no job with id {job_id}")
-        return views.job_resource(job, job_store.list_images(session, job_id), links)
+        view = views.job_resource(job, job_store.list_images(session, job_id), links)
+        return view | spend.waiting(session, job)
 
 
 def status(job_id: uuid.UUID, *, with_events: bool = True) -> dict[str, Any]:
@@ -253,7 +261,7 @@ def status(job_id: uuid.UUID, *, with_events: bool = True) -> dict[str, Any]:
         job = job_store.get_job(session, job_id)
         if job is None:
             raise JobNotFound(f"no job with id {job_id}")
-        view = views.job_view(job)
+        view = views.job_view(job) | spend.waiting(session, job)
         view["images"] = [
             views.image_view(image) for image in job_store.list_images(session, job_id)
         ]

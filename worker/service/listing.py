@@ -70,14 +70,18 @@ def list_batches(
     metadata: Mapping[str, str] | None = None,
     limit: int = DEFAULT_LIMIT,
     after: str | None = None,
+    tenant: str | None = None,
 ) -> dict[str, Any]:
-    """One page of batches, newest first, each as ``GET /v1/batches/{id}`` shows it."""
+    """One page of batches (``tenant``'s, if given), newest first, each as
+    ``GET /v1/batches/{id}`` shows it."""
     check_limit(limit)
     before = cursor.decode(after)
     filters = parse_filters(metadata or {})
     now = datetime.now(UTC)
     with session_scope() as session:
-        found = listing.batches_page(session, metadata=filters, before=before, limit=limit + 1)
+        found = listing.batches_page(
+            session, metadata=filters, before=before, limit=limit + 1, tenant=tenant
+        )
         page = found[:limit]
         since = now - timedelta(seconds=RATE_WINDOW_S)
         items = [

@@ -56,6 +56,8 @@ def job_resource(job: Job, images: Iterable[JobImage], links: Linker | None) -> 
         "ambiguous_submits": job.ambiguous_submits,
         "timings": timings(job),
         "images": [image_resource(image, links) for image in images],
+        "tenant": job.tenant,
+        "key_id": job.key_id,
     }
 
 
@@ -125,6 +127,7 @@ def batch_resource(batch: Batch, counts: Counts, now: datetime) -> dict[str, Any
         "elapsed_s": round(elapsed, 1),
         "callback_url": batch.callback_url,
         "metadata": batch.meta,
+        "tenant": batch.tenant,
         "created_at": iso(batch.created_at),
         "completed_at": iso(batch.completed_at),
     }

@@ -45,6 +45,8 @@ JOB_COLUMNS = (
     "deadline_at",
     "created_at",
     "updated_at",
+    "tenant",
+    "key_id",
 )
 _CHUNK = 5_000
 #: COPY's text format: backslash, newline, carriage return and tab are escaped; NULL is \N.
@@ -90,6 +92,8 @@ def insert_jobs(
     now: datetime,
     deadline: datetime,
     jobs: Iterable[NewJob],
+    tenant: str = "default",
+    key_id: str | None = None,
 ) -> None:
     """Write a batch's jobs, ``queued`` and due now, in the session's transaction.
 
@@ -109,6 +113,8 @@ def insert_jobs(
         "deadline_at": deadline,
         "created_at": now,
         "updated_at": now,
+        "tenant": tenant,
+        "key_id": key_id,
     }
     with cyclic_gc_paused():
         if session.get_bind().dialect.name == "postgresql":
@@ -122,13 +128,15 @@ def _copy(session: Session, jobs: Iterable[NewJob], fixed: dict[str, Any]) -> No
     the driver would cost more than Postgres spends storing them."""
     raw = session.connection().connection.driver_connection  # psycopg, in this transaction
     assert raw is not None
+    key_id = _text(fixed["key_id"]) if fixed["key_id"] else "\\N"
     head = f"\t{fixed['status']}\t{fixed['priority']}\t"
     middle = f"\t{fixed['batch_id']}\t"
     tail = (
         f"\t{fixed['attempts']}\t{fixed['poll_count']}\t{fixed['poll_errors']}"
         f"\t{fixed['transfer_attempts']}\t{fixed['ambiguous_submits']}"
         f"\t{fixed['next_action_at'].isoformat()}\t{fixed['deadline_at'].isoformat()}"
-        f"\t{fixed['created_at'].isoformat()}\t{fixed['updated_at'].isoformat()}\n"
+        f"\t{fixed['created_at'].isoformat()}\t{fixed['updated_at'].isoformat()}"
+        f"\t{_text(fixed['tenant'])}\t{key_id}\n"
     )
     statement = f"COPY jobs ({', '.join(JOB_COLUMNS)}) FROM STDIN"
     with raw.cursor() as cursor, cursor.copy(statement) as copy:

@@ -44,11 +44,15 @@ def dispatchable_jobs(
     lost_before: datetime,
     limit: int,
     offset: int = 0,
+    tenant: str | None = None,
 ) -> list[uuid.UUID]:
-    """The next jobs to send: a batch's in line order, loose jobs oldest first."""
+    """The next jobs to send: a batch's in line order, loose jobs (of ``tenant``, if given)
+    oldest first."""
     if limit <= 0:
         return []
     condition = _dispatchable(now, lost_before)
+    if tenant is not None:
+        condition = and_(condition, Job.tenant == tenant)
     if batch_id is None:
         query = (
             select(Job.id)

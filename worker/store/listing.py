@@ -33,6 +33,8 @@ class JobFilter:
     created_after: datetime | None = None
     created_before: datetime | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    #: Only this tenant's jobs (a caller without the ``operate`` scope sees only its own).
+    tenant: str | None = None
 
 
 def jobs_page(
@@ -44,6 +46,8 @@ def jobs_page(
         conditions.append(Job.status.in_(list(where.statuses)))
     if where.batch_id is not None:
         conditions.append(Job.batch_id == where.batch_id)
+    if where.tenant is not None:
+        conditions.append(Job.tenant == where.tenant)
     if where.ref is not None:
         conditions.append(Job.ref == where.ref)
     if where.error_code is not None:
@@ -63,9 +67,13 @@ def batches_page(
     metadata: Mapping[str, str],
     before: tuple[datetime, uuid.UUID] | None,
     limit: int,
+    tenant: str | None = None,
 ) -> list[Batch]:
-    """Up to ``limit`` batches (not being pruned), newest first, older than the cursor."""
+    """Up to ``limit`` batches (not being pruned, ``tenant``'s if given), newest first, older
+    than the cursor."""
     conditions = [Batch.pruned_at.is_(None), *_metadata_matches(session, Batch.meta, metadata)]
+    if tenant is not None:
+        conditions.append(Batch.tenant == tenant)
     query = select(Batch).where(*conditions)
     return list(session.scalars(_page(query, Batch, before, limit)))
 

@@ -13,6 +13,7 @@ re-sends deliveries whose message was lost.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -145,3 +146,27 @@ def sweep(engine: Engine, *, stale_s: float) -> SweepResult:
     if completed or due:
         log.info("outbox_swept", extra={"batches_completed": completed, "resent": len(due)})
     return SweepResult(completed, len(due))
+
+
+def budget_warning(session: Session, *, job_id: uuid.UUID, scope: str, period: str) -> None:
+    """A budget the job's submission reserved on passed 80 %: one ``budget.warning`` event per
+    budget and period, to the callback of the job's batch, else to the job's own (none: the
+    metric, the log line and the job event are all there is)."""
+    batch_id, url = deliveries.job_reporting(session, job_id)
+    batch = batches.get_batch(session, batch_id) if batch_id is not None else None
+    to_batch = batch is not None and bool(batch.callback_url)
+    target = batch.callback_url if batch is not None and to_batch else url
+    if target is None:
+        return
+    digest = hashlib.sha256(f"{scope}|{period}".encode()).hexdigest()[:40]
+    delivery = deliveries.record_delivery(
+        session,
+        dedup_key=f"budget:{digest}",
+        event="budget.warning",
+        url=target,
+        now=datetime.now(UTC),
+        job_id=None if to_batch else job_id,
+        batch_id=batch_id if to_batch else None,
+    )
+    if delivery is not None:
+        _pending(session).deliveries.append(delivery)

@@ -2,12 +2,14 @@
 
 A claim takes a lease on the job (a token and an expiry) and proves that this worker may
 perform the step; a mark writes the step's outcome, guarded by that lease. The submit claim
-also passes the fleet's gate (``store.fleet``) and takes its token in the same transaction.
+also passes the fleet's gate (``store.fleet``) and takes its token in the same transaction,
+then the tenant's in-flight cap and budgets (``store.spend`` reserves the job's price).
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,9 +18,11 @@ from sqlalchemy.orm import Session
 
 from models import Job
 from models.base import utcnow
-from worker.core.limits import Admission, Limits
+from worker.core import tenancy
+from worker.core.limits import Admission, Limits, Refused
+from worker.core.settings import get_settings
 from worker.core.states import JobStatus
-from worker.store import fleet
+from worker.store import fleet, spend, tenants
 from worker.store.jobs import add_event, get_job
 from worker.store.transitions import Claim, holds, lease_released, lease_values, move
 
@@ -43,6 +47,9 @@ def claim_for_submit(
     admission = fleet.admit_submission(
         session, priority=job.priority, limits=limits or fleet.current_limits()
     )
+    reservation, rate_tokens = None, None
+    if admission.admitted:
+        admission, reservation, rate_tokens = _tenant_admission(session, job, admission, now)
     if not admission.admitted:  # back to the dispatcher's queue; nothing counted
         session.execute(
             update(Job)
@@ -59,13 +66,45 @@ def claim_for_submit(
         target=JobStatus.SUBMITTING,
         event="submit_started",
         guard=due,
-        values={**values, "attempts": Job.attempts + 1, "dispatched_at": None},
+        values={
+            **values,
+            "attempts": Job.attempts + 1,
+            "dispatched_at": None,
+            "reservation": reservation,
+        },
         detail={"probe": True} if admission.probe else None,
     )
     if not moved:
+        if reservation:
+            spend.release(session, reservation)
         return None  # the token stays in the bucket
     fleet.take(session, admission)
+    if rate_tokens is not None:
+        tenants.take_rate_token(session, tenant=job.tenant, tokens=rate_tokens, at=now)
     return Claim(job_id, token, attempt=job.attempts + 1, job=job)
+
+
+def _tenant_admission(
+    session: Session, job: Job, admission: Admission, now: datetime
+) -> tuple[Admission, dict[str, Any] | None, float | None]:
+    """The tenant's own limits, under the fleet's lock: its in-flight cap, its submit rate
+    (the tokens its bucket will hold, written once the job moved), then its budgets and its
+    batch's (the job's price reserved on them, or a refusal)."""
+    tenant = tenants.get_tenant(session, job.tenant)
+    cap = tenant.max_in_flight if tenant is not None else None
+    if cap is not None and tenants.in_flight(session, job.tenant) >= cap:
+        return replace(admission, refused=Refused.TENANT_IN_FLIGHT, retry_in_s=1.0), None, None
+    rate = tenants.rate_state(tenant) if tenant is not None else None
+    tokens, wait = rate.take(now) if rate is not None else (None, 0.0)
+    if wait > 0:
+        return replace(admission, refused=Refused.TENANT_RATE, retry_in_s=wait), None, None
+    price = tenancy.price_of(get_settings().price_table, job.resolution)
+    reservation = spend.reserve(
+        session, job_id=job.id, tenant=job.tenant, batch_id=job.batch_id, price=price, now=now
+    )
+    if reservation is None:
+        return replace(admission, refused=Refused.BUDGET, retry_in_s=60.0), None, None
+    return admission, reservation, tokens
 
 
 def mark_running(

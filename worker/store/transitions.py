@@ -25,7 +25,7 @@ from models.base import utcnow
 from worker.core import ports
 from worker.core.states import ACTIVE, JobStatus, Moved, transition
 from worker.db.aftercommit import call_after_commit
-from worker.store import outbox
+from worker.store import outbox, spend
 from worker.store.jobs import add_event
 from worker.telemetry import metrics
 
@@ -76,6 +76,8 @@ def move(
     if moved is None:
         return None
     source = JobStatus(current)
+    if source is JobStatus.SUBMITTING:  # the submit ended: its reserved budget settles
+        spend.settle(session, job_id=job_id, outcome=_submit_outcome(target, values))
     add_event(
         session, job_id=job_id, event=event, from_status=source, to_status=target, detail=detail
     )
@@ -83,6 +85,16 @@ def move(
     happened = Moved(job_id, source, target, polls)
     _follow_up(session, happened)
     return happened
+
+
+def _submit_outcome(target: JobStatus, values: dict[str, Any] | None) -> spend.Outcome:
+    """Accepted when it runs; possibly paid when counted ambiguous, or cancelled while the
+    call was out; otherwise (refused, never sent) nothing is owed."""
+    if target is JobStatus.RUNNING:
+        return "charged"
+    if target is JobStatus.CANCELLED or "ambiguous_submits" in (values or {}):
+        return "possible"
+    return "released"
 
 
 def _follow_up(session: Session, moved: Moved) -> None:

@@ -77,6 +77,22 @@ FLEET_EVENTS = Counter(
     ["event"],
 )
 BREAKER_STATES = ("closed", "open", "half_open")
+SPEND = Counter(
+    "imagegen_spend",
+    "Money (the account's currency, at IMAGEGEN_PRICES) of submissions the provider accepted "
+    "(kind=charged) or may have accepted (kind=possible: ambiguous submits), by tenant.",
+    ["tenant", "kind"],
+)
+SUBMITS_CHARGED = Counter(
+    "imagegen_submits_charged",
+    "Submissions counted as spend, by tenant and kind.",
+    ["tenant", "kind"],
+)
+BUDGET_WARNINGS = Counter(
+    "imagegen_budget_warnings",
+    "Budgets that passed 80 % of their limit, by tenant and period (day, month, batch).",
+    ["tenant", "period"],
+)
 
 # --- hooks the rest of the code calls --------------------------------------------------------
 
@@ -127,6 +143,20 @@ def dispatched(interactive: int, batch: int) -> None:
 
 def deferred(reason: str) -> None:
     DEFERRED.labels(reason).inc()
+
+
+def spent(session: Session, tenant: str, kind: str, micros: int) -> None:
+    """Count a charge once ``session``'s transaction commits."""
+    call_after_commit(session, _spent, tenant, kind, micros)
+
+
+def _spent(tenant: str, kind: str, micros: int) -> None:
+    SPEND.labels(tenant, kind).inc(micros / 1_000_000)
+    SUBMITS_CHARGED.labels(tenant, kind).inc()
+
+
+def budget_warning(session: Session, tenant: str, period: str) -> None:
+    call_after_commit(session, BUDGET_WARNINGS.labels(tenant, period).inc)
 
 
 def set_paused(paused: bool) -> None:

@@ -1,0 +1,45 @@
+"""``/v1/spend``: what submissions cost, per tenant, per UTC day and in total.
+
+``charged`` counts (and prices) the submissions the provider accepted, ``possible`` the
+ambiguous ones; both at ``IMAGEGEN_PRICES``, an estimate the operator sets. A key sees its own
+tenant's spend; one with ``operate`` sees every tenant's.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from api.auth import require_token, scoped
+from api.errors import ApiError, responses
+from worker.core.tenancy import Principal, Scope
+from worker.service import spend
+
+router = APIRouter(prefix="/v1/spend", tags=["spend"], dependencies=[Depends(require_token)])
+
+
+@router.get(
+    "",
+    summary="Spend: charged and possible, per tenant and day",
+    responses=responses(401, 403, 422),
+)
+def get_spend(
+    tenant: Annotated[str | None, Query(max_length=63)] = None,
+    batch_id: uuid.UUID | None = None,
+    since: Annotated[datetime | None, Query(description="ISO 8601; with a time zone")] = None,
+    principal: Principal = Depends(scoped(Scope.READ)),
+) -> dict[str, Any]:
+    """`charged` and `possible` (each `amount` and `count`) in total, under `tenants` per
+    tenant and under `days` per UTC day, for the filters given."""
+    if tenant is None and not principal.can(Scope.OPERATE):
+        tenant = principal.tenant
+    if tenant is not None and not principal.sees(tenant):
+        raise ApiError(
+            403, "forbidden", "this key sees only its own tenant's spend ('operate' sees all)"
+        )
+    if since is not None and since.tzinfo is None:
+        raise ApiError(422, "invalid_request", "since: must carry a time zone (e.g. Z)")
+    return spend.report(tenant=tenant, batch_id=batch_id, since=since)
