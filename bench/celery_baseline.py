@@ -28,11 +28,13 @@ QUEUE = "imagegen-bench"
 app = Celery("imagegen-bench")
 
 
-@app.on_configure.connect
-def _configure(sender: Celery, **_: Any) -> None:
+def _config() -> dict[str, Any]:
     config = celery_config(get_settings())
     config.update(task_default_queue=QUEUE, beat_schedule={})
-    sender.conf.update(config)
+    return config
+
+
+app.add_defaults(_config)  # read on first use, as ``worker.broker.app`` does
 
 
 @app.task(name="bench.hop", acks_late=True)
