@@ -83,6 +83,13 @@ def run(context: Context) -> Result:
         "jobs": measured.as_dict(),
         "latency": {r: CONTRACT_LATENCY[r] for r in mix},
         "by_resolution": by_resolution(seen),
+        "observations": [  # for the plot of lag against allowance
+            {
+                key: round(value, 3) if isinstance(value, float) else value
+                for key, value in item.items()
+            }
+            for item in seen
+        ],
         "least_polls": {
             "p95": least,
             "target": max_polls,
