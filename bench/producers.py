@@ -18,12 +18,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from statistics import median
+from typing import Any
 
 import httpx
 
-from bench import enqueue, loadgen
+from bench import enqueue, loadgen, probe
 from bench.bare_api import TABLE
 from bench.figures import Figure, Target
+from bench.machine import CpuMeter
 from bench.runner import Context, Result
 from bench.stack import Stack
 from bench.stats import rate
@@ -47,21 +49,22 @@ def run(context: Context) -> Result:
     repeats = context.size(3, 1)
     settings = {"IMAGEGEN_API_TOKENS": TOKEN, **POOL}
     with context.stack("producers", settings=settings, services=False) as stack:
-        with _server(stack, "api", _api_command) as url:
-            api = _load(url, seconds, {"Authorization": f"Bearer {TOKEN}"})
+        with _server(stack, "api", _api_command) as (url, proc, folder):
+            auth = {"Authorization": f"Bearer {TOKEN}"}
+            api, api_cost = _load(url, proc, folder, seconds, auth)
             source = enqueue.write_jsonl(stack.workdir / "batch.jsonl", lines)
             batches = [_batch(url, source) for _ in range(repeats)]
         _create_bare_table()
-        with _server(stack, "bare", _bare_command) as url:
-            bare = _load(url, seconds, {})
+        with _server(stack, "bare", _bare_command) as (url, proc, folder):
+            bare, bare_cost = _load(url, proc, folder, seconds, {})
     details = {
         "clients": CLIENTS,
         "server_processes": WORKERS,
-        "api": api.as_dict(),
-        "bare": bare.as_dict(),
+        "api": {**api.as_dict(), "per_request": api_cost},
+        "bare": {**bare.as_dict(), "per_request": bare_cost},
         "batches": batches,
     }
-    return Result(figures(seconds, lines, api, bare, batches), details)
+    return Result(figures(seconds, lines, api, bare, batches, details), details)
 
 
 def figures(
@@ -70,6 +73,7 @@ def figures(
     api: loadgen.Load,
     bare: loadgen.Load,
     batches: list[dict[str, float]],
+    details: dict[str, Any],
 ) -> list[Figure]:
     api_s = median(b["api_s"] for b in batches)
     copy_s = median(b["copy_s"] for b in batches)
@@ -84,7 +88,9 @@ def figures(
             Target(">=", 0.7),
             f"{WORKERS} server processes each; p50 {api.latency_ms(50):.0f} ms, p99 "
             f"{api.latency_ms(99):.0f} ms (bare: p50 {bare.latency_ms(50):.0f} ms, p99 "
-            f"{bare.latency_ms(99):.0f} ms); answers {dict(api.statuses)}",
+            f"{bare.latency_ms(99):.0f} ms); answers {dict(api.statuses)}; per request: "
+            f"{_cost(details['api']['per_request'])} (bare: "
+            f"{_cost(details['bare']['per_request'])})",
         ),
         Figure(
             "7 producers",
@@ -115,10 +121,55 @@ def figures(
     ]
 
 
-def _load(url: str, seconds: int, headers: dict[str, str]) -> loadgen.Load:
+def _load(
+    url: str,
+    server: subprocess.Popen[bytes],
+    folder: Path,
+    seconds: int,
+    headers: dict[str, str],
+) -> tuple[loadgen.Load, dict[str, float]]:
+    """A warm-up, then the measured load, with the server's database work and CPU per
+    answered request (its processes' probe, the CPU meter over them and Postgres)."""
     target = url + "/v1/jobs"
     loadgen.run(target, BODY, clients=CLIENTS, seconds=_WARM_UP_S, headers=headers)
-    return loadgen.run(target, BODY, clients=CLIENTS, seconds=seconds, headers=headers)
+    before = probe.read_all(folder)
+    meter = CpuMeter(
+        {"server": [server.pid, *_children(server.pid)], "load generator": [os.getpid()]}
+    )
+    meter.start()
+    load = loadgen.run(target, BODY, clients=CLIENTS, seconds=seconds, headers=headers)
+    cpu = meter.stop()
+    time.sleep(1.5)  # the probes write their counts twice a second
+    db = probe.difference(probe.read_all(folder), before)
+    done = max(load.ok, 1)
+    events = db["events"]
+    return load, {
+        "statements": round(sum(n for n, _ in db["statements"].values()) / done, 2),
+        "transactions": round((events.get("commit", 0) + events.get("rollback", 0)) / done, 2),
+        "server_cpu_ms": round(cpu["server"] / done * 1000, 2),
+        "postgres_cpu_ms": round(cpu.get("postgres", 0.0) / done * 1000, 2),
+        "load_generator_cpu_ms": round(cpu["load generator"] / done * 1000, 2),
+        "machine_busy_share": cpu["machine_busy_share"],
+        "others_cpu_s": cpu["others"],
+    }
+
+
+def _cost(per_request: dict[str, float]) -> str:
+    return (
+        f"{per_request['statements']:g} statements in {per_request['transactions']:g} "
+        f"transactions, server CPU {per_request['server_cpu_ms']:.1f} ms, Postgres CPU "
+        f"{per_request['postgres_cpu_ms']:.1f} ms, load generator CPU "
+        f"{per_request['load_generator_cpu_ms']:.1f} ms; machine busy "
+        f"{per_request['machine_busy_share']:.0%}"
+    )
+
+
+def _children(pid: int) -> list[int]:
+    """The server's worker processes (uvicorn ``--workers``), from /proc."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        found += [int(child) for child in task.read_text().split()]
+    return found
 
 
 def _batch(url: str, source: Path) -> dict[str, float]:
@@ -170,16 +221,20 @@ def _bare_command(port: int) -> list[str]:
 
 
 @contextmanager
-def _server(stack: Stack, name: str, command: Callable[[int], list[str]]) -> Iterator[str]:
-    """A server process on a free port: its URL while it runs; stopped on exit."""
+def _server(
+    stack: Stack, name: str, command: Callable[[int], list[str]]
+) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
+    """A server process on a free port, its processes probed (``bench.probe``): its URL,
+    process and probe folder while it runs; stopped on exit."""
     port = harness.free_port()
+    folder = stack.workdir / f"probe-{name}"
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **stack.env, probe.ENV: str(folder)}
     with (stack.workdir / f"{name}.log").open("ab") as sink:
-        proc = subprocess.Popen(
-            command(port), env={**os.environ, **stack.env}, stdout=sink, stderr=subprocess.STDOUT
-        )
+        proc = subprocess.Popen(command(port), env=env, stdout=sink, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
         harness.wait_http(url + "/docs", timeout_s=60)
-        yield url
+        yield url, proc, folder
     finally:
         harness.stop_process(proc, timeout_s=20)
