@@ -15,7 +15,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -26,6 +26,7 @@ from bench import enqueue, loadgen, probe
 from bench.bare_api import TABLE
 from bench.figures import Figure, Target
 from bench.machine import CpuMeter
+from bench.profiler import Profiler
 from bench.runner import Context, Result
 from bench.stack import Stack
 from bench.stats import rate
@@ -51,12 +52,12 @@ def run(context: Context) -> Result:
     with context.stack("producers", settings=settings, services=False) as stack:
         with _server(stack, "api", _api_command) as (url, proc, folder):
             auth = {"Authorization": f"Bearer {TOKEN}"}
-            api, api_cost = _load(url, proc, folder, seconds, auth)
+            api, api_cost = _load(url, proc, folder, seconds, auth, context)
             source = enqueue.write_jsonl(stack.workdir / "batch.jsonl", lines)
             batches = [_batch(url, source) for _ in range(repeats)]
         _create_bare_table()
         with _server(stack, "bare", _bare_command) as (url, proc, folder):
-            bare, bare_cost = _load(url, proc, folder, seconds, {})
+            bare, bare_cost = _load(url, proc, folder, seconds, {}, context)
     details = {
         "clients": CLIENTS,
         "server_processes": WORKERS,
@@ -127,17 +128,23 @@ def _load(
     folder: Path,
     seconds: int,
     headers: dict[str, str],
-) -> tuple[loadgen.Load, dict[str, float]]:
+    context: Context,
+) -> tuple[loadgen.Load, dict[str, Any]]:
     """A warm-up, then the measured load, with the server's database work and CPU per
     answered request (its processes' probe, the CPU meter over them and Postgres)."""
     target = url + "/v1/jobs"
     loadgen.run(target, BODY, clients=CLIENTS, seconds=_WARM_UP_S, headers=headers)
     before = probe.read_all(folder)
-    meter = CpuMeter(
-        {"server": [server.pid, *_children(server.pid)], "load generator": [os.getpid()]}
+    children = _children(server.pid)
+    meter = CpuMeter({"server": [server.pid, *children], "load generator": [os.getpid()]})
+    profiler = (  # with --profile: py-spy on each server process, files kept per server
+        Profiler(folder.with_name(f"profiles-{folder.name}"), {str(pid): pid for pid in children})
+        if context.profile
+        else None
     )
     meter.start()
-    load = loadgen.run(target, BODY, clients=CLIENTS, seconds=seconds, headers=headers)
+    with profiler or nullcontext():
+        load = loadgen.run(target, BODY, clients=CLIENTS, seconds=seconds, headers=headers)
     cpu = meter.stop()
     time.sleep(1.5)  # the probes write their counts twice a second
     db = probe.difference(probe.read_all(folder), before)
@@ -151,6 +158,7 @@ def _load(
         "load_generator_cpu_ms": round(cpu["load generator"] / done * 1000, 2),
         "machine_busy_share": cpu["machine_busy_share"],
         "others_cpu_s": cpu["others"],
+        "profile": profiler.summary() if profiler else None,
     }
 
 
