@@ -1,8 +1,9 @@
 """``python -m bench run [NAME ...] [--quick]`` measures; ``python -m bench show`` prints.
 
-``make bench`` runs every benchmark at full size (about 9 minutes on 2 cores), prints the
-table and writes ``bench/results/<timestamp>.json``, ``bench/results/latest.json`` and the
-table in ``docs/benchmarks.md``. ``--quick`` runs small sizes (a few minutes) and leaves
+``make bench`` runs every benchmark at full size (about 13 minutes on 2 cores), prints the
+table and writes ``bench/results/<timestamp>.json``, ``bench/results/latest.json``, the
+table in ``docs/benchmarks.md`` and its plots (``docs/bench/*.png``; ``python -m bench plot
+[FILE]`` draws them from any results file). ``--quick`` runs small sizes (a few minutes) and leaves
 ``latest.json`` and the docs alone, as does a run of only some benchmarks.
 """
 
@@ -28,6 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "show":
         document = json.loads(Path(args.file).read_text())
         print(results.render(document))
+        return 0
+    if args.command == "plot":
+        from bench import plots
+
+        for path in plots.draw_all(json.loads(Path(args.file).read_text())):
+            print(path)
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return _run(args)
@@ -70,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--keep", type=Path, help="keep scratch files and logs in this folder")
     show = commands.add_parser("show", help="print the table of a results file")
     show.add_argument("file", nargs="?", default=str(results.RESULTS_DIR / "latest.json"))
+    plot = commands.add_parser("plot", help="draw the plots of a results file into docs/bench/")
+    plot.add_argument("file", nargs="?", default=str(results.RESULTS_DIR / "latest.json"))
     return parser
 
 
@@ -115,6 +124,10 @@ def _run(args: argparse.Namespace) -> int:
     print()
     print(results.render(document))
     path = results.save(document, complete=complete)
+    if complete:
+        from bench import plots
+
+        plots.draw_all(document)
     print(
         f"\nresults: {path}"
         + ("" if complete else " (latest.json and docs left as they were: not a full run)")

@@ -4,8 +4,9 @@
   takes through the pipeline (submit, poll, transfer). What Celery alone costs per job.
 - ``bench.naive``: the naive way to wait for a generation: submit, then sleep between polls
   inside the worker slot. One slot is held for the whole generation time.
+- ``bench.naive_*`` (:mod:`bench.naive_chain`): the pipeline's three steps written naively.
 
-Both record their end in Redis (``RPUSH bench:{run_id} <unix time>``). Run a worker with
+The first two record their end in Redis (``RPUSH bench:{run_id} <unix time>``). Run a worker with
 ``celery -A bench.celery_baseline worker -Q imagegen-bench -P threads`` (``Stack`` does).
 """
 
@@ -25,14 +26,16 @@ from worker.provider.wire import PredictionState
 
 QUEUE = "imagegen-bench"
 
-app = Celery("imagegen-bench")
+app = Celery("imagegen-bench", include=["bench.naive_chain"])  # the naive pipeline's tasks
 
 
-@app.on_configure.connect
-def _configure(sender: Celery, **_: Any) -> None:
+def _config() -> dict[str, Any]:
     config = celery_config(get_settings())
     config.update(task_default_queue=QUEUE, beat_schedule={})
-    sender.conf.update(config)
+    return config
+
+
+app.add_defaults(_config)  # read on first use, as ``worker.broker.app`` does
 
 
 @app.task(name="bench.hop", acks_late=True)

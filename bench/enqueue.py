@@ -108,7 +108,7 @@ def measure(source: Path, count: int) -> Repeat:
     from worker.core.batch_input import parse_jsonl
     from worker.service.batches import enqueue_batch, nudge
 
-    _empty_job_tables()
+    empty_job_tables()
     started = time.perf_counter()
     with source.open("rb") as lines:
         items = parse_jsonl(lines, max_jobs=count)
@@ -117,13 +117,13 @@ def measure(source: Path, count: int) -> Repeat:
     inserted = time.perf_counter()
     nudge(receipt.job_ids)  # what enqueue_batch runs after its commit
     nudged = time.perf_counter()
-    rows = _export(receipt.batch_id)
+    rows = export_rows(receipt.batch_id)
     return Repeat(
         validate_s=validated - started,
         insert_s=inserted - validated,
         nudge_s=nudged - inserted,
-        copy_indexed_s=_raw_copy(rows, like_jobs=True),
-        copy_bare_s=_raw_copy(rows, like_jobs=False),
+        copy_indexed_s=raw_copy(rows, like_jobs=True),
+        copy_bare_s=raw_copy(rows, like_jobs=False),
     )
 
 
@@ -142,14 +142,14 @@ def _index_count() -> int:
         )
 
 
-def _empty_job_tables() -> None:
+def empty_job_tables() -> None:
     from worker.db.engine import get_engine
 
     with get_engine().begin() as conn:
         conn.execute(text("TRUNCATE jobs, batches CASCADE"))
 
 
-def _export(batch_id: uuid.UUID) -> bytes:
+def export_rows(batch_id: uuid.UUID) -> bytes:
     """The batch's rows as COPY text, in line order."""
     query = (
         f"COPY (SELECT {_columns()} FROM jobs WHERE batch_id = '{batch_id}' "
@@ -159,7 +159,7 @@ def _export(batch_id: uuid.UUID) -> bytes:
         return b"".join(bytes(block) for block in copy)
 
 
-def _raw_copy(rows: bytes, *, like_jobs: bool) -> float:
+def raw_copy(rows: bytes, *, like_jobs: bool) -> float:
     """Seconds to COPY ``rows`` into a fresh scratch table and commit: a copy of ``jobs``
     (indexes, constraints, foreign key), or a bare table with its columns only."""
     shape = (

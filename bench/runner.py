@@ -84,7 +84,7 @@ Benchmark = Callable[[Context], Result]
 
 def registry() -> dict[str, Benchmark]:
     """The benchmarks in the order they run (later ones may use earlier results)."""
-    from bench import enqueue, overhead, polling, scale, transfer, waiting
+    from bench import ceiling, enqueue, overhead, polling, producers, scale, transfer, waiting
 
     return {
         "enqueue": enqueue.run,
@@ -93,6 +93,8 @@ def registry() -> dict[str, Benchmark]:
         "polling": polling.run,
         "transfer": transfer.run,
         "scale": scale.run,
+        "producers": producers.run,
+        "ceiling": ceiling.run,  # after overhead: uses its per-job figures
     }
 
 

@@ -97,18 +97,23 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
     return {}
 
 
-@app.on_configure.connect
-def _configure(sender: Celery, **_: Any) -> None:
-    sender.conf.update(celery_config(get_settings()))
+def _current_config() -> dict[str, Any]:
+    return celery_config(get_settings())
+
+
+# Built from the settings when Celery first reads one (not at import), as a layer of defaults:
+# Celery merges it while it loads the configuration, with no hook that runs mid-load. (An
+# ``on_configure`` receiver calling ``conf.update`` re-entered the loading when ``app.amqp``
+# existed already: the update flushes its routes, which read the configuration still pending,
+# which sends ``on_configure`` again, down to a ``RecursionError`` Celery logged and ignored.)
+app.add_defaults(_current_config)
 
 
 def reconfigure() -> None:
     """Apply the current settings again (after the environment changed: tests, the demo)."""
-    app.conf.update(celery_config(get_settings()))
+    app.conf.update(_current_config())
     app._pool = None  # pooled connections and producers still point at the old broker
-    if "amqp" in vars(app):
-        # only an existing one: made before the configuration is loaded, its hook on
-        # configuration changes would re-enter the loading from ``_configure`` (recursion)
+    if "amqp" in vars(app):  # only an existing one: there is nothing to reset in a new one
         app.amqp._producer_pool = None
 
 
