@@ -30,6 +30,7 @@ import hashlib
 import logging
 import os
 import random
+import statistics
 import subprocess
 import tempfile
 import time
@@ -107,6 +108,8 @@ class Report:
     kills: int = 0
     exits: Counter[int] = field(default_factory=Counter)
     enqueued_in_outages: int = 0
+    #: How long each enqueue during an outage took (the row is written; the nudge may fail).
+    outage_enqueue_s: list[float] = field(default_factory=list)
     enqueue_errors: list[str] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
     drain_s: float = 0.0
@@ -133,6 +136,12 @@ class Report:
 
     def lines(self) -> list[str]:
         exits = ", ".join(f"{n} x code {code}" for code, n in sorted(self.exits.items()))
+        timed = sorted(self.outage_enqueue_s)
+        enqueue_s = (
+            f"median {statistics.median(timed) * 1000:.0f} ms, max {timed[-1] * 1000:.0f} ms"
+            if timed
+            else "-"
+        )
         return [
             f"jobs                           {self.jobs}",
             f"final states                   {dict(sorted(self.by_state.items()))}",
@@ -149,7 +158,7 @@ class Report:
             f"rows without objects           {self.rows_without_objects}",
             f"mismatched objects             {self.mismatched_objects}",
             f"enqueued during outages        {self.enqueued_in_outages} "
-            f"(errors: {len(self.enqueue_errors)})",
+            f"(errors: {len(self.enqueue_errors)}; {enqueue_s})",
             f"workers killed (SIGKILL)       {self.kills}",
             f"workers that exited            {exits or '-'} (silent, code 0: {self.silent_exits})",
             f"disruptions                    {'; '.join(self.events) or '-'}",
@@ -389,8 +398,11 @@ def _feed(
     }
     for _ in range(60):
         try:
+            started = time.perf_counter()
             prompts[enqueue(fields)] = prompt
-            report.enqueued_in_outages += in_outage
+            if in_outage:
+                report.enqueued_in_outages += 1
+                report.outage_enqueue_s.append(time.perf_counter() - started)
             return
         except OperationalError:  # Postgres restarting
             time.sleep(0.5)

@@ -8,14 +8,15 @@ tenant's spend; one with ``operate`` sees every tenant's.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
 from api.auth import require_token, scoped
 from api.errors import ApiError, responses
+from models.base import utcnow
 from worker.core.tenancy import Principal, Scope
+from worker.core.timespec import parse_since
 from worker.service import spend
 
 router = APIRouter(prefix="/v1/spend", tags=["spend"], dependencies=[Depends(require_token)])
@@ -29,7 +30,14 @@ router = APIRouter(prefix="/v1/spend", tags=["spend"], dependencies=[Depends(req
 def get_spend(
     tenant: Annotated[str | None, Query(max_length=63)] = None,
     batch_id: uuid.UUID | None = None,
-    since: Annotated[datetime | None, Query(description="ISO 8601; with a time zone")] = None,
+    since: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="A duration back (24h, 7d) or an ISO 8601 time (without a zone: UTC), "
+            "as `imagegen spend --since` takes it",
+        ),
+    ] = None,
     principal: Principal = Depends(scoped(Scope.READ)),
 ) -> dict[str, Any]:
     """`charged` and `possible` (each `amount` and `count`) in total, under `tenants` per
@@ -40,6 +48,5 @@ def get_spend(
         raise ApiError(
             403, "forbidden", "this key sees only its own tenant's spend ('operate' sees all)"
         )
-    if since is not None and since.tzinfo is None:
-        raise ApiError(422, "invalid_request", "since: must carry a time zone (e.g. Z)")
-    return spend.report(tenant=tenant, batch_id=batch_id, since=since)
+    start = parse_since(since, now=utcnow()) if since else None
+    return spend.report(tenant=tenant, batch_id=batch_id, since=start)

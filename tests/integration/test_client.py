@@ -25,6 +25,7 @@ from imagegen_client import (
     InvalidRequest,
     Job,
     NotFound,
+    PermissionDenied,
     RetryPolicy,
     TransportError,
 )
@@ -161,6 +162,18 @@ def test_a_429_is_waited_out_as_retry_after_says(api_url: str, configured) -> No
         wrong.fleet.get()
     assert raised.value.status == 401 and raised.value.code == "unauthorized"
     assert sleeps and all(1 <= s <= 3 for s in sleeps)  # the Retry-After of a 2 s window
+
+
+def test_a_key_without_the_scope_raises_permission_denied(client: Client, api_url: str) -> None:
+    from worker.service import keys
+
+    # Given a tenant's read-only key
+    reader = str(keys.create(tenant="readers", scopes="read")["key"])
+    # When it enqueues, it gets a PermissionDenied naming the scope it lacks
+    with Client(api_url, reader) as limited, pytest.raises(PermissionDenied) as raised:
+        limited.jobs.create("a fox on a read-only key")
+    assert (raised.value.status, raised.value.code) == (403, "forbidden")
+    assert "'produce'" in raised.value.message
 
 
 # --- batches ------------------------------------------------------------------------------------

@@ -143,6 +143,11 @@ def test_spend_is_scoped_to_the_tenant(client: httpx.Client) -> None:
     assert other.status_code == 403
     everyone = client.get("/v1/spend", params={"since": "2026-01-01T00:00:00Z"}, headers=AUTH)
     assert everyone.status_code == 200 and everyone.json()["filters"]["tenant"] is None
+    # `since` as the CLI takes it: a duration back, or an ISO time; anything else names the rule
+    week = client.get("/v1/spend", params={"since": "7d"}, headers=AUTH)
+    assert week.status_code == 200, week.text
+    bad = client.get("/v1/spend", params={"since": "last week"}, headers=AUTH)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "since"
 
 
 def test_the_dashboard_needs_the_operate_scope_and_shows_spend(client: httpx.Client) -> None:

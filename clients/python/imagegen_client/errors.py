@@ -53,8 +53,12 @@ class AuthenticationError(APIError):
     """401: no valid bearer token."""
 
 
+class PermissionDenied(APIError):
+    """403: the key lacks the scope the call needs (the message names it)."""
+
+
 class NotFound(APIError):
-    """404: unknown id."""
+    """404: unknown id (or another tenant's)."""
 
 
 class Conflict(APIError):
@@ -91,6 +95,7 @@ class ChecksumMismatch(ImagegenError):
 
 _BY_STATUS: dict[int, type[APIError]] = {
     401: AuthenticationError,
+    403: PermissionDenied,
     404: NotFound,
     409: Conflict,
     413: PayloadTooLarge,
