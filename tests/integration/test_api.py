@@ -15,18 +15,12 @@ import pytest
 from PIL import Image
 
 from tests.conftest import BUCKET
-from tests.producers import AUTH, OTHER_TOKEN, TOKEN, configure, row_counts, running_api
+from tests.producers import AUTH, OTHER_TOKEN, TOKEN, configure, row_counts
 from worker.db.engine import session_scope
 from worker.store import jobs as job_store
 from worker.store import steps
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def api_url(service_env: dict[str, str]) -> Iterator[str]:
-    with running_api() as url:  # settings are read per request: each test's own apply
-        yield url
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from models import Batch
 from models.base import utcnow
 from tests.integration.test_admin import failed_job, sql
-from tests.producers import AUTH, configure, row_counts, running_api
+from tests.producers import AUTH, configure, row_counts
 from worker.core.states import JobStatus
 from worker.db.engine import session_scope
 from worker.store import batches as batch_store
@@ -23,12 +23,6 @@ from worker.store import steps
 from worker.store.batches import NewJob
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def api_url(service_env: dict[str, str]) -> Iterator[str]:
-    with running_api() as url:
-        yield url
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from sqlalchemy import text
 
 from api.app import create_app
 from tests.dashboard import csrf_of, sign_in
-from tests.producers import AUTH, configure, row_counts, running_api
+from tests.producers import AUTH, configure, row_counts
 from worker.db.engine import get_engine
 from worker.service import jobs
 
@@ -50,12 +50,6 @@ def _jsonl(_: object, value: Any) -> bytes:
 
 # the app's own description; the ops endpoints (which check live dependencies) are left out
 schema = schemathesis.openapi.from_dict(create_app().openapi()).include(path_regex="^/v1/")
-
-
-@pytest.fixture(scope="module")
-def api_url(service_env: dict[str, str]) -> Iterator[str]:
-    with running_api() as url:
-        yield url
 
 
 @pytest.fixture

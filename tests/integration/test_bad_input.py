@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import BIN
-from tests.producers import AUTH, configure, row_counts, running_api
+from tests.producers import AUTH, configure, row_counts
 
 pytestmark = pytest.mark.integration
 
@@ -25,12 +25,6 @@ PNG = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()
 HUGE_IMAGE = "data:image/png;base64," + "A" * (20 * 1024 * 1024)
 JSONL = {"Content-Type": "application/x-ndjson"}
 JSON = "application/json"
-
-
-@pytest.fixture(scope="module")
-def api_url(service_env: dict[str, str]) -> Iterator[str]:
-    with running_api() as url:  # settings are read per request: each test's own apply
-        yield url
 
 
 @pytest.fixture

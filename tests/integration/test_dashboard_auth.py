@@ -25,12 +25,6 @@ from worker.store.fleet import read_fleet_state
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def api_url(service_env: dict[str, str]) -> Iterator[str]:
-    with running_api() as url:
-        yield url
-
-
 @pytest.fixture
 def browser(configured, monkeypatch: pytest.MonkeyPatch, api_url: str) -> Iterator[httpx.Client]:
     """A client that keeps cookies, like a browser (not signed in yet)."""

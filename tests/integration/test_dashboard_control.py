@@ -12,17 +12,11 @@ import pytest
 
 from tests.dashboard import csrf_of, sign_in
 from tests.integration.test_api_control import _batch_with_ids
-from tests.producers import configure, running_api
+from tests.producers import configure
 from tests.stand_ins import RecordingPorts
 from worker.service import batches, jobs
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def api_url(service_env: dict[str, str]) -> Iterator[str]:
-    with running_api() as url:
-        yield url
 
 
 @pytest.fixture

@@ -28,12 +28,6 @@ _CARD = re.compile(r'<li class="card" data-job="([0-9a-f-]+)">')
 _THUMB = re.compile(r'src="(/dashboard/thumbs/[^"]+)"')
 
 
-@pytest.fixture(scope="module")
-def api_url(service_env: dict[str, str]) -> Iterator[str]:
-    with running_api() as url:
-        yield url
-
-
 @pytest.fixture
 def client(configured, monkeypatch: pytest.MonkeyPatch, api_url: str) -> Iterator[httpx.Client]:
     configure(monkeypatch)

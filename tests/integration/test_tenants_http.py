@@ -8,19 +8,13 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.producers import AUTH, configure, running_api
+from tests.producers import AUTH, configure
 from worker.service import jobs, keys, spend
 from worker.store import fleet
 
 pytestmark = pytest.mark.integration
 
 REQUEST = {"prompt": "a lighthouse at dusk", "resolution": "2K"}
-
-
-@pytest.fixture(scope="module")
-def api_url(service_env: dict[str, str]) -> Iterator[str]:
-    with running_api() as url:
-        yield url
 
 
 @pytest.fixture

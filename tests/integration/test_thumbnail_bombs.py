@@ -15,16 +15,10 @@ from PIL import Image
 from tests.conftest import BUCKET
 from tests.dashboard import Stored, finish, sign_in
 from tests.hostile import bomb_png
-from tests.producers import configure, running_api
+from tests.producers import configure
 from worker.service import jobs
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def api_url(service_env: dict[str, str]) -> Iterator[str]:
-    with running_api() as url:
-        yield url
 
 
 @pytest.fixture

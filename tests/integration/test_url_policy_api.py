@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.producers import AUTH, configure, row_counts, running_api
+from tests.producers import AUTH, configure, row_counts
 
 pytestmark = pytest.mark.integration
 
@@ -27,12 +27,6 @@ HOSTS = [
     ("xn--zz.example.com", "xn--"),
     ("a" * 64 + ".example.com", "valid host name"),
 ]
-
-
-@pytest.fixture(scope="module")
-def api_url(service_env: dict[str, str]) -> Iterator[str]:
-    with running_api() as url:
-        yield url
 
 
 @pytest.fixture

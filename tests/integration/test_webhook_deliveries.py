@@ -15,19 +15,13 @@ import pytest
 
 from tests.integration.test_admin import run
 from tests.integration.test_webhook_sender import ended_job, state
-from tests.producers import AUTH, WebhookReceiver, configure, running_api
+from tests.producers import AUTH, WebhookReceiver, configure
 from tests.stand_ins import RecordingPorts
 from worker.core.settings import get_settings
 from worker.db.engine import session_scope
 from worker.engine.webhook_sender import WebhookSender
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def api_url(service_env: dict[str, str]) -> Iterator[str]:
-    with running_api() as url:
-        yield url
 
 
 @pytest.fixture
