@@ -28,4 +28,7 @@ def serve(*, host: str, port: int, workers: int = 1) -> None:
         access_log=False,
         proxy_headers=True,
         timeout_graceful_shutdown=30,
+        # with --workers N, the supervisor kills a process that misses its health ping; the
+        # default 5 s killed busy servers (and the requests in them) on a loaded 2-core host
+        timeout_worker_healthcheck=30,
     )
