@@ -108,7 +108,7 @@ def _configure(out_dir: Path, base_url: str) -> None:
     """Point every setting at the local edges (an explicit environment is left alone)."""
     values = {
         "IMAGEGEN_DATA_DIR": str(out_dir),
-        "IMAGEGEN_BROKER_URL": "memory://",
+        "IMAGEGEN_BROKER_URL": "memory://localhost/",  # in this process (a host: kombu wants one)
         "IMAGEGEN_STORAGE_URL": (out_dir / "images").as_uri(),
         "GPTPROTO_BASE_URL": base_url,
         # the local simulator serves the outputs too: trusted, although its address is private

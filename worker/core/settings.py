@@ -312,7 +312,9 @@ class Settings(BaseSettings):
     def effective_broker_url(self) -> str:
         if self.broker_url:
             return self.broker_url
-        return "filesystem://"
+        # the folders are transport options; the host only keeps kombu from warning that
+        # it is missing
+        return "filesystem://localhost/"
 
     @property
     def effective_storage_url(self) -> str:
