@@ -8,9 +8,10 @@ before it takes work. Each failure is one line that names the variable to fix:
 - the broker answers (``IMAGEGEN_BROKER_URL``);
 - the bucket exists and takes a small write and delete under the prefix
   (``IMAGEGEN_STORAGE_URL``, ``IMAGEGEN_S3_ENDPOINT_URL``, the ``AWS_*`` credentials);
-- the provider key is set (``GPTPROTO_API_KEY``). The contract offers no call that tells a
-  good key from a bad one without a charge, so the key itself is proven by the first submit
-  (a 401/403 pauses submissions fleet-wide).
+- the provider key is set (``GPTPROTO_API_KEY``) and accepted: a query of a prediction that
+  cannot exist costs nothing, and the provider answers it 404 for a good key, 401 for a bad
+  one (a refused key stops the worker; a provider that cannot be asked, or answers 403 for
+  the balance, does not: submissions pause by themselves when they meet it).
 
 A worker whose storage check fails does not exit: it pauses submissions fleet-wide (pause
 code ``storage``, in the database, like the provider's pauses), so nothing is generated that
@@ -22,13 +23,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
 from worker.blobs.storage import probe_write, store_from_settings
+from worker.core.errors import (
+    AuthenticationFailed,
+    PermissionDenied,
+    PredictionNotFound,
+    ProviderError,
+)
 from worker.core.settings import Settings
 from worker.db.engine import session_scope
 from worker.db.schema import revisions
+from worker.provider.client import ProviderClient
 from worker.service import health
 from worker.service.health import describe, masked
 from worker.store import fleet
@@ -116,10 +125,29 @@ def storage_problem(where: str, exc: BaseException) -> str:
     )
 
 
+#: A prediction id no provider has made: querying it is free and tells a good key (404) from a
+#: bad one (401).
+NO_PREDICTION = "0" * 32
+
+
 def check_provider_key(settings: Settings) -> Check:
     if settings.api_key is None or not settings.api_key.get_secret_value().strip():
         return Check("provider", False, "GPTPROTO_API_KEY is not set")
-    return Check("provider", True, f"key set for {settings.base_url} (proven by the first submit)")
+    base = settings.base_url
+    try:
+        with closing(ProviderClient.from_settings(settings)) as provider:
+            provider.get_result(NO_PREDICTION)
+    except PredictionNotFound:
+        return Check("provider", True, f"{base} accepts the key (a free query answered 404)")
+    except AuthenticationFailed:
+        return Check("provider", False, f"{base} refused GPTPROTO_API_KEY (401): set a valid key")
+    except PermissionDenied as exc:
+        line = f"{base} refused a query (403: {exc.message}); submissions pause when they meet it"
+        return Check("provider", False, line, fatal=False)
+    except ProviderError as exc:
+        line = f"cannot ask {base} ({exc.code}); check GPTPROTO_BASE_URL (the key is not proven)"
+        return Check("provider", False, line, fatal=False)
+    return Check("provider", True, f"{base} accepts the key")
 
 
 def pause_if_storage_down(checks: list[Check]) -> bool:
