@@ -8,9 +8,8 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,21 +25,6 @@ from worker.store import fleet
 pytestmark = pytest.mark.e2e
 
 REQUEST = {"aspect_ratio": "1:1", "resolution": "1080p"}
-
-
-@pytest.fixture
-def simulator(tmp_path: Path) -> Iterator[Callable[..., str]]:
-    """Start a simulator of this test's own (account limits, latency); its URL."""
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(*args: str) -> str:
-        proc, url = harness.start_simulator(tmp_path / f"simulator-{len(procs)}.log", *args)
-        procs.append(proc)
-        return url
-
-    yield start
-    for proc in procs:
-        harness.stop_process(proc)
 
 
 def counts() -> dict[str, int]:

@@ -6,12 +6,10 @@ spend ledger agrees with the provider's own count of accepted submissions."""
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -26,20 +24,6 @@ from worker.service import batches, spend
 pytestmark = pytest.mark.e2e
 
 REQUEST = {"aspect_ratio": "1:1", "resolution": "1080p"}  # 0.02 each at the default prices
-
-
-@pytest.fixture
-def simulator(tmp_path: Path) -> Iterator[Callable[..., str]]:
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(*args: str) -> str:
-        proc, url = harness.start_simulator(tmp_path / f"simulator-{len(procs)}.log", *args)
-        procs.append(proc)
-        return url
-
-    yield start
-    for proc in procs:
-        harness.stop_process(proc)
 
 
 def producer(tenant: str) -> Principal:
