@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Row, Update, delete, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -126,6 +126,52 @@ def add_event(
             to_status=to_status.value if to_status else None,
         )
     )
+
+
+def update_with_event(
+    session: Session,
+    statement: Update,
+    *,
+    event: str,
+    from_status: JobStatus | None = None,
+    to_status: JobStatus | None = None,
+    detail: dict[str, Any] | None = None,
+) -> Row[Any] | None:
+    """Run a guarded ``UPDATE jobs ... RETURNING jobs.id, ...`` and, when it matched, log the
+    job's event; returns the returned row, or None (nothing matched, nothing logged).
+
+    On Postgres both are one statement, one round trip: the update in a data-modifying CTE,
+    the event inserted from its output (so no row, no event); elsewhere, two statements."""
+    if session.get_bind().dialect.name != "postgresql":
+        row = session.execute(statement).first()
+        if row is not None:
+            add_event(
+                session,
+                job_id=row.id,
+                event=event,
+                from_status=from_status,
+                to_status=to_status,
+                detail=detail,
+            )
+        return row
+    moved = statement.cte("moved")
+    columns = JobEvent.__table__.c
+    logged = (
+        insert(JobEvent)
+        .from_select(
+            ["job_id", "at", "event", "from_status", "to_status", "detail"],
+            select(
+                moved.c.id,
+                literal(utcnow(), columns.at.type),
+                literal(event, columns.event.type),
+                literal(from_status.value if from_status else None, columns.from_status.type),
+                literal(to_status.value if to_status else None, columns.to_status.type),
+                literal(detail, columns.detail.type),
+            ),
+        )
+        .cte("logged")
+    )
+    return session.execute(select(moved).add_cte(logged)).first()
 
 
 def touch(

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import Date, and_, cast, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -178,10 +178,21 @@ def release(session: Session, reservation: dict[str, Any]) -> None:
     _apply(session, reservation, "released")
 
 
-def settle(session: Session, *, job_id: uuid.UUID, outcome: Outcome) -> None:
+class Reserved(NamedTuple):
+    """What a settlement needs of the job's row (its move's update returns it)."""
+
+    reservation: dict[str, Any] | None
+    tenant: str
+    batch_id: uuid.UUID | None
+
+
+def settle(
+    session: Session, *, job_id: uuid.UUID, outcome: Outcome, reserved: Reserved | None = None
+) -> None:
     """Turn the job's reservation into a charge, a possible charge, or nothing; a job without
-    one (claimed before budgets existed, settled already) is left as it is."""
-    row = session.execute(
+    one (claimed before budgets existed, settled already) is left as it is. ``reserved``: the
+    row as the caller's statement just returned it, in this transaction (else it is read)."""
+    row = reserved or session.execute(
         select(Job.reservation, Job.tenant, Job.batch_id).where(Job.id == job_id)
     ).first()
     if row is None or not row.reservation:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, insert, select, update
+from sqlalchemy import ColumnElement, Row, and_, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from models import Batch, Job, JobEvent, JobImage
@@ -26,7 +26,7 @@ from worker.core import ports
 from worker.core.states import ACTIVE, JobStatus, Moved, transition
 from worker.db.aftercommit import call_after_commit
 from worker.store import outbox, spend
-from worker.store.jobs import add_event
+from worker.store.jobs import add_event, update_with_event
 from worker.telemetry import metrics
 
 
@@ -66,25 +66,42 @@ def move(
         current = session.scalar(select(Job.status).where(condition).with_for_update())
     if current is None:
         return None
+    source = JobStatus(current)
     statement = (
         update(Job)
         .where(condition)
         .values(status=target.value, updated_at=utcnow(), **(values or {}))
-        .returning(Job.poll_count)
+        .returning(*_RETURNED)
     )
-    moved = session.execute(statement).first()
+    moved = update_with_event(
+        session, statement, event=event, from_status=source, to_status=target, detail=detail
+    )
     if moved is None:
         return None
-    source = JobStatus(current)
     if source is JobStatus.SUBMITTING:  # the submit ended: its reserved budget settles
-        spend.settle(session, job_id=job_id, outcome=_submit_outcome(target, values))
-    add_event(
-        session, job_id=job_id, event=event, from_status=source, to_status=target, detail=detail
-    )
+        outcome = _submit_outcome(target, values)
+        spend.settle(session, job_id=job_id, outcome=outcome, reserved=_reserved(moved))
     polls = moved.poll_count if source is JobStatus.RUNNING else None
     happened = Moved(job_id, source, target, polls)
-    _follow_up(session, happened)
+    _follow_up(session, happened, reports_to=(moved.batch_id, moved.callback_url))
     return happened
+
+
+#: What a move's update returns: what the event, the settlement and the follow-up need, so
+#: none of them reads the row again. (``reservation`` is never among a move's ``values``:
+#: only the claim out of ``queued`` sets it, and only the settlement below clears it.)
+_RETURNED = (
+    Job.id,
+    Job.poll_count,
+    Job.reservation,
+    Job.tenant,
+    Job.batch_id,
+    Job.callback_url,
+)
+
+
+def _reserved(moved: Row[Any]) -> spend.Reserved:
+    return spend.Reserved(moved.reservation, moved.tenant, moved.batch_id)
 
 
 def _submit_outcome(target: JobStatus, values: dict[str, Any] | None) -> spend.Outcome:
@@ -97,13 +114,17 @@ def _submit_outcome(target: JobStatus, values: dict[str, Any] | None) -> spend.O
     return "released"
 
 
-def _follow_up(session: Session, moved: Moved) -> None:
+def _follow_up(
+    session: Session, moved: Moved, *, reports_to: tuple[uuid.UUID | None, str | None]
+) -> None:
     """What a transition sets off, said once. In the transaction: an ending's webhook row.
     After the outermost transaction commits (never on rollback): the webhook and the batch's
     completion check (``store.outbox``), the discard of orphaned outputs, a dispatcher wake-up
     when a prediction slot freed, and the transition's count."""
     if moved.ends:
-        outbox.job_finished(session, job_id=moved.job_id, status=moved.target.value)
+        outbox.job_finished(
+            session, job_id=moved.job_id, status=moved.target.value, reports_to=reports_to
+        )
     if moved.orphans_outputs:
         call_after_commit(session, _send_discard, moved.job_id)
     metrics.transition(session, moved.source, moved.target, polls=moved.polls)
