@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import Date, and_, cast, func, insert, select, update
+from sqlalchemy import Date, Row, and_, cast, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -192,9 +192,10 @@ def settle(
     """Turn the job's reservation into a charge, a possible charge, or nothing; a job without
     one (claimed before budgets existed, settled already) is left as it is. ``reserved``: the
     row as the caller's statement just returned it, in this transaction (else it is read)."""
-    row = reserved or session.execute(
-        select(Job.reservation, Job.tenant, Job.batch_id).where(Job.id == job_id)
-    ).first()
+    row: Reserved | Row[Any] | None = reserved
+    if row is None:
+        query = select(Job.reservation, Job.tenant, Job.batch_id).where(Job.id == job_id)
+        row = session.execute(query).first()
     if row is None or not row.reservation:
         return
     reservation = row.reservation

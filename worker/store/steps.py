@@ -13,17 +13,17 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from models import Job
+from models import Job, JobImage
 from models.base import utcnow
 from worker.core import tenancy
 from worker.core.limits import Admission, Limits, Refused
 from worker.core.settings import get_settings
 from worker.core.states import JobStatus
 from worker.store import fleet, spend, tenants
-from worker.store.jobs import add_event, get_job
+from worker.store.jobs import add_event, get_job, stored_indexes
 from worker.store.transitions import Claim, holds, lease_released, lease_values, move
 
 
@@ -246,9 +246,11 @@ def mark_generated(
 
 def claim_for_transfer(session: Session, *, job_id: uuid.UUID, lease_s: float) -> Claim | None:
     """Take the transfer lease of a transferring job whose lease is free or expired; the claim
-    carries the job as the update left it (its attempt counted)."""
+    carries the job as the update left it (its attempt counted) and the outputs already
+    stored (counted by the same statement; listed only when there are any)."""
     token, values = lease_values(lease_s)
     now = utcnow()
+    images = select(func.count()).where(JobImage.job_id == Job.id).scalar_subquery()
     statement = (
         update(Job)
         .where(
@@ -258,13 +260,15 @@ def claim_for_transfer(session: Session, *, job_id: uuid.UUID, lease_s: float) -
             or_(Job.next_action_at.is_(None), Job.next_action_at <= now),
         )
         .values(**values, transfer_attempts=Job.transfer_attempts + 1, updated_at=now)
-        .returning(Job)
+        .returning(Job, images)
     )
-    job = session.scalars(statement).first()
-    if job is None:
+    row = session.execute(statement).first()
+    if row is None:
         return None
+    job, stored = row
     add_event(session, job_id=job_id, event="transfer_started")
-    return Claim(job_id, token, attempt=job.transfer_attempts, job=job)
+    done = frozenset(stored_indexes(session, job_id)) if stored else frozenset()
+    return Claim(job_id, token, attempt=job.transfer_attempts, job=job, stored=done)
 
 
 def release_transfer(

@@ -39,6 +39,8 @@ class Claim:
     #: The attempt the claim counts, and the job as read with it (submit and transfer claims).
     attempt: int = 0
     job: Job | None = field(default=None, compare=False, repr=False)
+    #: The output indexes already stored when the claim was taken (transfer claims).
+    stored: frozenset[int] = frozenset()
 
 
 def move(
