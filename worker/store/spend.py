@@ -187,11 +187,17 @@ class Reserved(NamedTuple):
 
 
 def settle(
-    session: Session, *, job_id: uuid.UUID, outcome: Outcome, reserved: Reserved | None = None
+    session: Session,
+    *,
+    job_id: uuid.UUID,
+    outcome: Outcome,
+    reserved: Reserved | None = None,
+    cleared: bool = False,
 ) -> None:
     """Turn the job's reservation into a charge, a possible charge, or nothing; a job without
     one (claimed before budgets existed, settled already) is left as it is. ``reserved``: the
-    row as the caller's statement just returned it, in this transaction (else it is read)."""
+    row as the caller's statement just returned it, in this transaction (else it is read);
+    ``cleared``: that statement also cleared the job's reservation."""
     row: Reserved | Row[Any] | None = reserved
     if row is None:
         query = select(Job.reservation, Job.tenant, Job.batch_id).where(Job.id == job_id)
@@ -200,7 +206,8 @@ def settle(
         return
     reservation = row.reservation
     _apply(session, reservation, outcome)
-    session.execute(update(Job).where(Job.id == job_id).values(reservation=None))
+    if not cleared:
+        session.execute(update(Job).where(Job.id == job_id).values(reservation=None))
     if outcome == "released":
         return
     amount = int(reservation["amount"])

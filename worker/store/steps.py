@@ -81,7 +81,7 @@ def claim_for_submit(
     fleet.take(session, admission)
     if rate_tokens is not None:
         tenants.take_rate_token(session, tenant=job.tenant, tokens=rate_tokens, at=now)
-    return Claim(job_id, token, attempt=job.attempts + 1, job=job)
+    return Claim(job_id, token, attempt=job.attempts + 1, job=job, reservation=reservation)
 
 
 def _tenant_admission(
@@ -131,7 +131,7 @@ def mark_running(
             sources=[JobStatus.SUBMITTING],
             target=JobStatus.RUNNING,
             event="submitted",
-            guard=holds(claim),
+            claim=claim,
             values=values,
             detail={"prediction_id": prediction_id},
         )
@@ -167,7 +167,7 @@ def requeue_submit(
             sources=[JobStatus.SUBMITTING],
             target=JobStatus.QUEUED,
             event="submit_retry",
-            guard=holds(claim),
+            claim=claim,
             values=values,
             detail=detail,
         )
@@ -327,7 +327,7 @@ def mark_succeeded(session: Session, *, claim: Claim) -> bool:
             sources=[JobStatus.TRANSFERRING],
             target=JobStatus.SUCCEEDED,
             event="succeeded",
-            guard=holds(claim),
+            claim=claim,
             values=values,
         )
         is not None

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, delete, insert, select, update
+from sqlalchemy import ColumnElement, and_, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from models import Batch, Job, JobEvent, JobImage
@@ -41,6 +41,8 @@ class Claim:
     job: Job | None = field(default=None, compare=False, repr=False)
     #: The output indexes already stored when the claim was taken (transfer claims).
     stored: frozenset[int] = frozenset()
+    #: The job's price this claim reserved on its budgets (submit claims).
+    reservation: dict[str, Any] | None = field(default=None, compare=False)
 
 
 def move(
@@ -52,27 +54,37 @@ def move(
     event: str,
     values: dict[str, Any] | None = None,
     guard: ColumnElement[bool] | None = None,
+    claim: Claim | None = None,
     detail: dict[str, Any] | None = None,
 ) -> Moved | None:
-    """Move the job to ``target`` if it is in one of ``sources``: the row, its event and (for
-    an ending) its webhook row, in the caller's transaction. Returns what happened, or None
-    when the row had moved on (a duplicate or late delivery, a cancellation)."""
+    """Move the job to ``target`` if it is in one of ``sources`` (and ``guard`` holds, and the
+    row still carries ``claim``'s lease): the row, its event and (for an ending) its webhook
+    row, in the caller's transaction. Returns what happened, or None when the row had moved
+    on (a duplicate or late delivery, a cancellation)."""
     sources = list(sources)
     for source in sources:
         transition(source, target)  # a programming error if the state machine forbids it
     condition = and_(Job.id == job_id, Job.status.in_([s.value for s in sources]))
     if guard is not None:
         condition = and_(condition, guard)
+    if claim is not None:
+        condition = and_(condition, holds(claim))
     current: str | None = sources[0].value
     if len(sources) > 1:  # lock the row to learn which source it leaves from
         current = session.scalar(select(Job.status).where(condition).with_for_update())
     if current is None:
         return None
     source = JobStatus(current)
+    values = dict(values or {})
+    # the submit claim's own reservation (its lease proves the row still holds it) is cleared
+    # by this very update; any other is read back from the row and cleared by the settlement
+    settles_claim = source is JobStatus.SUBMITTING and claim is not None and claim.job is not None
+    if settles_claim:
+        values["reservation"] = None
     statement = (
         update(Job)
         .where(condition)
-        .values(status=target.value, updated_at=utcnow(), **(values or {}))
+        .values(status=target.value, updated_at=utcnow(), **values)
         .returning(*_RETURNED)
     )
     moved = update_with_event(
@@ -81,8 +93,14 @@ def move(
     if moved is None:
         return None
     if source is JobStatus.SUBMITTING:  # the submit ended: its reserved budget settles
-        outcome = _submit_outcome(target, values)
-        spend.settle(session, job_id=job_id, outcome=outcome, reserved=_reserved(moved))
+        held = claim.reservation if claim is not None and settles_claim else moved.reservation
+        spend.settle(
+            session,
+            job_id=job_id,
+            outcome=_submit_outcome(target, values),
+            reserved=spend.Reserved(held, moved.tenant, moved.batch_id),
+            cleared=settles_claim,
+        )
     polls = moved.poll_count if source is JobStatus.RUNNING else None
     happened = Moved(job_id, source, target, polls)
     _follow_up(session, happened, reports_to=(moved.batch_id, moved.callback_url))
@@ -90,8 +108,9 @@ def move(
 
 
 #: What a move's update returns: what the event, the settlement and the follow-up need, so
-#: none of them reads the row again. (``reservation`` is never among a move's ``values``:
-#: only the claim out of ``queued`` sets it, and only the settlement below clears it.)
+#: none of them reads the row again. (``reservation`` is used only when the update left it
+#: as it was: only the claim out of ``queued`` sets it, and a move out of ``submitting``
+#: clears it only with the submit claim that holds it.)
 _RETURNED = (
     Job.id,
     Job.poll_count,
@@ -100,10 +119,6 @@ _RETURNED = (
     Job.batch_id,
     Job.callback_url,
 )
-
-
-def _reserved(moved: Row[Any]) -> spend.Reserved:
-    return spend.Reserved(moved.reservation, moved.tenant, moved.batch_id)
 
 
 def _submit_outcome(target: JobStatus, values: dict[str, Any] | None) -> spend.Outcome:
@@ -188,7 +203,6 @@ def fail(
     values = ended(code, message)
     if ambiguous:
         values["ambiguous_submits"] = Job.ambiguous_submits + 1
-    guard = holds(claim) if claim else None
     return (
         move(
             session,
@@ -196,7 +210,7 @@ def fail(
             sources=sources,
             target=JobStatus.FAILED,
             event="failed",
-            guard=guard,
+            claim=claim,
             values=values,
             detail={"code": code, "message": message},
         )
