@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Update, delete, func, insert, literal, select, update
+from sqlalchemy import CTE, Row, Update, delete, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -155,26 +155,53 @@ def update_with_event(
             )
         return row
     moved = statement.cte("moved")
-    columns = JobEvent.__table__.c
-    logged = (
-        insert(JobEvent)
-        .from_select(
-            ["job_id", "at", "event", "from_status", "to_status", "detail"],
-            select(
-                moved.c.id,
-                literal(utcnow(), columns.at.type),
-                literal(event, columns.event.type),
-                literal(from_status.value if from_status else None, columns.from_status.type),
-                literal(to_status.value if to_status else None, columns.to_status.type),
-                literal(detail, columns.detail.type),
-            ),
-        )
-        .cte("logged")
-    )
+    logged = _logged(moved, event, from_status, to_status, detail)
     # a Core statement on the session's connection: it reads no objects and the ORM has none
     # to synchronize, so its per-statement machinery would be pure cost (measured: a sixth of
     # the workers' CPU went to the moves through ``Session.execute``)
     return session.connection().execute(select(moved).add_cte(logged)).first()
+
+
+def update_job_with_event(
+    session: Session, statement: Update, *, event: str, also: str | None = None
+) -> tuple[Job, Any] | None:
+    """:func:`update_with_event` for an update returning the whole job (``RETURNING jobs.*``,
+    and the column named ``also``): the row is (the job as an object, that column)."""
+    if session.get_bind().dialect.name != "postgresql":
+        row = session.execute(statement).first()
+        if row is not None:
+            add_event(session, job_id=row[0].id, event=event)
+    else:
+        moved = statement.cte("moved")
+        logged = _logged(moved, event, None, None, None)
+        extra = [moved.c[also]] if also else []
+        query = select(Job, *extra).from_statement(select(moved).add_cte(logged))
+        row = session.execute(query).first()
+    if row is None:
+        return None
+    values = tuple(row)
+    return values[0], (values[1] if also else None)
+
+
+def _logged(
+    moved: CTE,
+    event: str,
+    from_status: JobStatus | None,
+    to_status: JobStatus | None,
+    detail: dict[str, Any] | None,
+) -> CTE:
+    """The INSERT of one event per row ``moved`` returns, as a CTE beside it."""
+    columns = JobEvent.__table__.c
+    rows = select(
+        moved.c.id,
+        literal(utcnow(), columns.at.type),
+        literal(event, columns.event.type),
+        literal(from_status.value if from_status else None, columns.from_status.type),
+        literal(to_status.value if to_status else None, columns.to_status.type),
+        literal(detail, columns.detail.type),
+    )
+    names = ["job_id", "at", "event", "from_status", "to_status", "detail"]
+    return insert(JobEvent).from_select(names, rows).cte("logged")
 
 
 def touch(

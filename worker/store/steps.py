@@ -23,7 +23,7 @@ from worker.core.limits import Admission, Limits, Refused
 from worker.core.settings import get_settings
 from worker.core.states import JobStatus
 from worker.store import fleet, spend, tenants
-from worker.store.jobs import add_event, get_job, stored_indexes
+from worker.store.jobs import add_event, get_job, stored_indexes, update_job_with_event
 from worker.store.transitions import Claim, holds, lease_released, lease_values, move
 
 
@@ -260,13 +260,12 @@ def claim_for_transfer(session: Session, *, job_id: uuid.UUID, lease_s: float) -
             or_(Job.next_action_at.is_(None), Job.next_action_at <= now),
         )
         .values(**values, transfer_attempts=Job.transfer_attempts + 1, updated_at=now)
-        .returning(Job, images)
+        .returning(Job, images.label("stored"))
     )
-    row = session.execute(statement).first()
+    row = update_job_with_event(session, statement, event="transfer_started", also="stored")
     if row is None:
         return None
     job, stored = row
-    add_event(session, job_id=job_id, event="transfer_started")
     done = frozenset(stored_indexes(session, job_id)) if stored else frozenset()
     return Claim(job_id, token, attempt=job.transfer_attempts, job=job, stored=done)
 
