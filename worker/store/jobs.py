@@ -1,8 +1,9 @@
 """The SQL of one job's rows: read it, insert it, log its events, record its images.
 
 Status changes are not here: every one of them is a guarded update in ``store.transitions``
-(and the step-specific ones in ``store.steps``, ``store.recovery``). ``touch`` and the image
-rows are plain writes that move no status.
+(and the step-specific ones in ``store.steps``, ``store.recovery``); ``update_with_event``
+only runs such an update together with its event, in one statement on Postgres. ``touch``
+and the image rows are plain writes that move no status.
 """
 
 from __future__ import annotations
@@ -156,9 +157,10 @@ def update_with_event(
         return row
     moved = statement.cte("moved")
     logged = _logged(moved, event, from_status, to_status, detail)
-    # a Core statement on the session's connection: it reads no objects and the ORM has none
-    # to synchronize, so its per-statement machinery would be pure cost (measured: a sixth of
-    # the workers' CPU went to the moves through ``Session.execute``)
+    # Core, on the session's connection: the statement returns plain rows, so the ORM's
+    # per-statement machinery adds nothing. Unlike an ORM update it leaves Job objects already
+    # in the session as they were: every caller reads the job again by id (``get_job``
+    # populates existing objects) or not at all.
     return session.connection().execute(select(moved).add_cte(logged)).first()
 
 
