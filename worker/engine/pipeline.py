@@ -304,7 +304,6 @@ class Pipeline:
             claim = steps.claim_for_transfer(
                 session, job_id=job_id, lease_s=self.settings.transfer_lease_s
             )
-            done = job_store.stored_indexes(session, job_id) if claim else set()
         job = claim.job if claim else None
         if claim is None or job is None:
             return None
@@ -313,19 +312,22 @@ class Pipeline:
         if claim.attempt > self.settings.max_transfer_attempts:
             self._exhausted(job_id, JobStatus.TRANSFERRING, "transfer", claim.attempt - 1)
             return None
+        todo = [(i, url) for i, url in enumerate(job.outputs or []) if i not in claim.stored]
         try:
-            fresh = True  # the claim has just taken the lease: no need to renew it yet
-            for index, url in enumerate(job.outputs or []):
-                if index not in done:
-                    self._copy_one(claim, job, index, url, renew=not fresh)
-                    fresh = False
+            # the claim has just taken the lease: no need to renew it before the first copy;
+            # the last copy's row is written with the success, in one transaction
+            for n, (index, url) in enumerate(todo):
+                self._copy_one(claim, job, index, url, renew=n > 0, last=n == len(todo) - 1)
         except TransferError as error:
             return self._transfer_failed(claim, job, error)
-        with self.sessions() as session:
-            steps.mark_succeeded(session, claim=claim)
+        if not todo:
+            with self.sessions() as session:
+                steps.mark_succeeded(session, claim=claim)
         return None
 
-    def _copy_one(self, claim: Claim, job: Job, index: int, url: str, *, renew: bool) -> None:
+    def _copy_one(
+        self, claim: Claim, job: Job, index: int, url: str, *, renew: bool, last: bool
+    ) -> None:
         if renew:
             with self.sessions() as session:  # cancelled meanwhile: copy nothing more
                 if not steps.renew_transfer_lease(
@@ -338,10 +340,15 @@ class Pipeline:
         metrics.transfer(stored.bytes, time.perf_counter() - started)
         nsfw = job.nsfw[index] if job.nsfw and index < len(job.nsfw) else None
         with self.sessions() as session:
-            # the renewal locks the row: a cancellation cannot slip in before the image row
-            if not steps.renew_transfer_lease(
-                session, claim=claim, lease_s=self.settings.transfer_lease_s
-            ):
+            # the renewal (or, after the last copy, the success) locks the row and checks the
+            # lease first: a cancellation cannot slip in before the image row
+            if last:
+                kept = steps.mark_succeeded(session, claim=claim)
+            else:
+                kept = steps.renew_transfer_lease(
+                    session, claim=claim, lease_s=self.settings.transfer_lease_s
+                )
+            if not kept:
                 self._drop_if_ended(job.id, key)
                 raise _Abandoned()
             job_store.record_image(

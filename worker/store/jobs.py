@@ -1,8 +1,9 @@
 """The SQL of one job's rows: read it, insert it, log its events, record its images.
 
 Status changes are not here: every one of them is a guarded update in ``store.transitions``
-(and the step-specific ones in ``store.steps``, ``store.recovery``). ``touch`` and the image
-rows are plain writes that move no status.
+(and the step-specific ones in ``store.steps``, ``store.recovery``); ``update_with_event``
+only runs such an update together with its event, in one statement on Postgres. ``touch``
+and the image rows are plain writes that move no status.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import CTE, Row, Update, delete, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -126,6 +127,83 @@ def add_event(
             to_status=to_status.value if to_status else None,
         )
     )
+
+
+def update_with_event(
+    session: Session,
+    statement: Update,
+    *,
+    event: str,
+    from_status: JobStatus | None = None,
+    to_status: JobStatus | None = None,
+    detail: dict[str, Any] | None = None,
+) -> Row[Any] | None:
+    """Run a guarded ``UPDATE jobs ... RETURNING jobs.id, ...`` and, when it matched, log the
+    job's event; returns the returned row, or None (nothing matched, nothing logged).
+
+    On Postgres both are one statement, one round trip: the update in a data-modifying CTE,
+    the event inserted from its output (so no row, no event); elsewhere, two statements."""
+    if session.get_bind().dialect.name != "postgresql":
+        row = session.execute(statement).first()
+        if row is not None:
+            add_event(
+                session,
+                job_id=row.id,
+                event=event,
+                from_status=from_status,
+                to_status=to_status,
+                detail=detail,
+            )
+        return row
+    moved = statement.cte("moved")
+    logged = _logged(moved, event, from_status, to_status, detail)
+    # Core, on the session's connection: the statement returns plain rows, so the ORM's
+    # per-statement machinery adds nothing. Unlike an ORM update it leaves Job objects already
+    # in the session as they were: every caller reads the job again by id (``get_job``
+    # populates existing objects) or not at all.
+    return session.connection().execute(select(moved).add_cte(logged)).first()
+
+
+def update_job_with_event(
+    session: Session, statement: Update, *, event: str, also: str | None = None
+) -> tuple[Job, Any] | None:
+    """:func:`update_with_event` for an update returning the whole job (``RETURNING jobs.*``,
+    and the column named ``also``): the row is (the job as an object, that column)."""
+    if session.get_bind().dialect.name != "postgresql":
+        row = session.execute(statement).first()
+        if row is not None:
+            add_event(session, job_id=row[0].id, event=event)
+    else:
+        moved = statement.cte("moved")
+        logged = _logged(moved, event, None, None, None)
+        extra = [moved.c[also]] if also else []
+        query = select(Job, *extra).from_statement(select(moved).add_cte(logged))
+        row = session.execute(query).first()
+    if row is None:
+        return None
+    values = tuple(row)
+    return values[0], (values[1] if also else None)
+
+
+def _logged(
+    moved: CTE,
+    event: str,
+    from_status: JobStatus | None,
+    to_status: JobStatus | None,
+    detail: dict[str, Any] | None,
+) -> CTE:
+    """The INSERT of one event per row ``moved`` returns, as a CTE beside it."""
+    columns = JobEvent.__table__.c
+    rows = select(
+        moved.c.id,
+        literal(utcnow(), columns.at.type),
+        literal(event, columns.event.type),
+        literal(from_status.value if from_status else None, columns.from_status.type),
+        literal(to_status.value if to_status else None, columns.to_status.type),
+        literal(detail, columns.detail.type),
+    )
+    names = ["job_id", "at", "event", "from_status", "to_status", "detail"]
+    return insert(JobEvent).from_select(names, rows).cte("logged")
 
 
 def touch(

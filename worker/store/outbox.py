@@ -39,9 +39,17 @@ class _Pending:
     batches: set[uuid.UUID] = field(default_factory=set)
 
 
-def job_finished(session: Session, *, job_id: uuid.UUID, status: str) -> None:
-    """Record the job's webhook (if it has a callback URL) and queue its batch's check."""
-    batch_id, url = deliveries.job_reporting(session, job_id)
+def job_finished(
+    session: Session,
+    *,
+    job_id: uuid.UUID,
+    status: str,
+    reports_to: tuple[uuid.UUID | None, str | None] | None = None,
+) -> None:
+    """Record the job's webhook (if it has a callback URL) and queue its batch's check.
+    ``reports_to``: the job's (batch id, callback URL) when the caller's statement just
+    returned them (else they are read)."""
+    batch_id, url = reports_to or deliveries.job_reporting(session, job_id)
     if url is None and batch_id is None:
         return
     pending = _pending(session)

@@ -19,9 +19,9 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import Date, and_, cast, func, insert, select, update
+from sqlalchemy import Date, Row, and_, cast, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -178,17 +178,36 @@ def release(session: Session, reservation: dict[str, Any]) -> None:
     _apply(session, reservation, "released")
 
 
-def settle(session: Session, *, job_id: uuid.UUID, outcome: Outcome) -> None:
+class Reserved(NamedTuple):
+    """What a settlement needs of the job's row (its move's update returns it)."""
+
+    reservation: dict[str, Any] | None
+    tenant: str
+    batch_id: uuid.UUID | None
+
+
+def settle(
+    session: Session,
+    *,
+    job_id: uuid.UUID,
+    outcome: Outcome,
+    reserved: Reserved | None = None,
+    cleared: bool = False,
+) -> None:
     """Turn the job's reservation into a charge, a possible charge, or nothing; a job without
-    one (claimed before budgets existed, settled already) is left as it is."""
-    row = session.execute(
-        select(Job.reservation, Job.tenant, Job.batch_id).where(Job.id == job_id)
-    ).first()
+    one (claimed before budgets existed, settled already) is left as it is. ``reserved``: the
+    row as the caller's statement just returned it, in this transaction (else it is read);
+    ``cleared``: that statement also cleared the job's reservation."""
+    row: Reserved | Row[Any] | None = reserved
+    if row is None:
+        query = select(Job.reservation, Job.tenant, Job.batch_id).where(Job.id == job_id)
+        row = session.execute(query).first()
     if row is None or not row.reservation:
         return
     reservation = row.reservation
     _apply(session, reservation, outcome)
-    session.execute(update(Job).where(Job.id == job_id).values(reservation=None))
+    if not cleared:
+        session.execute(update(Job).where(Job.id == job_id).values(reservation=None))
     if outcome == "released":
         return
     amount = int(reservation["amount"])

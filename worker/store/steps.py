@@ -13,17 +13,17 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from models import Job
+from models import Job, JobImage
 from models.base import utcnow
 from worker.core import tenancy
 from worker.core.limits import Admission, Limits, Refused
 from worker.core.settings import get_settings
 from worker.core.states import JobStatus
 from worker.store import fleet, spend, tenants
-from worker.store.jobs import add_event, get_job
+from worker.store.jobs import add_event, get_job, stored_indexes, update_job_with_event
 from worker.store.transitions import Claim, holds, lease_released, lease_values, move
 
 
@@ -81,7 +81,7 @@ def claim_for_submit(
     fleet.take(session, admission)
     if rate_tokens is not None:
         tenants.take_rate_token(session, tenant=job.tenant, tokens=rate_tokens, at=now)
-    return Claim(job_id, token, attempt=job.attempts + 1, job=job)
+    return Claim(job_id, token, attempt=job.attempts + 1, job=job, reservation=reservation)
 
 
 def _tenant_admission(
@@ -131,7 +131,7 @@ def mark_running(
             sources=[JobStatus.SUBMITTING],
             target=JobStatus.RUNNING,
             event="submitted",
-            guard=holds(claim),
+            claim=claim,
             values=values,
             detail={"prediction_id": prediction_id},
         )
@@ -167,7 +167,7 @@ def requeue_submit(
             sources=[JobStatus.SUBMITTING],
             target=JobStatus.QUEUED,
             event="submit_retry",
-            guard=holds(claim),
+            claim=claim,
             values=values,
             detail=detail,
         )
@@ -246,9 +246,11 @@ def mark_generated(
 
 def claim_for_transfer(session: Session, *, job_id: uuid.UUID, lease_s: float) -> Claim | None:
     """Take the transfer lease of a transferring job whose lease is free or expired; the claim
-    carries the job as the update left it (its attempt counted)."""
+    carries the job as the update left it (its attempt counted) and the outputs already
+    stored (counted by the same statement; listed only when there are any)."""
     token, values = lease_values(lease_s)
     now = utcnow()
+    images = select(func.count()).where(JobImage.job_id == Job.id).scalar_subquery()
     statement = (
         update(Job)
         .where(
@@ -258,13 +260,14 @@ def claim_for_transfer(session: Session, *, job_id: uuid.UUID, lease_s: float) -
             or_(Job.next_action_at.is_(None), Job.next_action_at <= now),
         )
         .values(**values, transfer_attempts=Job.transfer_attempts + 1, updated_at=now)
-        .returning(Job)
+        .returning(Job, images.label("stored"))
     )
-    job = session.scalars(statement).first()
-    if job is None:
+    row = update_job_with_event(session, statement, event="transfer_started", also="stored")
+    if row is None:
         return None
-    add_event(session, job_id=job_id, event="transfer_started")
-    return Claim(job_id, token, attempt=job.transfer_attempts, job=job)
+    job, stored = row
+    done = frozenset(stored_indexes(session, job_id)) if stored else frozenset()
+    return Claim(job_id, token, attempt=job.transfer_attempts, job=job, stored=done)
 
 
 def release_transfer(
@@ -323,7 +326,7 @@ def mark_succeeded(session: Session, *, claim: Claim) -> bool:
             sources=[JobStatus.TRANSFERRING],
             target=JobStatus.SUCCEEDED,
             event="succeeded",
-            guard=holds(claim),
+            claim=claim,
             values=values,
         )
         is not None

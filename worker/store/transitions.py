@@ -26,7 +26,7 @@ from worker.core import ports
 from worker.core.states import ACTIVE, JobStatus, Moved, transition
 from worker.db.aftercommit import call_after_commit
 from worker.store import outbox, spend
-from worker.store.jobs import add_event
+from worker.store.jobs import add_event, update_with_event
 from worker.telemetry import metrics
 
 
@@ -39,6 +39,10 @@ class Claim:
     #: The attempt the claim counts, and the job as read with it (submit and transfer claims).
     attempt: int = 0
     job: Job | None = field(default=None, compare=False, repr=False)
+    #: The output indexes already stored when the claim was taken (transfer claims).
+    stored: frozenset[int] = frozenset()
+    #: The job's price this claim reserved on its budgets (submit claims).
+    reservation: dict[str, Any] | None = field(default=None, compare=False)
 
 
 def move(
@@ -50,41 +54,71 @@ def move(
     event: str,
     values: dict[str, Any] | None = None,
     guard: ColumnElement[bool] | None = None,
+    claim: Claim | None = None,
     detail: dict[str, Any] | None = None,
 ) -> Moved | None:
-    """Move the job to ``target`` if it is in one of ``sources``: the row, its event and (for
-    an ending) its webhook row, in the caller's transaction. Returns what happened, or None
-    when the row had moved on (a duplicate or late delivery, a cancellation)."""
+    """Move the job to ``target`` if it is in one of ``sources`` (and ``guard`` holds, and the
+    row still carries ``claim``'s lease): the row, its event and (for an ending) its webhook
+    row, in the caller's transaction. Returns what happened, or None when the row had moved
+    on (a duplicate or late delivery, a cancellation)."""
     sources = list(sources)
     for source in sources:
         transition(source, target)  # a programming error if the state machine forbids it
     condition = and_(Job.id == job_id, Job.status.in_([s.value for s in sources]))
     if guard is not None:
         condition = and_(condition, guard)
+    if claim is not None:
+        condition = and_(condition, holds(claim))
     current: str | None = sources[0].value
     if len(sources) > 1:  # lock the row to learn which source it leaves from
         current = session.scalar(select(Job.status).where(condition).with_for_update())
     if current is None:
         return None
+    source = JobStatus(current)
+    values = dict(values or {})
+    # the submit claim's own reservation (its lease proves the row still holds it) is cleared
+    # by this very update; any other is read back from the row and cleared by the settlement
+    settles_claim = source is JobStatus.SUBMITTING and claim is not None and claim.job is not None
+    if settles_claim:
+        values["reservation"] = None
     statement = (
         update(Job)
         .where(condition)
-        .values(status=target.value, updated_at=utcnow(), **(values or {}))
-        .returning(Job.poll_count)
+        .values(status=target.value, updated_at=utcnow(), **values)
+        .returning(*_RETURNED)
     )
-    moved = session.execute(statement).first()
+    moved = update_with_event(
+        session, statement, event=event, from_status=source, to_status=target, detail=detail
+    )
     if moved is None:
         return None
-    source = JobStatus(current)
     if source is JobStatus.SUBMITTING:  # the submit ended: its reserved budget settles
-        spend.settle(session, job_id=job_id, outcome=_submit_outcome(target, values))
-    add_event(
-        session, job_id=job_id, event=event, from_status=source, to_status=target, detail=detail
-    )
+        held = claim.reservation if claim is not None and settles_claim else moved.reservation
+        spend.settle(
+            session,
+            job_id=job_id,
+            outcome=_submit_outcome(target, values),
+            reserved=spend.Reserved(held, moved.tenant, moved.batch_id),
+            cleared=settles_claim,
+        )
     polls = moved.poll_count if source is JobStatus.RUNNING else None
     happened = Moved(job_id, source, target, polls)
-    _follow_up(session, happened)
+    _follow_up(session, happened, reports_to=(moved.batch_id, moved.callback_url))
     return happened
+
+
+#: What a move's update returns: what the event, the settlement and the follow-up need, so
+#: none of them reads the row again. (``reservation`` is used only when the update left it
+#: as it was: only the claim out of ``queued`` sets it, and a move out of ``submitting``
+#: clears it only with the submit claim that holds it.)
+_RETURNED = (
+    Job.id,
+    Job.poll_count,
+    Job.reservation,
+    Job.tenant,
+    Job.batch_id,
+    Job.callback_url,
+)
 
 
 def _submit_outcome(target: JobStatus, values: dict[str, Any] | None) -> spend.Outcome:
@@ -97,13 +131,17 @@ def _submit_outcome(target: JobStatus, values: dict[str, Any] | None) -> spend.O
     return "released"
 
 
-def _follow_up(session: Session, moved: Moved) -> None:
+def _follow_up(
+    session: Session, moved: Moved, *, reports_to: tuple[uuid.UUID | None, str | None]
+) -> None:
     """What a transition sets off, said once. In the transaction: an ending's webhook row.
     After the outermost transaction commits (never on rollback): the webhook and the batch's
     completion check (``store.outbox``), the discard of orphaned outputs, a dispatcher wake-up
     when a prediction slot freed, and the transition's count."""
     if moved.ends:
-        outbox.job_finished(session, job_id=moved.job_id, status=moved.target.value)
+        outbox.job_finished(
+            session, job_id=moved.job_id, status=moved.target.value, reports_to=reports_to
+        )
     if moved.orphans_outputs:
         call_after_commit(session, _send_discard, moved.job_id)
     metrics.transition(session, moved.source, moved.target, polls=moved.polls)
@@ -165,7 +203,6 @@ def fail(
     values = ended(code, message)
     if ambiguous:
         values["ambiguous_submits"] = Job.ambiguous_submits + 1
-    guard = holds(claim) if claim else None
     return (
         move(
             session,
@@ -173,7 +210,7 @@ def fail(
             sources=sources,
             target=JobStatus.FAILED,
             event="failed",
-            guard=guard,
+            claim=claim,
             values=values,
             detail={"code": code, "message": message},
         )
