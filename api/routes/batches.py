@@ -190,8 +190,9 @@ def list_batches(
 def own_batch(principal: Principal, batch_id: str | uuid.UUID) -> uuid.UUID:
     """The batch a path names, if the caller may see it (another tenant's is a 404)."""
     found = resolve_batch_id(batch_id, tenant=visible_tenant(principal))
-    tenant = batches.batch_status(found)["tenant"]
-    keys.check_sees(principal, tenant, BatchNotFound(f"no batch with id {found}"))
+    keys.check_sees(
+        principal, keys.owner_of_batch(found), BatchNotFound(f"no batch with id {found}")
+    )
     return found
 
 

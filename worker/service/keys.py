@@ -18,7 +18,7 @@ from typing import Any
 
 from models import ApiKey
 from models.base import utcnow
-from worker.core.errors import BadInput, ImagegenError, JobNotFound
+from worker.core.errors import BadInput, BatchNotFound, ImagegenError, JobNotFound
 from worker.core.settings import get_settings
 from worker.core.tenancy import (
     DEFAULT_TENANT,
@@ -30,6 +30,7 @@ from worker.core.tenancy import (
 )
 from worker.core.timespec import iso
 from worker.db.engine import session_scope
+from worker.store import batches as batch_store
 from worker.store import tenants
 
 PREFIX = "igk_"
@@ -176,6 +177,15 @@ def owner_of_job(job_id: uuid.UUID) -> str:
     if tenant is None:
         raise JobNotFound(f"no job with id {job_id}")
     return tenant
+
+
+def owner_of_batch(batch_id: uuid.UUID) -> str:
+    """The tenant of a batch (BatchNotFound when there is none, or retention is deleting it)."""
+    with session_scope() as session:
+        batch = batch_store.get_batch(session, batch_id)
+        if batch is None:
+            raise BatchNotFound(f"no batch with id {batch_id}")
+        return batch.tenant
 
 
 def check_sees(principal: Principal, tenant: str, missing: ImagegenError) -> None:
